@@ -1,0 +1,53 @@
+// Config: everything an engine is built from. Load it from code, a JSON file or the
+// environment; later sources override earlier ones field by field.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "te/status.h"
+
+namespace te {
+
+struct Config {
+  // Segment discovery: "p2p" (no server; the segment name is the RPC "host:port"),
+  // "redis", "etcd" or "http".
+  std::string metadata_type = "p2p";
+  // Comma-separated servers for the central backends; unused by p2p.
+  std::string metadata_servers;
+  // Name peers open this engine's segment by. p2p: empty, "host" or "host:port"
+  // (it then also sets rpc_host/rpc_port); the final name is always "host:port".
+  std::string local_segment_name;
+  // Address the RPC server binds and advertises. Empty: bind all interfaces and
+  // advertise this host's first non-loopback IPv4 address (127.0.0.1 if none).
+  std::string rpc_host;
+  uint16_t rpc_port = 0;  // 0 picks a free port
+  // Transports this engine may use, in order of preference: "local" (same process),
+  // "tcp". Others are reported as NotSupported by this build.
+  std::vector<std::string> transports = {"local", "tcp"};
+  // "debug", "info", "warning", "error".
+  std::string log_level = "warning";
+  // Identity of the machine; empty reads /etc/machine-id. Tests override it to
+  // simulate separate hosts.
+  std::string machine_id;
+
+  // Data path tuning.
+  uint32_t tcp_connections_per_peer = 4;
+  uint64_t slice_size = 1 << 20;          // requests above this are split
+  uint32_t transfer_timeout_ms = 5000;    // a slice without progress this long fails
+  uint32_t connect_timeout_ms = 3000;
+
+  // Parses a JSON object; keys are the field names above. Unknown keys are errors.
+  static Status FromJson(const std::string& json_text, Config* config);
+  static Status FromJsonFile(const std::string& path, Config* config);
+  // Overrides fields from TE_METADATA_TYPE, TE_METADATA_SERVERS, TE_LOCAL_SEGMENT,
+  // TE_RPC_HOST, TE_RPC_PORT, TE_TRANSPORTS (comma-separated), TE_LOG_LEVEL,
+  // TE_MACHINE_ID, TE_TCP_CONNECTIONS, TE_SLICE_SIZE, TE_TRANSFER_TIMEOUT_MS;
+  // TE_CONFIG names a JSON file applied first.
+  static Status FromEnv(Config* config);
+  // Checks ranges and names; the engine calls it before starting.
+  Status Validate() const;
+};
+
+}  // namespace te

@@ -1,0 +1,153 @@
+#include "te/config.h"
+
+#include <cstdlib>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "common/logging.h"
+#include "common/strings.h"
+
+namespace te {
+namespace {
+
+using Json = nlohmann::json;
+
+template <typename T>
+Status ReadField(const Json& j, const char* key, T* out) {
+  try {
+    *out = j.at(key).get<T>();
+  } catch (const Json::exception& e) {
+    return Status::InvalidArgument(std::string("config field '") + key + "': " + e.what());
+  }
+  return Status::OK();
+}
+
+Status ReadNumber(const Json& j, const char* key, uint64_t max, uint64_t* out) {
+  const Json& v = j.at(key);
+  if (!v.is_number_unsigned() || v.get<uint64_t>() > max) {
+    return Status::InvalidArgument(std::string("config field '") + key +
+                                   "' must be an integer in [0, " + std::to_string(max) + "]");
+  }
+  *out = v.get<uint64_t>();
+  return Status::OK();
+}
+
+template <typename T>
+Status ReadUnsigned(const Json& j, const char* key, T* out) {
+  uint64_t v;
+  TE_RETURN_IF_ERROR(ReadNumber(j, key, static_cast<uint64_t>(std::numeric_limits<T>::max()), &v));
+  *out = static_cast<T>(v);
+  return Status::OK();
+}
+
+Status EnvUnsigned(const char* name, uint64_t max, uint64_t* out, bool* present) {
+  const char* v = std::getenv(name);
+  *present = v != nullptr;
+  if (!v) return Status::OK();
+  if (!ParseUint64(v, out) || *out > max) {
+    return Status::InvalidArgument(std::string(name) + "='" + v + "' is not an integer in [0, " +
+                                   std::to_string(max) + "]");
+  }
+  return Status::OK();
+}
+
+template <typename T>
+Status ApplyEnvUnsigned(const char* name, T* field) {
+  uint64_t v;
+  bool present;
+  TE_RETURN_IF_ERROR(EnvUnsigned(name, std::numeric_limits<T>::max(), &v, &present));
+  if (present) *field = static_cast<T>(v);
+  return Status::OK();
+}
+
+void ApplyEnvString(const char* name, std::string* field) {
+  if (const char* v = std::getenv(name)) *field = v;
+}
+
+}  // namespace
+
+Status Config::FromJson(const std::string& json_text, Config* config) {
+  Json j = Json::parse(json_text, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded()) return Status::InvalidArgument("config is not valid JSON");
+  if (!j.is_object()) return Status::InvalidArgument("config must be a JSON object");
+  for (auto& [key, value] : j.items()) {
+    Status s;
+    if (key == "metadata_type") s = ReadField(j, "metadata_type", &config->metadata_type);
+    else if (key == "metadata_servers") s = ReadField(j, "metadata_servers", &config->metadata_servers);
+    else if (key == "local_segment_name") s = ReadField(j, "local_segment_name", &config->local_segment_name);
+    else if (key == "rpc_host") s = ReadField(j, "rpc_host", &config->rpc_host);
+    else if (key == "rpc_port") s = ReadUnsigned(j, "rpc_port", &config->rpc_port);
+    else if (key == "transports") s = ReadField(j, "transports", &config->transports);
+    else if (key == "log_level") s = ReadField(j, "log_level", &config->log_level);
+    else if (key == "machine_id") s = ReadField(j, "machine_id", &config->machine_id);
+    else if (key == "tcp_connections_per_peer") s = ReadUnsigned(j, "tcp_connections_per_peer", &config->tcp_connections_per_peer);
+    else if (key == "slice_size") s = ReadUnsigned(j, "slice_size", &config->slice_size);
+    else if (key == "transfer_timeout_ms") s = ReadUnsigned(j, "transfer_timeout_ms", &config->transfer_timeout_ms);
+    else if (key == "connect_timeout_ms") s = ReadUnsigned(j, "connect_timeout_ms", &config->connect_timeout_ms);
+    else s = Status::InvalidArgument("unknown config field '" + key + "'");
+    TE_RETURN_IF_ERROR(s);
+    (void)value;
+  }
+  return Status::OK();
+}
+
+Status Config::FromJsonFile(const std::string& path, Config* config) {
+  std::ifstream in(path);
+  if (!in) return Status::NotFound("cannot open config file '" + path + "'");
+  std::stringstream buf;
+  buf << in.rdbuf();
+  Status s = FromJson(buf.str(), config);
+  if (!s.ok()) return Status(s.code(), path + ": " + s.message());
+  return s;
+}
+
+Status Config::FromEnv(Config* config) {
+  if (const char* path = std::getenv("TE_CONFIG")) TE_RETURN_IF_ERROR(FromJsonFile(path, config));
+  ApplyEnvString("TE_METADATA_TYPE", &config->metadata_type);
+  ApplyEnvString("TE_METADATA_SERVERS", &config->metadata_servers);
+  ApplyEnvString("TE_LOCAL_SEGMENT", &config->local_segment_name);
+  ApplyEnvString("TE_RPC_HOST", &config->rpc_host);
+  ApplyEnvString("TE_LOG_LEVEL", &config->log_level);
+  ApplyEnvString("TE_MACHINE_ID", &config->machine_id);
+  if (const char* v = std::getenv("TE_TRANSPORTS")) config->transports = SplitList(v);
+  TE_RETURN_IF_ERROR(ApplyEnvUnsigned("TE_RPC_PORT", &config->rpc_port));
+  TE_RETURN_IF_ERROR(ApplyEnvUnsigned("TE_TCP_CONNECTIONS", &config->tcp_connections_per_peer));
+  TE_RETURN_IF_ERROR(ApplyEnvUnsigned("TE_SLICE_SIZE", &config->slice_size));
+  TE_RETURN_IF_ERROR(ApplyEnvUnsigned("TE_TRANSFER_TIMEOUT_MS", &config->transfer_timeout_ms));
+  return Status::OK();
+}
+
+Status Config::Validate() const {
+  static const char* const kMetadataTypes[] = {"p2p", "redis", "etcd", "http"};
+  bool known = false;
+  for (const char* t : kMetadataTypes) known |= metadata_type == t;
+  if (!known) {
+    return Status::InvalidArgument("metadata_type '" + metadata_type +
+                                   "' is not one of p2p, redis, etcd, http");
+  }
+  if (metadata_type != "p2p" && SplitList(metadata_servers).empty()) {
+    return Status::InvalidArgument("metadata_type '" + metadata_type +
+                                   "' needs metadata_servers");
+  }
+  LogLevel level;
+  if (!ParseLogLevel(log_level, &level)) {
+    return Status::InvalidArgument("log_level '" + log_level +
+                                   "' is not one of debug, info, warning, error");
+  }
+  if (transports.empty()) return Status::InvalidArgument("no transport enabled");
+  for (const std::string& t : transports) {
+    if (t != "local" && t != "tcp") {
+      return Status::NotSupported("transport '" + t + "' is not available in this build");
+    }
+  }
+  if (tcp_connections_per_peer < 1 || tcp_connections_per_peer > 64) {
+    return Status::InvalidArgument("tcp_connections_per_peer must be in [1, 64]");
+  }
+  if (slice_size < 4096) return Status::InvalidArgument("slice_size must be at least 4096");
+  if (transfer_timeout_ms < 10) return Status::InvalidArgument("transfer_timeout_ms must be >= 10");
+  if (connect_timeout_ms < 10) return Status::InvalidArgument("connect_timeout_ms must be >= 10");
+  return Status::OK();
+}
+
+}  // namespace te

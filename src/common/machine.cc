@@ -1,0 +1,53 @@
+#include "common/machine.h"
+
+#include <arpa/inet.h>
+#include <ifaddrs.h>
+#include <net/if.h>
+#include <netinet/in.h>
+#include <unistd.h>
+
+#include <fstream>
+
+#ifdef TE_HAVE_NUMA
+#include <numa.h>
+#endif
+
+namespace te {
+
+std::string ReadMachineId() {
+  for (const char* path : {"/etc/machine-id", "/var/lib/dbus/machine-id"}) {
+    std::ifstream in(path);
+    std::string id;
+    if (in >> id && !id.empty()) return id;
+  }
+  char host[256] = {};
+  ::gethostname(host, sizeof(host) - 1);
+  return std::string("host-") + host;
+}
+
+std::string DefaultAdvertiseAddress() {
+  ifaddrs* list = nullptr;
+  std::string result = "127.0.0.1";
+  if (::getifaddrs(&list) != 0) return result;
+  for (ifaddrs* p = list; p; p = p->ifa_next) {
+    if (!p->ifa_addr || p->ifa_addr->sa_family != AF_INET) continue;
+    if (!(p->ifa_flags & IFF_UP) || (p->ifa_flags & IFF_LOOPBACK)) continue;
+    char buf[INET_ADDRSTRLEN];
+    auto* sin = reinterpret_cast<sockaddr_in*>(p->ifa_addr);
+    if (::inet_ntop(AF_INET, &sin->sin_addr, buf, sizeof(buf))) {
+      result = buf;
+      break;
+    }
+  }
+  ::freeifaddrs(list);
+  return result;
+}
+
+int NumaNodeCount() {
+#ifdef TE_HAVE_NUMA
+  if (numa_available() >= 0) return numa_max_node() + 1;
+#endif
+  return 1;
+}
+
+}  // namespace te

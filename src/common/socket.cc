@@ -1,0 +1,226 @@
+#include "common/socket.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <climits>
+#include <chrono>
+#include <cstring>
+
+namespace te {
+namespace {
+
+Status Resolve(const std::string& host, uint16_t port, bool passive, addrinfo** result) {
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = passive ? AI_PASSIVE : 0;
+  std::string service = std::to_string(port);
+  int rc = getaddrinfo(host.empty() ? nullptr : host.c_str(), service.c_str(), &hints, result);
+  if (rc != 0) {
+    return Status::InvalidArgument("cannot resolve '" + host + "': " + gai_strerror(rc));
+  }
+  return Status::OK();
+}
+
+Status IoStatus(const char* what, int err) {
+  if (err == EAGAIN || err == EWOULDBLOCK) return Status::Timeout(std::string(what) + " timed out");
+  if (err == EPIPE || err == ECONNRESET || err == ENOTCONN || err == ESHUTDOWN) {
+    return Status::Unavailable(std::string(what) + ": connection lost (" + std::strerror(err) + ")");
+  }
+  return Status::FromErrno(what, err);
+}
+
+}  // namespace
+
+void UniqueFd::Reset(int fd) {
+  if (fd_ >= 0) ::close(fd_);
+  fd_ = fd;
+}
+
+Status Listen(const std::string& host, uint16_t port, UniqueFd* out, uint16_t* bound_port) {
+  addrinfo* ai = nullptr;
+  TE_RETURN_IF_ERROR(Resolve(host, port, true, &ai));
+  Status last = Status::Unavailable("no address to listen on for '" + host + "'");
+  for (addrinfo* p = ai; p; p = p->ai_next) {
+    UniqueFd fd(::socket(p->ai_family, p->ai_socktype | SOCK_CLOEXEC, p->ai_protocol));
+    if (!fd.valid()) {
+      last = Status::FromErrno("socket", errno);
+      continue;
+    }
+    int one = 1;
+    ::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (::bind(fd.get(), p->ai_addr, p->ai_addrlen) != 0) {
+      int err = errno;
+      last = err == EADDRINUSE ? Status::AlreadyExists("port " + std::to_string(port) + " on '" +
+                                                        host + "' is in use")
+                               : Status::FromErrno("bind " + host, err);
+      continue;
+    }
+    if (::listen(fd.get(), 512) != 0) {
+      last = Status::FromErrno("listen", errno);
+      continue;
+    }
+    sockaddr_storage addr{};
+    socklen_t len = sizeof(addr);
+    ::getsockname(fd.get(), reinterpret_cast<sockaddr*>(&addr), &len);
+    *bound_port = ntohs(addr.ss_family == AF_INET6
+                            ? reinterpret_cast<sockaddr_in6*>(&addr)->sin6_port
+                            : reinterpret_cast<sockaddr_in*>(&addr)->sin_port);
+    *out = std::move(fd);
+    freeaddrinfo(ai);
+    return Status::OK();
+  }
+  freeaddrinfo(ai);
+  return last;
+}
+
+Status Connect(const std::string& host, uint16_t port, uint32_t timeout_ms, UniqueFd* out) {
+  addrinfo* ai = nullptr;
+  TE_RETURN_IF_ERROR(Resolve(host, port, false, &ai));
+  std::string where = host + ":" + std::to_string(port);
+  Status last = Status::Unavailable("cannot connect to " + where);
+  for (addrinfo* p = ai; p; p = p->ai_next) {
+    UniqueFd fd(::socket(p->ai_family, p->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, p->ai_protocol));
+    if (!fd.valid()) {
+      last = Status::FromErrno("socket", errno);
+      continue;
+    }
+    int rc = ::connect(fd.get(), p->ai_addr, p->ai_addrlen);
+    if (rc != 0 && errno == EINPROGRESS) {
+      pollfd pfd{fd.get(), POLLOUT, 0};
+      rc = ::poll(&pfd, 1, static_cast<int>(timeout_ms));
+      if (rc == 0) {
+        last = Status::Timeout("connect to " + where + " timed out after " +
+                               std::to_string(timeout_ms) + " ms");
+        continue;
+      }
+      int err = 0;
+      socklen_t len = sizeof(err);
+      ::getsockopt(fd.get(), SOL_SOCKET, SO_ERROR, &err, &len);
+      rc = err == 0 ? 0 : -1;
+      errno = err;
+    }
+    if (rc != 0) {
+      last = Status::Unavailable("cannot connect to " + where + ": " + std::strerror(errno));
+      continue;
+    }
+    int flags = ::fcntl(fd.get(), F_GETFL);
+    ::fcntl(fd.get(), F_SETFL, flags & ~O_NONBLOCK);
+    int one = 1;
+    ::setsockopt(fd.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    *out = std::move(fd);
+    freeaddrinfo(ai);
+    return Status::OK();
+  }
+  freeaddrinfo(ai);
+  return last;
+}
+
+Status Accept(int listen_fd, UniqueFd* out) {
+  for (;;) {
+    int fd = ::accept4(listen_fd, nullptr, nullptr, SOCK_CLOEXEC);
+    if (fd >= 0) {
+      int one = 1;
+      ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+      out->Reset(fd);
+      return Status::OK();
+    }
+    if (errno == EINTR || errno == ECONNABORTED) continue;
+    if (errno == EINVAL || errno == EBADF) return Status::Cancelled("listener closed");
+    if (errno == EMFILE || errno == ENFILE) {
+      // Out of descriptors: back off instead of spinning on the pending connection.
+      ::poll(nullptr, 0, 50);
+      return Status::ResourceExhausted("accept: out of file descriptors");
+    }
+    return Status::FromErrno("accept", errno);
+  }
+}
+
+Status SetIoTimeout(int fd, uint32_t timeout_ms) {
+  timeval tv{static_cast<time_t>(timeout_ms / 1000), static_cast<suseconds_t>((timeout_ms % 1000) * 1000)};
+  if (::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) != 0 ||
+      ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) != 0) {
+    return Status::FromErrno("setsockopt timeout", errno);
+  }
+  return Status::OK();
+}
+
+void SetBulkBuffers(int fd) {
+  int size = 4 << 20;
+  ::setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, sizeof(size));
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof(size));
+}
+
+Status SendAll(int fd, struct iovec* iov, int iovcnt) {
+  while (iovcnt > 0) {
+    msghdr msg{};
+    msg.msg_iov = iov;
+    msg.msg_iovlen = static_cast<size_t>(iovcnt < IOV_MAX ? iovcnt : IOV_MAX);
+    ssize_t n = ::sendmsg(fd, &msg, MSG_NOSIGNAL);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return IoStatus("send", errno);
+    }
+    size_t left = static_cast<size_t>(n);
+    while (iovcnt > 0 && left >= iov->iov_len) {
+      left -= iov->iov_len;
+      ++iov;
+      --iovcnt;
+    }
+    if (iovcnt > 0) {
+      iov->iov_base = static_cast<char*>(iov->iov_base) + left;
+      iov->iov_len -= left;
+    }
+  }
+  return Status::OK();
+}
+
+Status SendAll(int fd, const void* data, size_t len) {
+  iovec iov{const_cast<void*>(data), len};
+  return SendAll(fd, &iov, 1);
+}
+
+Status RecvAll(int fd, void* data, size_t len) {
+  char* p = static_cast<char*>(data);
+  while (len > 0) {
+    ssize_t n = ::recv(fd, p, len, MSG_WAITALL);
+    if (n > 0) {
+      p += n;
+      len -= static_cast<size_t>(n);
+      continue;
+    }
+    if (n == 0) return Status::Unavailable("connection closed by peer");
+    if (errno == EINTR) continue;
+    return IoStatus("recv", errno);
+  }
+  return Status::OK();
+}
+
+Status RecvDiscard(int fd, uint64_t len) {
+  char sink[16384];
+  while (len > 0) {
+    size_t chunk = len < sizeof(sink) ? static_cast<size_t>(len) : sizeof(sink);
+    TE_RETURN_IF_ERROR(RecvAll(fd, sink, chunk));
+    len -= chunk;
+  }
+  return Status::OK();
+}
+
+bool WaitReadable(int fd, int timeout_ms) {
+  pollfd pfd{fd, POLLIN, 0};
+  for (;;) {
+    int rc = ::poll(&pfd, 1, timeout_ms);
+    if (rc < 0 && errno == EINTR) continue;
+    return rc > 0;
+  }
+}
+
+}  // namespace te

@@ -1,0 +1,61 @@
+// Blocking TCP socket helpers. Every call that can wait on a peer is bounded, either
+// by an explicit timeout or by the SO_RCVTIMEO/SO_SNDTIMEO set with SetIoTimeout.
+#pragma once
+
+#include <sys/uio.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+#include "te/status.h"
+
+namespace te {
+
+// Owns a file descriptor; closes it on destruction.
+class UniqueFd {
+ public:
+  UniqueFd() = default;
+  explicit UniqueFd(int fd) : fd_(fd) {}
+  ~UniqueFd() { Reset(); }
+  UniqueFd(UniqueFd&& o) noexcept : fd_(o.Release()) {}
+  UniqueFd& operator=(UniqueFd&& o) noexcept {
+    if (this != &o) Reset(o.Release());
+    return *this;
+  }
+  int get() const { return fd_; }
+  bool valid() const { return fd_ >= 0; }
+  int Release() {
+    int fd = fd_;
+    fd_ = -1;
+    return fd;
+  }
+  void Reset(int fd = -1);
+
+ private:
+  int fd_ = -1;
+};
+
+// Binds and listens on host:port (empty host: all interfaces; port 0: any free port).
+Status Listen(const std::string& host, uint16_t port, UniqueFd* fd, uint16_t* bound_port);
+// Connects within timeout_ms; the result is blocking with TCP_NODELAY set.
+Status Connect(const std::string& host, uint16_t port, uint32_t timeout_ms, UniqueFd* fd);
+// Accepts one connection; kCancelled once the listener is shut down.
+Status Accept(int listen_fd, UniqueFd* fd);
+// Sets SO_RCVTIMEO and SO_SNDTIMEO: a blocked recv/send fails with kTimeout after this.
+Status SetIoTimeout(int fd, uint32_t timeout_ms);
+// Enlarges kernel socket buffers for bulk data.
+void SetBulkBuffers(int fd);
+
+// Sends every byte of iov (modified in place). kUnavailable when the peer is gone.
+Status SendAll(int fd, struct iovec* iov, int iovcnt);
+Status SendAll(int fd, const void* data, size_t len);
+// Receives exactly len bytes. kUnavailable on orderly close, kTimeout after the
+// socket's receive timeout without any byte.
+Status RecvAll(int fd, void* data, size_t len);
+// Discards len bytes.
+Status RecvDiscard(int fd, uint64_t len);
+// Waits until fd is readable; false on timeout. timeout_ms < 0 waits forever.
+bool WaitReadable(int fd, int timeout_ms);
+
+}  // namespace te

@@ -1,0 +1,68 @@
+#include "engine/batch.h"
+
+namespace te {
+
+Slice* Task::PrepareSlices(uint32_t count) {
+  pending_slices.store(count, std::memory_order_relaxed);
+  if (count == 1) return &inline_slice;
+  split_slices.reset(new Slice[count]);
+  return split_slices.get();
+}
+
+TransferStatus Task::Status() const {
+  TransferStatus s;
+  s.state = state.load(std::memory_order_acquire);
+  s.transferred_bytes = transferred.load(std::memory_order_relaxed);
+  if (s.state == TransferState::kFailed) s.error = error;
+  return s;
+}
+
+Batch::Batch(size_t capacity) : capacity_(capacity), tasks_(new Task[capacity]) {
+  for (size_t i = 0; i < capacity; ++i) tasks_[i].batch = this;
+}
+
+bool Batch::Reserve(size_t count, size_t* first) {
+  if (count > capacity_ - reserved_) return false;
+  *first = reserved_;
+  reserved_ += count;
+  return true;
+}
+
+TransferStatus Batch::Overall() const {
+  TransferStatus overall;
+  overall.state = TransferState::kCompleted;
+  bool failed = false;
+  const size_t n = size();
+  for (size_t i = 0; i < n; ++i) {
+    const Task& t = tasks_[i];
+    TransferState st = t.state.load(std::memory_order_acquire);
+    overall.transferred_bytes += t.transferred.load(std::memory_order_relaxed);
+    if (st == TransferState::kPending) {
+      overall.state = TransferState::kPending;
+    } else if (st == TransferState::kFailed && !failed) {
+      failed = true;
+      overall.error = "task " + std::to_string(i) + ": " + t.error;
+    }
+  }
+  if (overall.state != TransferState::kPending && failed) overall.state = TransferState::kFailed;
+  if (overall.state != TransferState::kFailed) overall.error.clear();
+  return overall;
+}
+
+void Batch::OnSliceDone(Slice* slice, const te::Status& status) {
+  Task* task = static_cast<Task*>(slice->owner);
+  if (status.ok()) {
+    task->transferred.fetch_add(slice->length, std::memory_order_relaxed);
+  } else if (!task->has_error.exchange(true, std::memory_order_acq_rel)) {
+    task->error = status.ToString();
+  }
+  if (task->pending_slices.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+    task->state.store(task->has_error.load(std::memory_order_acquire) ? TransferState::kFailed
+                                                                      : TransferState::kCompleted,
+                      std::memory_order_release);
+  }
+  // Last touch: once in-flight reaches zero, freeBatch may release the batch.
+  task->batch->in_flight_.fetch_sub(1, std::memory_order_acq_rel);
+}
+
+}  // namespace te

@@ -1,0 +1,470 @@
+#include "engine/engine_impl.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "common/logging.h"
+#include "common/machine.h"
+#include "common/strings.h"
+#include "rpc/rpc_client.h"
+
+namespace te {
+namespace {
+
+std::string HexAddr(const void* p) {
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%p", p);
+  return buf;
+}
+
+// Splits host[:port] given as the p2p segment name.
+Status ParseP2pName(const std::string& name, std::string* host, uint16_t* port) {
+  if (name.find(':') == std::string::npos || (name.front() == '[' && name.back() == ']')) {
+    *host = name;
+    return Status::OK();
+  }
+  if (!ParseHostPort(name, host, port)) {
+    return Status::InvalidArgument("p2p local segment '" + name + "' must be host or host:port");
+  }
+  return Status::OK();
+}
+
+}  // namespace
+
+EngineImpl::~EngineImpl() {
+  if (init_status_.ok()) {
+    Status s = metadata_->Unpublish(segment_name_);
+    if (!s.ok()) TE_LOG(Warning) << "unpublishing segment: " << s.ToString();
+  }
+  rpc_server_.Stop();
+  // Peers go first so transports can end in-flight slices while batches still exist.
+  segments_.Clear();
+  for (auto& t : transports_) t->Stop();
+  transports_.clear();
+  batches_.Clear();
+  std::lock_guard<std::mutex> lock(alloc_mu_);
+  for (auto& [addr, a] : allocations_) FreeMemory(a);
+  allocations_.clear();
+}
+
+Status EngineImpl::Init(const Config& config) {
+  init_status_ = [&]() -> Status {
+    TE_RETURN_IF_ERROR(config.Validate());
+    config_ = config;
+    LogLevel level = LogLevel::kWarning;
+    ParseLogLevel(config.log_level, &level);
+    SetLogLevel(level);
+    machine_id_ = config.machine_id.empty() ? ReadMachineId() : config.machine_id;
+
+    std::string host = config.rpc_host;
+    uint16_t port = config.rpc_port;
+    if (config.metadata_type == "p2p" && !config.local_segment_name.empty()) {
+      TE_RETURN_IF_ERROR(ParseP2pName(config.local_segment_name, &host, &port));
+    }
+    if (!host.empty() && host.front() == '[') host = host.substr(1, host.size() - 2);
+    bind_host_ = host.empty() ? "0.0.0.0" : host;
+    advertise_host_ = (host.empty() || host == "0.0.0.0") ? DefaultAdvertiseAddress() : host;
+
+    // The metadata backend is created first: a backend this build lacks is reported
+    // before any port is opened.
+    std::unique_ptr<MetadataClient> probe;
+    TE_RETURN_IF_ERROR(CreateMetadataClient(config, "", &probe));
+
+    rpc_server_.Register(wire::Opcode::kGetSegment,
+                         [this](const std::string&, const std::string&, std::string* response) {
+                           return RpcGetSegment(response);
+                         });
+    rpc_server_.Register(wire::Opcode::kNotify,
+                         [this](const std::string& peer, const std::string& request, std::string*) {
+                           return RpcNotify(peer, request);
+                         });
+    Status s = rpc_server_.Start(bind_host_, port);
+    if (!s.ok()) return Status(s.code(), "rpc server: " + s.message());
+
+    std::string host_part =
+        advertise_host_.find(':') != std::string::npos ? "[" + advertise_host_ + "]" : advertise_host_;
+    segment_name_ = config.metadata_type == "p2p" || config.local_segment_name.empty()
+                        ? host_part + ":" + std::to_string(rpc_server_.port())
+                        : config.local_segment_name;
+    TE_RETURN_IF_ERROR(CreateMetadataClient(config, segment_name_, &metadata_));
+
+    static_descriptor_.name = segment_name_;
+    static_descriptor_.machine_id = machine_id_;
+    static_descriptor_.pid = static_cast<uint32_t>(::getpid());
+    static_descriptor_.rpc_host = advertise_host_;
+    static_descriptor_.rpc_port = rpc_server_.port();
+    TransportContext context{&config_, &registry_, segment_name_, advertise_host_, bind_host_};
+    for (const std::string& name : config.transports) {
+      std::unique_ptr<Transport> t = CreateTransport(name);
+      if (!t) return Status::NotSupported("transport '" + name + "' is not in this build");
+      s = t->Start(context, &static_descriptor_);
+      if (!s.ok()) return Status(s.code(), "transport " + name + ": " + s.message());
+      transports_.push_back(std::move(t));
+    }
+    transport_bytes_.reset(new std::atomic<uint64_t>[transports_.size()]());
+    return metadata_->Publish(LocalDescriptor());
+  }();
+  if (!init_status_.ok()) {
+    rpc_server_.Stop();
+    for (auto& t : transports_) t->Stop();
+  }
+  return init_status_;
+}
+
+SegmentDescriptor EngineImpl::LocalDescriptor() const {
+  SegmentDescriptor d = static_descriptor_;
+  d.buffers = registry_.RemoteVisible();
+  return d;
+}
+
+void EngineImpl::PublishLocal() {
+  Status s = metadata_->Publish(LocalDescriptor());
+  if (!s.ok()) TE_LOG(Warning) << "publishing segment '" << segment_name_ << "': " << s.ToString();
+}
+
+Status EngineImpl::RpcGetSegment(std::string* response) const {
+  *response = LocalDescriptor().ToJson();
+  return Status::OK();
+}
+
+Status EngineImpl::RpcNotify(const std::string& peer, const std::string& request) {
+  auto j = nlohmann::json::parse(request, nullptr, false);
+  if (!j.is_object() || !j.contains("message") || !j["message"].is_string()) {
+    return Status::InvalidArgument("malformed notification");
+  }
+  std::lock_guard<std::mutex> lock(notify_mu_);
+  notifications_.push_back({peer, j["message"].get<std::string>()});
+  return Status::OK();
+}
+
+// ---- memory ----
+
+Status EngineImpl::Allocate(void** addr, size_t size, const MemoryOptions& options) {
+  if (!addr) return Status::InvalidArgument("addr is null");
+  int node;
+  TE_RETURN_IF_ERROR(ParseCpuLocation(options.location, &node));
+  Allocation a;
+  TE_RETURN_IF_ERROR(AllocateMemory(size, node, options.shm, &a));
+  std::lock_guard<std::mutex> lock(alloc_mu_);
+  allocations_[reinterpret_cast<uintptr_t>(a.addr)] = a;
+  *addr = a.addr;
+  return Status::OK();
+}
+
+Status EngineImpl::Free(void* addr) {
+  Allocation a;
+  {
+    std::lock_guard<std::mutex> lock(alloc_mu_);
+    auto it = allocations_.find(reinterpret_cast<uintptr_t>(addr));
+    if (it == allocations_.end()) {
+      return Status::NotFound("no memory allocated by this engine at " + HexAddr(addr));
+    }
+    a = it->second;
+    allocations_.erase(it);
+  }
+  // Unregister any part of it still registered, so no peer touches freed memory.
+  for (const auto& b : *registry_.Snapshot()) {
+    if (b->info.base >= reinterpret_cast<uint64_t>(a.addr) &&
+        b->info.base < reinterpret_cast<uint64_t>(a.addr) + a.size) {
+      registry_.Remove(b->info.base);
+    }
+  }
+  PublishLocal();
+  FreeMemory(a);
+  return Status::OK();
+}
+
+Status EngineImpl::Register(void* addr, size_t size, const MemoryOptions& options) {
+  if (!addr) return Status::InvalidArgument("cannot register a null address");
+  BufferInfo info;
+  info.base = reinterpret_cast<uint64_t>(addr);
+  info.length = size;
+  info.permission = options.permission;
+  int node;
+  if (options.location.empty()) {
+    node = NumaNodeOf(addr);
+  } else {
+    TE_RETURN_IF_ERROR(ParseCpuLocation(options.location, &node));
+  }
+  info.location = "cpu:" + std::to_string(node);
+  {
+    std::lock_guard<std::mutex> lock(alloc_mu_);
+    auto it = allocations_.upper_bound(info.base);
+    if (it != allocations_.begin()) {
+      --it;
+      if (info.base < it->first + it->second.size) info.shm_name = it->second.shm_name;
+    }
+  }
+  TE_RETURN_IF_ERROR(registry_.Add(info));
+  PublishLocal();
+  return Status::OK();
+}
+
+Status EngineImpl::Unregister(void* addr) {
+  TE_RETURN_IF_ERROR(registry_.Remove(reinterpret_cast<uint64_t>(addr)));
+  PublishLocal();
+  return Status::OK();
+}
+
+// ---- segments ----
+
+Status EngineImpl::Resolve(const std::string& name, SegmentDescriptor* out) {
+  if (name.empty()) return Status::InvalidArgument("segment name is empty");
+  if (name == segment_name_) {
+    *out = LocalDescriptor();
+    return Status::OK();
+  }
+  return metadata_->Lookup(name, out);
+}
+
+Status EngineImpl::Bind(const SegmentDescriptor& desc, OpenSegmentState* state) {
+  for (size_t i = 0; i < transports_.size(); ++i) {
+    if (!transports_[i]->CanReach(desc)) continue;
+    std::shared_ptr<TransportPeer> peer;
+    Status s = transports_[i]->GetPeer(desc, &peer);
+    if (!s.ok()) {
+      TE_LOG(Info) << "transport " << transports_[i]->name() << " cannot reach '" << desc.name
+                   << "': " << s.ToString();
+      continue;
+    }
+    std::lock_guard<std::mutex> lock(state->mu);
+    state->descriptor = std::make_shared<SegmentDescriptor>(desc);
+    state->peer = std::move(peer);
+    state->transport_index = i;
+    return Status::OK();
+  }
+  return Status::Unavailable("no enabled transport reaches segment '" + desc.name + "'");
+}
+
+Status EngineImpl::OpenSegment(SegmentHandle* handle, const std::string& name) {
+  if (!handle) return Status::InvalidArgument("handle is null");
+  SegmentDescriptor desc;
+  TE_RETURN_IF_ERROR(Resolve(name, &desc));
+  auto state = std::make_shared<OpenSegmentState>();
+  state->name = name;
+  TE_RETURN_IF_ERROR(Bind(desc, state.get()));
+  *handle = next_segment_.fetch_add(1);
+  segments_.Insert(*handle, std::move(state));
+  return Status::OK();
+}
+
+Status EngineImpl::CloseSegment(SegmentHandle handle) {
+  if (!segments_.Take(handle)) return Status::NotFound("unknown segment handle");
+  return Status::OK();
+}
+
+Status EngineImpl::RefreshSegment(SegmentHandle handle) {
+  auto state = segments_.Find(handle);
+  if (!state) return Status::NotFound("unknown segment handle");
+  SegmentDescriptor desc;
+  TE_RETURN_IF_ERROR(Resolve(state->name, &desc));
+  return Bind(desc, state.get());
+}
+
+Status EngineImpl::GetSegmentInfo(SegmentHandle handle, SegmentInfo* info) {
+  if (!info) return Status::InvalidArgument("info is null");
+  auto state = segments_.Find(handle);
+  if (!state) return Status::NotFound("unknown segment handle");
+  std::shared_ptr<const SegmentDescriptor> d;
+  {
+    std::lock_guard<std::mutex> lock(state->mu);
+    d = state->descriptor;
+  }
+  info->name = d->name;
+  info->machine_id = d->machine_id;
+  info->transports.clear();
+  for (const auto& [t, endpoint] : d->transports) info->transports.push_back(t);
+  info->buffers = d->buffers;
+  return Status::OK();
+}
+
+// ---- batches ----
+
+Status EngineImpl::AllocateBatch(size_t max_requests, BatchID* id) {
+  if (!id) return Status::InvalidArgument("batch id is null");
+  if (max_requests == 0 || max_requests > (1u << 20)) {
+    return Status::InvalidArgument("max_requests must be in [1, 1048576]");
+  }
+  *id = next_batch_.fetch_add(1);
+  batches_.Insert(*id, std::make_shared<Batch>(max_requests));
+  return Status::OK();
+}
+
+Status EngineImpl::FreeBatch(BatchID id) {
+  std::shared_ptr<Batch> batch = batches_.Take(id);
+  if (!batch) return Status::NotFound("unknown batch " + std::to_string(id));
+  batch->Cancel();
+  // Slices on the wire end within the transfer timeout (or sooner, cancelled); wait
+  // so that no byte lands in the caller's memory after we return.
+  const auto deadline = std::chrono::steady_clock::now() +
+                        std::chrono::milliseconds(config_.transfer_timeout_ms +
+                                                  config_.connect_timeout_ms + 1000);
+  while (batch->in_flight() > 0) {
+    if (std::chrono::steady_clock::now() > deadline) {
+      TE_LOG(Error) << "batch " << id << " still has " << batch->in_flight()
+                    << " slices in flight after the timeout";
+      // Leak it rather than free memory a transport may still complete into.
+      new std::shared_ptr<Batch>(std::move(batch));
+      return Status::Timeout("batch " + std::to_string(id) + " did not drain");
+    }
+    std::this_thread::sleep_for(std::chrono::microseconds(100));
+  }
+  return Status::OK();
+}
+
+Status EngineImpl::Submit(BatchID id, const std::vector<Request>& requests) {
+  std::shared_ptr<Batch> batch = batches_.Find(id);
+  if (!batch) return Status::NotFound("unknown batch " + std::to_string(id));
+  if (requests.empty()) return Status::OK();
+
+  // Validate everything before queuing anything.
+  struct Route {
+    std::shared_ptr<TransportPeer> peer;
+    size_t transport_index = 0;
+  };
+  std::vector<Route> routes(requests.size());
+  auto local_table = registry_.Snapshot();
+  SegmentHandle cached_handle = 0;
+  Route cached_route;
+  for (size_t i = 0; i < requests.size(); ++i) {
+    const Request& r = requests[i];
+    const std::string which = "request " + std::to_string(i) + ": ";
+    if (r.opcode != Request::READ && r.opcode != Request::WRITE) {
+      return Status::InvalidArgument(which + "opcode must be READ or WRITE");
+    }
+    if (r.length == 0) return Status::InvalidArgument(which + "length is 0");
+    BufferPin pin;
+    Status s = BufferRegistry::PinRange(*local_table, reinterpret_cast<uint64_t>(r.source),
+                                        r.length, Access::kLocal, &pin);
+    if (!s.ok()) {
+      return Status::InvalidArgument(which + "local " + s.message());
+    }
+    if (!cached_route.peer || r.target_id != cached_handle) {
+      auto state = segments_.Find(r.target_id);
+      if (!state) return Status::NotFound(which + "unknown segment handle " + std::to_string(r.target_id));
+      std::lock_guard<std::mutex> lock(state->mu);
+      cached_handle = r.target_id;
+      cached_route = {state->peer, state->transport_index};
+    }
+    routes[i] = cached_route;
+  }
+
+  std::lock_guard<std::mutex> lock(batch->submit_mu);
+  size_t first;
+  if (!batch->Reserve(requests.size(), &first)) {
+    return Status::InvalidArgument("batch capacity " + std::to_string(batch->capacity()) +
+                                   " exceeded");
+  }
+  const uint64_t slice_size = config_.slice_size;
+  std::vector<Slice*> run;
+  int64_t total_slices = 0;
+  for (const Request& r : requests) total_slices += static_cast<int64_t>((r.length + slice_size - 1) / slice_size);
+  batch->AddInFlight(total_slices);
+  // Consecutive requests to the same peer go to the transport in one call.
+  for (size_t i = 0; i < requests.size();) {
+    run.clear();
+    size_t j = i;
+    for (; j < requests.size() && routes[j].peer == routes[i].peer; ++j) {
+      const Request& r = requests[j];
+      Task& task = batch->task(first + j);
+      const uint32_t count = static_cast<uint32_t>((r.length + slice_size - 1) / slice_size);
+      Slice* slices = task.PrepareSlices(count);
+      for (uint32_t k = 0; k < count; ++k) {
+        const uint64_t offset = k * slice_size;
+        Slice& s = slices[k];
+        s.opcode = r.opcode;
+        s.local = static_cast<char*>(r.source) + offset;
+        s.remote = r.target_offset + offset;
+        s.length = std::min<uint64_t>(slice_size, r.length - offset);
+        s.cancelled = batch->cancel_flag();
+        s.on_done = &Batch::OnSliceDone;
+        s.owner = &task;
+        run.push_back(&s);
+      }
+      transport_bytes_[routes[j].transport_index].fetch_add(r.length, std::memory_order_relaxed);
+    }
+    batch->Publish(first + j);
+    routes[i].peer->Submit(run.data(), run.size());
+    i = j;
+  }
+  return Status::OK();
+}
+
+Status EngineImpl::TaskStatus(BatchID id, size_t task, TransferStatus* status) {
+  if (!status) return Status::InvalidArgument("status is null");
+  std::shared_ptr<Batch> batch = batches_.Find(id);
+  if (!batch) return Status::NotFound("unknown batch " + std::to_string(id));
+  if (task >= batch->size()) {
+    return Status::OutOfRange("task " + std::to_string(task) + " not submitted in batch " +
+                              std::to_string(id));
+  }
+  *status = batch->task(task).Status();
+  return Status::OK();
+}
+
+Status EngineImpl::TaskStatuses(BatchID id, std::vector<TransferStatus>* statuses) {
+  if (!statuses) return Status::InvalidArgument("statuses is null");
+  std::shared_ptr<Batch> batch = batches_.Find(id);
+  if (!batch) return Status::NotFound("unknown batch " + std::to_string(id));
+  const size_t n = batch->size();
+  statuses->resize(n);
+  for (size_t i = 0; i < n; ++i) (*statuses)[i] = batch->task(i).Status();
+  return Status::OK();
+}
+
+Status EngineImpl::BatchStatus(BatchID id, TransferStatus* overall) {
+  if (!overall) return Status::InvalidArgument("status is null");
+  std::shared_ptr<Batch> batch = batches_.Find(id);
+  if (!batch) return Status::NotFound("unknown batch " + std::to_string(id));
+  *overall = batch->Overall();
+  return Status::OK();
+}
+
+// ---- notifications ----
+
+Status EngineImpl::SendNotification(SegmentHandle handle, const std::string& message) {
+  auto state = segments_.Find(handle);
+  if (!state) return Status::NotFound("unknown segment handle");
+  std::shared_ptr<const SegmentDescriptor> d;
+  {
+    std::lock_guard<std::mutex> lock(state->mu);
+    d = state->descriptor;
+  }
+  nlohmann::json j = {{"message", message}};
+  if (j.dump().size() > wire::kMaxControlPayload - 64) {
+    return Status::InvalidArgument("notification larger than the control payload limit");
+  }
+  if (d->name == segment_name_) return RpcNotify(segment_name_, j.dump());
+  RpcTarget target{d->rpc_host, d->rpc_port, config_.connect_timeout_ms};
+  std::string reply;
+  return RpcCall(target, segment_name_, wire::Opcode::kNotify, j.dump(), &reply);
+}
+
+Status EngineImpl::ReceiveNotifications(std::vector<Notification>* out) {
+  if (!out) return Status::InvalidArgument("notifications is null");
+  std::lock_guard<std::mutex> lock(notify_mu_);
+  while (!notifications_.empty()) {
+    out->push_back(std::move(notifications_.front()));
+    notifications_.pop_front();
+  }
+  return Status::OK();
+}
+
+std::string EngineImpl::PrimaryTransport() const {
+  size_t best = transports_.size();
+  uint64_t most = 0;
+  for (size_t i = 0; i < transports_.size(); ++i) {
+    uint64_t b = transport_bytes_[i].load(std::memory_order_relaxed);
+    if (b > most) {
+      most = b;
+      best = i;
+    }
+  }
+  return best == transports_.size() ? "none" : transports_[best]->name();
+}
+
+}  // namespace te

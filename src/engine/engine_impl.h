@@ -1,0 +1,104 @@
+// EngineImpl: the engine behind the public TransferEngine. It owns the local segment
+// (memory, registry, descriptor), the control plane, the open segments and batches,
+// and turns requests into slices for the transport chosen per segment.
+#pragma once
+
+#include <atomic>
+#include <deque>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "common/sharded_map.h"
+#include "engine/batch.h"
+#include "memory/buffer_registry.h"
+#include "memory/memory.h"
+#include "metadata/metadata_client.h"
+#include "rpc/rpc_server.h"
+#include "te/transfer_engine.h"
+#include "transport/transport.h"
+
+namespace te {
+
+class EngineImpl {
+ public:
+  EngineImpl() = default;
+  ~EngineImpl();
+
+  Status Init(const Config& config);
+  // Marks the engine unusable without starting anything (e.g. a bad environment).
+  void FailInit(const Status& why) { init_status_ = why; }
+  const Status& init_status() const { return init_status_; }
+  const std::string& segment_name() const { return segment_name_; }
+  const std::string& rpc_host() const { return advertise_host_; }
+  uint16_t rpc_port() const { return rpc_server_.port(); }
+
+  Status Allocate(void** addr, size_t size, const MemoryOptions& options);
+  Status Free(void* addr);
+  Status Register(void* addr, size_t size, const MemoryOptions& options);
+  Status Unregister(void* addr);
+
+  Status OpenSegment(SegmentHandle* handle, const std::string& name);
+  Status CloseSegment(SegmentHandle handle);
+  Status RefreshSegment(SegmentHandle handle);
+  Status GetSegmentInfo(SegmentHandle handle, SegmentInfo* info);
+
+  Status AllocateBatch(size_t max_requests, BatchID* id);
+  Status FreeBatch(BatchID id);
+  Status Submit(BatchID id, const std::vector<Request>& requests);
+  Status TaskStatus(BatchID id, size_t task, TransferStatus* status);
+  Status TaskStatuses(BatchID id, std::vector<TransferStatus>* statuses);
+  Status BatchStatus(BatchID id, TransferStatus* overall);
+
+  Status SendNotification(SegmentHandle handle, const std::string& message);
+  Status ReceiveNotifications(std::vector<Notification>* out);
+
+  std::string PrimaryTransport() const;
+
+ private:
+  // An open segment: its cached descriptor and the transport peer that reaches it.
+  struct OpenSegmentState {
+    std::string name;
+    std::mutex mu;
+    std::shared_ptr<const SegmentDescriptor> descriptor;  // guarded by mu
+    std::shared_ptr<TransportPeer> peer;                   // guarded by mu
+    size_t transport_index = 0;                            // guarded by mu
+  };
+
+  SegmentDescriptor LocalDescriptor() const;
+  Status Resolve(const std::string& name, SegmentDescriptor* out);
+  // Picks the first enabled transport that reaches the descriptor.
+  Status Bind(const SegmentDescriptor& desc, OpenSegmentState* state);
+  Status RpcGetSegment(std::string* response) const;
+  Status RpcNotify(const std::string& peer, const std::string& request);
+  void PublishLocal();
+
+  Config config_;
+  Status init_status_ = Status::FailedPrecondition("engine not initialized");
+  std::string segment_name_;
+  std::string advertise_host_;
+  std::string bind_host_;
+  std::string machine_id_;
+  SegmentDescriptor static_descriptor_;  // everything but buffers; fixed after Init
+
+  BufferRegistry registry_;
+  std::mutex alloc_mu_;
+  std::map<uintptr_t, Allocation> allocations_;  // guarded by alloc_mu_
+
+  std::unique_ptr<MetadataClient> metadata_;
+  RpcServer rpc_server_;
+  std::vector<std::unique_ptr<Transport>> transports_;
+  std::unique_ptr<std::atomic<uint64_t>[]> transport_bytes_;
+
+  ShardedMap<OpenSegmentState> segments_;
+  std::atomic<uint64_t> next_segment_{1};
+  ShardedMap<Batch> batches_;
+  std::atomic<uint64_t> next_batch_{1};
+
+  std::mutex notify_mu_;
+  std::deque<Notification> notifications_;  // guarded by notify_mu_
+};
+
+}  // namespace te

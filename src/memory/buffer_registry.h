@@ -1,0 +1,76 @@
+// BufferRegistry: the local segment's registered buffers. Registration is rare and
+// takes a mutex; the data path checks ranges through a Reader that caches an immutable
+// snapshot and only reloads it when the registry's version changes, so per-request
+// checks take no lock. Pins keep a buffer from being unregistered mid-copy.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "te/status.h"
+#include "te/types.h"
+
+namespace te {
+
+struct RegisteredBuffer {
+  BufferInfo info;
+  std::atomic<int64_t> pins{0};
+  std::atomic<bool> alive{true};
+};
+
+enum class Access : uint8_t { kLocal, kRemoteRead, kRemoteWrite };
+
+// Holds a buffer pinned while a copy touches it.
+class BufferPin {
+ public:
+  BufferPin() = default;
+  ~BufferPin() { Release(); }
+  BufferPin(BufferPin&& o) noexcept : buffer_(std::move(o.buffer_)) {}
+  BufferPin& operator=(BufferPin&& o) noexcept;
+  void Release();
+  const BufferInfo* info() const { return buffer_ ? &buffer_->info : nullptr; }
+
+ private:
+  friend class BufferRegistry;
+  std::shared_ptr<RegisteredBuffer> buffer_;
+};
+
+class BufferRegistry {
+ public:
+  using Table = std::vector<std::shared_ptr<RegisteredBuffer>>;  // sorted by base
+
+  Status Add(const BufferInfo& info);
+  // Marks the buffer dead, then waits until no pin holds it.
+  Status Remove(uint64_t base);
+  // Buffers visible to peers (not kLocalOnly), sorted by base.
+  std::vector<BufferInfo> RemoteVisible() const;
+  std::shared_ptr<const Table> Snapshot() const;
+  uint64_t version() const { return version_.load(std::memory_order_acquire); }
+
+  // Checks [addr, addr+len) against table and access; pins the buffer on success.
+  static Status PinRange(const Table& table, uint64_t addr, uint64_t len, Access access,
+                         BufferPin* pin);
+
+  // One per thread on the data path.
+  class Reader {
+   public:
+    explicit Reader(const BufferRegistry* registry) : registry_(registry) {}
+    Status Pin(uint64_t addr, uint64_t len, Access access, BufferPin* pin);
+
+   private:
+    const BufferRegistry* registry_;
+    std::shared_ptr<const Table> table_;
+    uint64_t version_ = ~0ull;
+  };
+
+ private:
+  mutable std::mutex mu_;
+  std::shared_ptr<const Table> table_ = std::make_shared<Table>();  // guarded by mu_
+  std::atomic<uint64_t> version_{0};
+};
+
+}  // namespace te

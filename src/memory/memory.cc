@@ -1,0 +1,105 @@
+#include "memory/memory.h"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstring>
+
+#include "common/machine.h"
+#include "common/strings.h"
+
+#ifdef TE_HAVE_NUMA
+#include <numa.h>
+#include <numaif.h>
+#endif
+
+namespace te {
+
+Status ParseCpuLocation(const std::string& location, int* numa_node) {
+  if (location.empty() || location == "cpu") {
+    *numa_node = 0;
+    return Status::OK();
+  }
+  uint64_t node;
+  if (location.rfind("cpu:", 0) != 0 || !ParseUint64(location.substr(4), &node)) {
+    if (location.rfind("cuda", 0) == 0) {
+      return Status::NotSupported("location '" + location + "' needs a build with -DUSE_CUDA=ON");
+    }
+    return Status::InvalidArgument("location '" + location + "' is not of the form cpu:N");
+  }
+  if (node >= static_cast<uint64_t>(NumaNodeCount())) {
+    return Status::InvalidArgument("location '" + location + "': this machine has " +
+                                   std::to_string(NumaNodeCount()) + " NUMA node(s)");
+  }
+  *numa_node = static_cast<int>(node);
+  return Status::OK();
+}
+
+Status AllocateMemory(size_t size, int numa_node, bool shm, Allocation* out) {
+  if (size == 0) return Status::InvalidArgument("cannot allocate 0 bytes");
+  const size_t page = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
+  if (size > SIZE_MAX - page) return Status::InvalidArgument("allocation size overflows");
+  size_t rounded = (size + page - 1) / page * page;
+  Allocation a;
+  a.size = rounded;
+  a.numa_node = numa_node;
+  void* addr = MAP_FAILED;
+  if (shm) {
+    static std::atomic<uint64_t> counter{0};
+    a.shm_name = "/te." + std::to_string(::getpid()) + "." + std::to_string(counter++);
+    int fd = ::shm_open(a.shm_name.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0) return Status::FromErrno("shm_open " + a.shm_name, errno);
+    if (::ftruncate(fd, static_cast<off_t>(rounded)) != 0) {
+      int err = errno;
+      ::close(fd);
+      ::shm_unlink(a.shm_name.c_str());
+      return Status::FromErrno("ftruncate " + a.shm_name, err);
+    }
+    addr = ::mmap(nullptr, rounded, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    int err = errno;
+    ::close(fd);
+    if (addr == MAP_FAILED) {
+      ::shm_unlink(a.shm_name.c_str());
+      return Status::ResourceExhausted("mmap of " + std::to_string(rounded) + " bytes failed: " +
+                                       std::strerror(err));
+    }
+  } else {
+    addr = ::mmap(nullptr, rounded, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (addr == MAP_FAILED) {
+      return Status::ResourceExhausted("mmap of " + std::to_string(rounded) + " bytes failed: " +
+                                       std::strerror(errno));
+    }
+  }
+#ifdef TE_HAVE_NUMA
+  if (NumaNodeCount() > 1) {
+    unsigned long mask = 1UL << numa_node;
+    // Best effort: placement is a performance hint, not a correctness requirement.
+    ::mbind(addr, rounded, MPOL_PREFERRED, &mask, sizeof(mask) * 8, 0);
+  }
+#endif
+  a.addr = addr;
+  *out = std::move(a);
+  return Status::OK();
+}
+
+void FreeMemory(const Allocation& a) {
+  if (a.addr) ::munmap(a.addr, a.size);
+  if (!a.shm_name.empty()) ::shm_unlink(a.shm_name.c_str());
+}
+
+int NumaNodeOf(const void* addr) {
+#ifdef TE_HAVE_NUMA
+  if (NumaNodeCount() > 1) {
+    int node = -1;
+    void* page = const_cast<void*>(addr);
+    if (numa_move_pages(0, 1, &page, nullptr, &node, 0) == 0 && node >= 0) return node;
+  }
+#endif
+  (void)addr;
+  return 0;
+}
+
+}  // namespace te

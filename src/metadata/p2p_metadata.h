@@ -1,0 +1,23 @@
+// p2p discovery: no server. A segment's name is its engine's RPC "host:port"; a lookup
+// asks that engine for its descriptor.
+#pragma once
+
+#include "metadata/metadata_client.h"
+
+namespace te {
+
+class P2pMetadataClient : public MetadataClient {
+ public:
+  P2pMetadataClient(std::string local_name, uint32_t timeout_ms)
+      : local_name_(std::move(local_name)), timeout_ms_(timeout_ms) {}
+  // Peers ask the engine directly, so there is nothing to publish.
+  Status Publish(const SegmentDescriptor&) override { return Status::OK(); }
+  Status Unpublish(const std::string&) override { return Status::OK(); }
+  Status Lookup(const std::string& name, SegmentDescriptor* out) override;
+
+ private:
+  std::string local_name_;
+  uint32_t timeout_ms_;
+};
+
+}  // namespace te

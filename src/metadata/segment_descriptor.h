@@ -1,0 +1,34 @@
+// SegmentDescriptor: what a peer needs to reach a segment. Travels as JSON over p2p
+// RPC and is stored as the value in central metadata servers (docs/metadata.md).
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "common/range.h"
+#include "te/status.h"
+#include "te/types.h"
+
+namespace te {
+
+struct SegmentDescriptor {
+  std::string name;
+  std::string machine_id;
+  uint32_t pid = 0;
+  std::string rpc_host;
+  uint16_t rpc_port = 0;
+  // Transport name -> endpoint ("host:port" for tcp; empty when none is needed).
+  std::map<std::string, std::string> transports;
+  std::vector<BufferInfo> buffers;  // remote-visible only, sorted by base
+
+  std::string ToJson() const;
+  // Strict: wrong types, overlapping or overflowing buffers and unknown permissions
+  // are errors, so a hostile peer cannot plant a descriptor that confuses us.
+  static Status FromJson(const std::string& text, SegmentDescriptor* out);
+  // The buffer containing [addr, addr+len), or nullptr.
+  const BufferInfo* FindBuffer(uint64_t addr, uint64_t len) const;
+};
+
+}  // namespace te

@@ -1,0 +1,33 @@
+// The control-plane server every engine runs: answers GET_SEGMENT and NOTIFY (and,
+// later, more opcodes) on connections that said HELLO for the "rpc" channel.
+#pragma once
+
+#include <functional>
+#include <map>
+#include <string>
+
+#include "common/connection_server.h"
+#include "rpc/wire.h"
+
+namespace te {
+
+class RpcServer {
+ public:
+  // Gets the request payload and the caller's segment name; fills the response.
+  using Method = std::function<Status(const std::string& peer, const std::string& request,
+                                      std::string* response)>;
+
+  // Register every method before Start.
+  void Register(wire::Opcode opcode, Method method) { methods_[opcode] = std::move(method); }
+  Status Start(const std::string& host, uint16_t port);
+  uint16_t port() const { return server_.port(); }
+  void Stop() { server_.Stop(); }
+
+ private:
+  void Serve(int fd);
+
+  std::map<wire::Opcode, Method> methods_;
+  ConnectionServer server_;
+};
+
+}  // namespace te

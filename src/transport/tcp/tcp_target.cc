@@ -1,0 +1,74 @@
+#include "transport/tcp/tcp_target.h"
+
+#include "common/logging.h"
+#include "common/socket.h"
+#include "rpc/wire.h"
+
+namespace te {
+namespace {
+
+// Answers one request. A rejected request still has its payload drained so the
+// connection stays in step and keeps serving. Returns an error only when the
+// connection itself is unusable.
+Status ServeOne(int fd, const wire::FrameHeader& h, BufferRegistry::Reader* reader) {
+  if (h.is_response() || (h.opcode != wire::Opcode::kRead && h.opcode != wire::Opcode::kWrite)) {
+    return Status::ProtocolError("unexpected frame on a data connection");
+  }
+  const bool is_read = h.opcode == wire::Opcode::kRead;
+  BufferPin pin;
+  Status verdict = h.length == 0 ? Status::InvalidArgument("zero-length request")
+                                 : reader->Pin(h.addr, h.length,
+                                               is_read ? Access::kRemoteRead : Access::kRemoteWrite,
+                                               &pin);
+  wire::FrameHeader reply;
+  reply.opcode = h.opcode;
+  reply.flags = wire::kFlagResponse;
+  reply.request_id = h.request_id;
+  reply.length = h.length;
+  uint8_t raw[wire::kHeaderSize];
+  if (!verdict.ok()) {
+    if (!is_read) TE_RETURN_IF_ERROR(RecvDiscard(fd, h.payload_len));
+    return wire::SendResponse(fd, h, verdict, "");
+  }
+  char* target = reinterpret_cast<char*>(h.addr);
+  if (is_read) {
+    reply.payload_len = h.length;
+    wire::EncodeHeader(reply, raw);
+    iovec iov[2] = {{raw, sizeof(raw)}, {target, h.length}};
+    return SendAll(fd, iov, 2);
+  }
+  TE_RETURN_IF_ERROR(RecvAll(fd, target, h.length));
+  pin.Release();
+  wire::EncodeHeader(reply, raw);
+  return SendAll(fd, raw, sizeof(raw));
+}
+
+}  // namespace
+
+void ServeTcpDataConnection(int fd, BufferRegistry* registry, uint32_t io_timeout_ms) {
+  SetIoTimeout(fd, io_timeout_ms);
+  std::string peer;
+  Status s = wire::ServerHello(fd, wire::kChannelTcpData, &peer);
+  if (!s.ok()) {
+    TE_LOG(Info) << "tcp: rejected data connection: " << s.ToString();
+    return;
+  }
+  SetBulkBuffers(fd);
+  BufferRegistry::Reader reader(registry);
+  uint8_t raw[wire::kHeaderSize];
+  for (;;) {
+    if (!WaitReadable(fd, -1)) return;
+    s = RecvAll(fd, raw, sizeof(raw));
+    wire::FrameHeader h;
+    if (s.ok()) s = wire::DecodeHeader(raw, &h);
+    if (s.ok()) s = ServeOne(fd, h, &reader);
+    if (!s.ok()) {
+      if (s.code() != Status::Code::kUnavailable) {
+        TE_LOG(Info) << "tcp: closing data connection from '" << peer << "': " << s.ToString();
+      }
+      return;
+    }
+  }
+}
+
+}  // namespace te

@@ -1,0 +1,16 @@
+// The serving side of the TCP transport: one thread per data connection reads
+// requests in order, checks each against the registered buffers before any byte
+// moves, and answers. WRITE payloads are received straight into the destination and
+// READ data is sent straight from the source.
+#pragma once
+
+#include <string>
+
+#include "memory/buffer_registry.h"
+
+namespace te {
+
+// Serves one accepted connection until the peer leaves, errs or the socket is shut down.
+void ServeTcpDataConnection(int fd, BufferRegistry* registry, uint32_t io_timeout_ms);
+
+}  // namespace te

@@ -1,0 +1,94 @@
+#include "transport/tcp/tcp_transport.h"
+
+#include <atomic>
+#include <vector>
+
+#include "common/strings.h"
+#include "transport/tcp/tcp_target.h"
+
+namespace te {
+namespace {
+
+constexpr uint32_t kMaxDataConnections = 4096;
+
+class TcpPeer : public TransportPeer {
+ public:
+  TcpPeer(const TcpChannelOptions& options, uint32_t channels) {
+    for (uint32_t i = 0; i < channels; ++i) {
+      channels_.push_back(std::make_unique<TcpChannel>(options));
+    }
+  }
+
+  void Submit(Slice* const* slices, size_t count) override {
+    const size_t n = channels_.size();
+    // Build one chain per channel, then hand each over with a single lock.
+    std::vector<std::pair<Slice*, Slice*>> chains(n, {nullptr, nullptr});
+    size_t start = next_.fetch_add(count, std::memory_order_relaxed);
+    for (size_t i = 0; i < count; ++i) {
+      auto& [head, tail] = chains[(start + i) % n];
+      slices[i]->next = nullptr;
+      if (tail) {
+        tail->next = slices[i];
+      } else {
+        head = slices[i];
+      }
+      tail = slices[i];
+    }
+    for (size_t c = 0; c < n; ++c) {
+      if (chains[c].first) channels_[c]->Enqueue(chains[c].first, chains[c].second);
+    }
+  }
+
+ private:
+  std::vector<std::unique_ptr<TcpChannel>> channels_;
+  std::atomic<size_t> next_{0};
+};
+
+}  // namespace
+
+Status TcpTransport::Start(const TransportContext& context, SegmentDescriptor* local) {
+  context_ = context;
+  BufferRegistry* registry = context.registry;
+  uint32_t timeout = context.config->transfer_timeout_ms;
+  TE_RETURN_IF_ERROR(server_.Start(context.bind_host, 0, kMaxDataConnections,
+                                   [registry, timeout](int fd) {
+                                     ServeTcpDataConnection(fd, registry, timeout);
+                                   }));
+  std::string host = context.advertise_host;
+  if (host.find(':') != std::string::npos) host = "[" + host + "]";
+  local->transports["tcp"] = host + ":" + std::to_string(server_.port());
+  return Status::OK();
+}
+
+void TcpTransport::Stop() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    peers_.clear();  // channels fail their slices and join their threads
+  }
+  server_.Stop();
+}
+
+bool TcpTransport::CanReach(const SegmentDescriptor& peer) const {
+  return peer.transports.count("tcp") > 0;
+}
+
+Status TcpTransport::GetPeer(const SegmentDescriptor& peer, std::shared_ptr<TransportPeer>* out) {
+  auto it = peer.transports.find("tcp");
+  if (it == peer.transports.end()) {
+    return Status::Unavailable("segment '" + peer.name + "' has no tcp endpoint");
+  }
+  TcpChannelOptions options;
+  if (!ParseHostPort(it->second, &options.host, &options.port) || options.port == 0) {
+    return Status::ProtocolError("segment '" + peer.name + "': bad tcp endpoint '" + it->second + "'");
+  }
+  options.local_name = context_.local_name;
+  options.connect_timeout_ms = context_.config->connect_timeout_ms;
+  options.io_timeout_ms = context_.config->transfer_timeout_ms;
+  std::lock_guard<std::mutex> lock(mu_);
+  auto& slot = peers_[it->second];
+  if (!slot) slot = std::make_shared<TcpPeer>(options, context_.config->tcp_connections_per_peer);
+  *out = slot;
+  return Status::OK();
+}
+
+}  // namespace te

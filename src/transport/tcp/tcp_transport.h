@@ -1,0 +1,33 @@
+// TCP transport: reaches any peer that advertises a tcp endpoint. Each peer gets a
+// fixed set of channels (connections); slices are spread over them round-robin so a
+// large request moves over several connections at once.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <mutex>
+
+#include "common/connection_server.h"
+#include "transport/tcp/tcp_channel.h"
+#include "transport/transport.h"
+
+namespace te {
+
+class TcpTransport : public Transport {
+ public:
+  ~TcpTransport() override { Stop(); }
+  const char* name() const override { return "tcp"; }
+  Status Start(const TransportContext& context, SegmentDescriptor* local) override;
+  void Stop() override;
+  bool CanReach(const SegmentDescriptor& peer) const override;
+  Status GetPeer(const SegmentDescriptor& peer, std::shared_ptr<TransportPeer>* out) override;
+
+ private:
+  TransportContext context_;
+  ConnectionServer server_;
+  std::mutex mu_;
+  // Endpoint -> peer; shared by every open handle of the same segment.
+  std::map<std::string, std::shared_ptr<TransportPeer>> peers_;  // guarded by mu_
+};
+
+}  // namespace te

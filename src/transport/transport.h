@@ -1,0 +1,72 @@
+// The line between the engine and the transports. The engine splits requests into
+// slices, picks a transport per peer and tracks completion; a transport only moves a
+// slice's bytes and reports the outcome exactly once through on_done. Transports know
+// nothing of batches; the engine knows nothing of sockets.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "memory/buffer_registry.h"
+#include "metadata/segment_descriptor.h"
+#include "te/config.h"
+#include "te/status.h"
+#include "te/types.h"
+
+namespace te {
+
+struct Slice {
+  Request::OpCode opcode = Request::READ;
+  char* local = nullptr;
+  uint64_t remote = 0;
+  uint64_t length = 0;
+  // Set by the owner to abandon slices not yet on the wire.
+  const std::atomic<bool>* cancelled = nullptr;
+  // Called once, from any thread, when the slice is done. It may free the slice.
+  void (*on_done)(Slice* slice, const Status& status) = nullptr;
+  void* owner = nullptr;
+  // Private to the transport carrying the slice.
+  Slice* next = nullptr;
+  uint64_t transport_tag = 0;
+
+  bool IsCancelled() const { return cancelled && cancelled->load(std::memory_order_relaxed); }
+};
+
+// What a transport may use of the local engine.
+struct TransportContext {
+  const Config* config = nullptr;
+  BufferRegistry* registry = nullptr;
+  std::string local_name;
+  std::string advertise_host;  // host peers reach this engine at
+  std::string bind_host;       // host the engine's servers bind
+};
+
+// One peer as seen by one transport.
+class TransportPeer {
+ public:
+  virtual ~TransportPeer() = default;
+  // Queues slices; never waits on the network. Each slice's on_done runs exactly once,
+  // possibly before Submit returns.
+  virtual void Submit(Slice* const* slices, size_t count) = 0;
+};
+
+class Transport {
+ public:
+  virtual ~Transport() = default;
+  virtual const char* name() const = 0;
+  // Starts serving peers; records how peers reach it in local->transports.
+  virtual Status Start(const TransportContext& context, SegmentDescriptor* local) = 0;
+  // Fails what is in flight and stops serving.
+  virtual void Stop() = 0;
+  // True when this transport can carry traffic to the segment.
+  virtual bool CanReach(const SegmentDescriptor& peer) const = 0;
+  // A handle to the peer; cheap and non-blocking (connections open lazily).
+  virtual Status GetPeer(const SegmentDescriptor& peer, std::shared_ptr<TransportPeer>* out) = 0;
+};
+
+// The transports this build has, by name; nullptr for unknown names.
+std::unique_ptr<Transport> CreateTransport(const std::string& name);
+
+}  // namespace te
