@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# The README's test command: installs dependencies, then builds and runs the whole
+# test suite three times: a normal build, ASan+UBSan, and TSan.
+#
+#   scripts/test.sh            all three
+#   TE_TEST_BUILDS="release" scripts/test.sh    a subset (release, asan, tsan)
+# Environment: JOBS (default 2), CTEST_ARGS (extra ctest arguments).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+JOBS=${JOBS:-2}
+BUILDS=${TE_TEST_BUILDS:-release asan tsan}
+
+bash "$ROOT/scripts/install_deps.sh"
+
+run_suite() {
+  local name=$1
+  shift
+  local dir=$ROOT/build-test-$name
+  echo "=== [$name] configure and build"
+  cmake -S "$ROOT" -B "$dir" -G Ninja "$@" >/dev/null
+  cmake --build "$dir" -j "$JOBS"
+  echo "=== [$name] test"
+  (cd "$dir" && ctest --output-on-failure -j "$JOBS" ${CTEST_ARGS:-})
+}
+
+for build in $BUILDS; do
+  case $build in
+    release) run_suite release -DCMAKE_BUILD_TYPE=RelWithDebInfo ;;
+    asan)
+      ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+        run_suite asan -DCMAKE_BUILD_TYPE=Debug -DTE_SANITIZE=address ;;
+    tsan)
+      TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
+        run_suite tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTE_SANITIZE=thread ;;
+    *) echo "unknown build '$build' (release, asan, tsan)" >&2; exit 2 ;;
+  esac
+done
+echo "=== all test builds passed: $BUILDS"
