@@ -1,0 +1,198 @@
+#include "bench_report.h"
+
+#include <array>
+#include <cinttypes>
+#include <cstdio>
+#include <nlohmann/json.hpp>
+#include <string_view>
+#include <utility>
+
+namespace te::bench {
+namespace {
+
+constexpr uint64_t kKilo = 1000ULL;
+constexpr uint64_t kMega = 1000ULL * kKilo;
+constexpr uint64_t kGiga = 1000ULL * kMega;
+
+// The --report_unit table: decimal bytes, binary bytes, and bits (1/8 byte each).
+constexpr std::array<std::pair<std::string_view, uint64_t>, 9> kReportUnits = {{
+    {"GB", kGiga},
+    {"GiB", 1ULL << 30},
+    {"Gb", kGiga / 8},
+    {"MB", kMega},
+    {"MiB", 1ULL << 20},
+    {"Mb", kMega / 8},
+    {"KB", kKilo},
+    {"KiB", 1ULL << 10},
+    {"Kb", kKilo / 8},
+}};
+
+std::string Quoted(const std::string& value) { return "'" + value + "'"; }
+
+}  // namespace
+
+bool ParseWorkload(const std::string& name, Workload* workload) {
+  if (name == "read") {
+    *workload = Workload::kRead;
+  } else if (name == "write") {
+    *workload = Workload::kWrite;
+  } else if (name == "mix") {
+    *workload = Workload::kMix;
+  } else {
+    return false;
+  }
+  return true;
+}
+
+bool ParseReportUnit(const std::string& name, uint64_t* bytes_per_unit) {
+  for (const auto& [unit, bytes] : kReportUnits) {
+    if (name == unit) {
+      *bytes_per_unit = bytes;
+      return true;
+    }
+  }
+  return false;
+}
+
+Status ValidateBenchFlags(const BenchFlags& flags) {
+  if (flags.use_vram_set && flags.use_vram) {
+    return Status::NotSupported("--use_vram needs a build with -DUSE_CUDA=ON");
+  }
+  if (!flags.use_dram) {
+    return Status::InvalidArgument(
+        "--use_dram=false leaves nothing to benchmark: VRAM needs a build with -DUSE_CUDA=ON");
+  }
+  Workload workload;
+  if (!ParseWorkload(flags.workload, &workload)) {
+    return Status::InvalidArgument("unknown --workload " + Quoted(flags.workload) +
+                                   " (expected read, write or mix)");
+  }
+  uint64_t bytes_per_unit;
+  if (!ParseReportUnit(flags.report_unit, &bytes_per_unit)) {
+    return Status::InvalidArgument("unknown --report_unit " + Quoted(flags.report_unit) +
+                                   " (expected GB, GiB, Gb, MB, MiB, Mb, KB, KiB or Kb)");
+  }
+  if (flags.batch < 1) {
+    return Status::InvalidArgument("--batch must be at least 1 (got " +
+                                   std::to_string(flags.batch) + ")");
+  }
+  if (flags.size < 1) return Status::InvalidArgument("--size must be at least 1 (got 0)");
+  if (flags.threads < 1) {
+    return Status::InvalidArgument("--threads must be at least 1 (got " +
+                                   std::to_string(flags.threads) + ")");
+  }
+  if (flags.duration < 1) {
+    return Status::InvalidArgument("--duration must be at least 1 second (got " +
+                                   std::to_string(flags.duration) + ")");
+  }
+  if (flags.report_precision > kMaxReportPrecision) {
+    return Status::InvalidArgument("--report_precision must be at most " +
+                                   std::to_string(kMaxReportPrecision) + " (got " +
+                                   std::to_string(flags.report_precision) + ")");
+  }
+  if (flags.metadata_type.empty()) {
+    return Status::InvalidArgument("--metadata_type must not be empty");
+  }
+  if (flags.metadata_type != "p2p" && flags.metadata_servers.empty()) {
+    return Status::InvalidArgument("--metadata_servers is required with --metadata_type=" +
+                                   flags.metadata_type);
+  }
+  if (flags.integrity_check && workload != Workload::kMix) {
+    return Status::InvalidArgument("--integrity_check needs --workload=mix (got " +
+                                   Quoted(flags.workload) + ")");
+  }
+  if (flags.transport != "auto" && flags.transport != "tcp" && flags.transport != "shm" &&
+      flags.transport != "cma") {
+    return Status::InvalidArgument("unknown --transport " + Quoted(flags.transport) +
+                                   " (expected auto, tcp, shm or cma)");
+  }
+  uint64_t working_set;
+  if (!WorkingSetBytes(flags.size, static_cast<uint64_t>(flags.batch),
+                       static_cast<uint64_t>(flags.threads), &working_set)) {
+    return Status::InvalidArgument("--size x --batch x --threads does not fit in 64 bits");
+  }
+  return Status::OK();
+}
+
+double RateInUnit(uint64_t bytes, double seconds, const std::string& unit) {
+  uint64_t bytes_per_unit = kGiga;
+  ParseReportUnit(unit, &bytes_per_unit);
+  if (!(seconds > 0)) return 0;
+  return static_cast<double>(bytes) / seconds / static_cast<double>(bytes_per_unit);
+}
+
+std::string FormatRate(uint64_t bytes, double seconds, const std::string& unit,
+                       uint64_t precision) {
+  uint64_t ignored;
+  const std::string shown = ParseReportUnit(unit, &ignored) ? unit : "GB";
+  if (precision > kMaxReportPrecision) precision = kMaxReportPrecision;
+  char text[128];
+  std::snprintf(text, sizeof(text), "%.*f %s/s", static_cast<int>(precision),
+                RateInUnit(bytes, seconds, shown), shown.c_str());
+  return text;
+}
+
+bool WorkingSetBytes(uint64_t size, uint64_t batch, uint64_t threads, uint64_t* bytes) {
+  uint64_t per_thread;
+  if (__builtin_mul_overflow(size, batch, &per_thread)) return false;
+  return !__builtin_mul_overflow(per_thread, threads, bytes);
+}
+
+std::string ShellQuote(const std::string& word) {
+  constexpr std::string_view kSafe =
+      "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_@%+=:,./-";
+  if (!word.empty() && word.find_first_not_of(kSafe) == std::string::npos) return word;
+  std::string quoted = "'";
+  for (char c : word) {
+    if (c == '\'') {
+      quoted += "'\\''";
+    } else {
+      quoted += c;
+    }
+  }
+  return quoted + "'";
+}
+
+std::string InitiatorCommand(const std::string& program, const std::string& metadata_type,
+                             const std::string& metadata_servers, const std::string& segment) {
+  std::string command = ShellQuote(program);
+  auto add = [&command](const std::string& flag, const std::string& value) {
+    command += ' ';
+    command += ShellQuote(flag + value);
+  };
+  if (metadata_type != "p2p") {
+    add("--metadata_type=", metadata_type);
+    add("--metadata_servers=", metadata_servers);
+  }
+  add("--remote_segment=", segment);
+  return command;
+}
+
+std::string SummaryLine(const BenchResult& result) {
+  char head[128];
+  std::snprintf(head, sizeof(head), "Test completed: duration %.2fs, batch count %" PRIu64,
+                result.seconds, result.batch_count);
+  return std::string(head) + ", throughput " +
+         FormatRate(result.bytes, result.seconds, result.unit, result.precision);
+}
+
+std::string JsonLine(const BenchResult& result) {
+  nlohmann::json json = {
+      {"workload", result.workload},
+      {"transport", result.transport},
+      {"threads", result.threads},
+      {"batch", result.batch},
+      {"size", result.size},
+      {"duration_s", result.seconds},
+      {"batch_count", result.batch_count},
+      {"bytes", result.bytes},
+      {"unit", result.unit},
+      {"throughput", RateInUnit(result.bytes, result.seconds, result.unit)},
+      {"bytes_per_second", result.seconds > 0 ? result.bytes / result.seconds : 0.0},
+      {"integrity_check", result.integrity_check},
+      {"verified_batches", result.verified_batches},
+  };
+  return json.dump();
+}
+
+}  // namespace te::bench

@@ -1,0 +1,255 @@
+#include "bench_report.h"
+
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <nlohmann/json.hpp>
+#include <vector>
+
+#include "bench_pattern.h"
+
+namespace te::bench {
+namespace {
+
+TEST(ReportUnitTest, AllNineUnits) {
+  struct Case {
+    const char* name;
+    uint64_t bytes;
+  };
+  const Case cases[] = {
+      {"GB", 1000000000ULL}, {"GiB", 1ULL << 30}, {"Gb", 125000000ULL},
+      {"MB", 1000000ULL},    {"MiB", 1ULL << 20}, {"Mb", 125000ULL},
+      {"KB", 1000ULL},       {"KiB", 1ULL << 10}, {"Kb", 125ULL},
+  };
+  for (const Case& c : cases) {
+    uint64_t bytes = 0;
+    EXPECT_TRUE(ParseReportUnit(c.name, &bytes)) << c.name;
+    EXPECT_EQ(bytes, c.bytes) << c.name;
+  }
+}
+
+TEST(ReportUnitTest, RejectsOthers) {
+  uint64_t bytes = 7;
+  for (const char* name : {"", "gb", "GIB", "TB", "B", "kb", "GB/s", " GB"}) {
+    EXPECT_FALSE(ParseReportUnit(name, &bytes)) << name;
+  }
+  EXPECT_EQ(bytes, 7u);
+}
+
+TEST(FormatRateTest, UnitsAndPrecision) {
+  EXPECT_EQ(FormatRate(2340000000ULL, 1.0, "GB", 2), "2.34 GB/s");
+  EXPECT_EQ(FormatRate(10ULL << 30, 10.0, "GiB", 3), "1.000 GiB/s");
+  EXPECT_EQ(FormatRate(1000000000ULL, 1.0, "Gb", 1), "8.0 Gb/s");
+  EXPECT_EQ(FormatRate(1000000ULL, 2.0, "MB", 0), "0 MB/s");
+  EXPECT_EQ(FormatRate(3ULL << 20, 1.0, "MiB", 2), "3.00 MiB/s");
+  EXPECT_EQ(FormatRate(1000ULL, 1.0, "Kb", 2), "8.00 Kb/s");
+  EXPECT_EQ(FormatRate(1000000ULL, 1.0, "Mb", 2), "8.00 Mb/s");
+  EXPECT_EQ(FormatRate(1024ULL, 1.0, "KiB", 4), "1.0000 KiB/s");
+  EXPECT_EQ(FormatRate(1500ULL, 1.0, "KB", 12), "1.500000000000 KB/s");
+}
+
+TEST(FormatRateTest, Edges) {
+  EXPECT_EQ(FormatRate(123, 0.0, "GB", 2), "0.00 GB/s");
+  EXPECT_EQ(FormatRate(123, -1.0, "GB", 2), "0.00 GB/s");
+  EXPECT_EQ(FormatRate(0, 5.0, "MB", 1), "0.0 MB/s");
+  // Unknown units fall back to GB; precision is capped.
+  EXPECT_EQ(FormatRate(2000000000ULL, 1.0, "TB", 1), "2.0 GB/s");
+  EXPECT_EQ(FormatRate(1000000000ULL, 1.0, "GB", 99), "1.000000000000 GB/s");
+  EXPECT_DOUBLE_EQ(RateInUnit(500000000ULL, 0.5, "GB"), 1.0);
+}
+
+TEST(WorkloadTest, Parse) {
+  Workload w = Workload::kRead;
+  EXPECT_TRUE(ParseWorkload("write", &w));
+  EXPECT_EQ(w, Workload::kWrite);
+  EXPECT_TRUE(ParseWorkload("mix", &w));
+  EXPECT_EQ(w, Workload::kMix);
+  EXPECT_TRUE(ParseWorkload("read", &w));
+  EXPECT_EQ(w, Workload::kRead);
+  EXPECT_FALSE(ParseWorkload("READ", &w));
+  EXPECT_FALSE(ParseWorkload("bogus", &w));
+}
+
+TEST(WorkingSetTest, Overflow) {
+  uint64_t bytes = 0;
+  EXPECT_TRUE(WorkingSetBytes(65536, 16, 4, &bytes));
+  EXPECT_EQ(bytes, 4194304u);
+  EXPECT_FALSE(WorkingSetBytes(1ULL << 40, 1ULL << 30, 1, &bytes));
+  EXPECT_TRUE(WorkingSetBytes(1ULL << 40, 1ULL << 20, 8, &bytes));
+  EXPECT_EQ(bytes, 1ULL << 63);
+  EXPECT_FALSE(WorkingSetBytes(1ULL << 32, 1ULL << 16, 1ULL << 16, &bytes));
+}
+
+TEST(ValidateTest, DefaultsAreValid) { EXPECT_TRUE(ValidateBenchFlags(BenchFlags{}).ok()); }
+
+TEST(ValidateTest, AcceptsValidVariants) {
+  BenchFlags f;
+  f.workload = "mix";
+  f.integrity_check = true;
+  f.transport = "tcp";
+  f.report_unit = "Kb";
+  f.report_precision = 12;
+  f.metadata_type = "redis";
+  f.metadata_servers = "127.0.0.1:6379";
+  f.use_vram_set = true;
+  f.use_vram = false;  // an explicit --use_vram=false is fine
+  EXPECT_TRUE(ValidateBenchFlags(f).ok()) << ValidateBenchFlags(f).ToString();
+}
+
+struct BadCase {
+  const char* what;
+  void (*mutate)(BenchFlags*);
+  Status::Code code;
+  const char* needle;  // must appear in the message
+};
+
+void PrintTo(const BadCase& c, std::ostream* os) { *os << c.what; }
+
+class ValidateBadTest : public ::testing::TestWithParam<BadCase> {};
+
+TEST_P(ValidateBadTest, Rejects) {
+  BenchFlags f;
+  GetParam().mutate(&f);
+  Status s = ValidateBenchFlags(f);
+  EXPECT_EQ(s.code(), GetParam().code) << s.ToString();
+  EXPECT_NE(s.message().find(GetParam().needle), std::string::npos) << s.ToString();
+  EXPECT_EQ(s.message().find('\n'), std::string::npos);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    All, ValidateBadTest,
+    ::testing::Values(BadCase{"workload", [](BenchFlags* f) { f->workload = "bogus"; },
+                              Status::Code::kInvalidArgument, "--workload 'bogus'"},
+                      BadCase{"unit", [](BenchFlags* f) { f->report_unit = "TB"; },
+                              Status::Code::kInvalidArgument, "--report_unit 'TB'"},
+                      BadCase{"batch", [](BenchFlags* f) { f->batch = 0; },
+                              Status::Code::kInvalidArgument, "--batch"},
+                      BadCase{"negative_batch", [](BenchFlags* f) { f->batch = -3; },
+                              Status::Code::kInvalidArgument, "(got -3)"},
+                      BadCase{"size", [](BenchFlags* f) { f->size = 0; },
+                              Status::Code::kInvalidArgument, "--size"},
+                      BadCase{"threads", [](BenchFlags* f) { f->threads = 0; },
+                              Status::Code::kInvalidArgument, "--threads"},
+                      BadCase{"duration", [](BenchFlags* f) { f->duration = 0; },
+                              Status::Code::kInvalidArgument, "--duration"},
+                      BadCase{"precision", [](BenchFlags* f) { f->report_precision = 13; },
+                              Status::Code::kInvalidArgument, "--report_precision"},
+                      BadCase{"servers", [](BenchFlags* f) { f->metadata_type = "etcd"; },
+                              Status::Code::kInvalidArgument, "--metadata_servers"},
+                      BadCase{"empty_type", [](BenchFlags* f) { f->metadata_type = ""; },
+                              Status::Code::kInvalidArgument, "--metadata_type"},
+                      BadCase{"check_needs_mix", [](BenchFlags* f) { f->integrity_check = true; },
+                              Status::Code::kInvalidArgument, "--workload=mix"},
+                      BadCase{"vram",
+                              [](BenchFlags* f) {
+                                f->use_vram_set = true;
+                                f->use_vram = true;
+                              },
+                              Status::Code::kNotSupported,
+                              "--use_vram needs a build with -DUSE_CUDA=ON"},
+                      BadCase{"no_dram", [](BenchFlags* f) { f->use_dram = false; },
+                              Status::Code::kInvalidArgument, "--use_dram"},
+                      BadCase{"udp", [](BenchFlags* f) { f->transport = "udp"; },
+                              Status::Code::kInvalidArgument, "--transport"},
+                      BadCase{"transport", [](BenchFlags* f) { f->transport = "rdma"; },
+                              Status::Code::kInvalidArgument, "--transport 'rdma'"},
+                      BadCase{"overflow",
+                              [](BenchFlags* f) {
+                                f->size = 1ULL << 50;
+                                f->batch = 1 << 20;
+                              },
+                              Status::Code::kInvalidArgument, "64 bits"}),
+    [](const ::testing::TestParamInfo<BadCase>& info) { return std::string(info.param.what); });
+
+TEST(ShellQuoteTest, QuotesOnlyWhenNeeded) {
+  EXPECT_EQ(ShellQuote("--remote_segment=10.0.0.2:17000"), "--remote_segment=10.0.0.2:17000");
+  EXPECT_EQ(ShellQuote("./build/tools/transfer_engine_bench_v1"),
+            "./build/tools/transfer_engine_bench_v1");
+  EXPECT_EQ(ShellQuote(""), "''");
+  EXPECT_EQ(ShellQuote("a b"), "'a b'");
+  EXPECT_EQ(ShellQuote("it's"), "'it'\\''s'");
+}
+
+TEST(InitiatorCommandTest, P2pAndCentral) {
+  EXPECT_EQ(InitiatorCommand("./transfer_engine_bench_v1", "p2p", "", "10.0.0.2:17000"),
+            "./transfer_engine_bench_v1 --remote_segment=10.0.0.2:17000");
+  EXPECT_EQ(InitiatorCommand("./transfer_engine_bench_v1", "redis", "127.0.0.1:6379", "seg"),
+            "./transfer_engine_bench_v1 --metadata_type=redis "
+            "--metadata_servers=127.0.0.1:6379 --remote_segment=seg");
+}
+
+BenchResult SampleResult() {
+  BenchResult r;
+  r.workload = "mix";
+  r.transport = "tcp";
+  r.threads = 2;
+  r.batch = 4;
+  r.size = 4096;
+  r.seconds = 2.0;
+  r.batch_count = 1234;
+  r.bytes = 1234ULL * 4 * 4096;
+  r.integrity_check = true;
+  r.verified_batches = 617;
+  r.unit = "MB";
+  r.precision = 3;
+  return r;
+}
+
+TEST(SummaryTest, Line) {
+  EXPECT_EQ(SummaryLine(SampleResult()),
+            "Test completed: duration 2.00s, batch count 1234, throughput 10.109 MB/s");
+}
+
+TEST(SummaryTest, Json) {
+  std::string line = JsonLine(SampleResult());
+  EXPECT_EQ(line.find('\n'), std::string::npos);
+  auto json = nlohmann::json::parse(line);
+  EXPECT_EQ(json["workload"], "mix");
+  EXPECT_EQ(json["transport"], "tcp");
+  EXPECT_EQ(json["batch_count"], 1234);
+  EXPECT_EQ(json["bytes"], 1234ULL * 4 * 4096);
+  EXPECT_EQ(json["unit"], "MB");
+  EXPECT_NEAR(json["throughput"].get<double>(), 10.108928, 1e-9);
+  EXPECT_NEAR(json["bytes_per_second"].get<double>(), 10108928.0, 1e-6);
+  EXPECT_EQ(json["integrity_check"], true);
+  EXPECT_EQ(json["verified_batches"], 617);
+}
+
+TEST(PatternTest, RoundTripAndOddLengths) {
+  for (size_t len : {0, 1, 7, 8, 9, 4095, 4096, 65537}) {
+    std::vector<uint8_t> buf(len + 1, 0xAB);
+    const uint64_t seed = PatternSeed(3, 17);
+    FillPattern(buf.data(), len, seed);
+    EXPECT_EQ(buf[len], 0xAB) << "wrote past the end, len " << len;
+    EXPECT_EQ(FindPatternMismatch(buf.data(), len, seed), len) << len;
+    for (size_t i = 0; i < len; i += 97) EXPECT_EQ(buf[i], PatternByte(seed, i));
+  }
+}
+
+TEST(PatternTest, FindsFirstMismatch) {
+  std::vector<uint8_t> buf(4099);
+  const uint64_t seed = PatternSeed(1, 2);
+  FillPattern(buf.data(), buf.size(), seed);
+  buf[4098] ^= 1;
+  EXPECT_EQ(FindPatternMismatch(buf.data(), buf.size(), seed), 4098u);
+  buf[1234] ^= 0x80;
+  EXPECT_EQ(FindPatternMismatch(buf.data(), buf.size(), seed), 1234u);
+  std::memset(buf.data(), 0, buf.size());
+  EXPECT_LT(FindPatternMismatch(buf.data(), buf.size(), seed), 8u);
+}
+
+TEST(PatternTest, DependsOnThreadIterationAndOffset) {
+  EXPECT_NE(PatternSeed(0, 1), PatternSeed(1, 0));
+  EXPECT_NE(PatternSeed(0, 0), PatternSeed(0, 1));
+  EXPECT_NE(PatternSeed(2, 5), PatternSeed(5, 2));
+  std::vector<uint8_t> a(4096), b(4096);
+  FillPattern(a.data(), a.size(), PatternSeed(0, 0));
+  FillPattern(b.data(), b.size(), PatternSeed(0, 1));
+  EXPECT_NE(a, b);
+  // A block moved by one request's worth of bytes no longer matches.
+  std::vector<uint8_t> shifted(a.begin() + 1024, a.end());
+  EXPECT_LT(FindPatternMismatch(shifted.data(), shifted.size(), PatternSeed(0, 0)), shifted.size());
+}
+
+}  // namespace
+}  // namespace te::bench

@@ -1,0 +1,499 @@
+// transfer_engine_bench: throughput benchmark of the transfer engine.
+//
+// Target mode (no --remote_segment): allocates and registers one buffer per NUMA
+// node, prints the command that starts an initiator against it and serves until
+// SIGINT or SIGTERM.
+//
+// Initiator mode: opens --remote_segment and runs --threads workers for --duration
+// seconds, each submitting batches of --batch requests of --size bytes (READ, WRITE,
+// or both in turn with --workload=mix), then prints the throughput.
+//
+// Errors are one line on stderr starting with "error: "; the exit code is then 1.
+#include <gflags/gflags.h>
+#include <pthread.h>
+#include <signal.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <mutex>
+#include <string>
+#include <system_error>
+#include <thread>
+#include <vector>
+
+#ifdef TE_BENCH_HAVE_NUMA
+#include <numa.h>
+#endif
+
+#include "bench_pattern.h"
+#include "bench_report.h"
+#include "te/transfer_engine.h"
+
+DEFINE_string(metadata_type, "p2p", "Metadata backend: p2p | etcd | redis | http");
+DEFINE_string(metadata_servers, "", "Comma-separated metadata servers (required unless p2p)");
+DEFINE_string(workload, "read", "Test pattern: read | write | mix");
+DEFINE_string(local_segment, "", "Local segment name (p2p: host or host:port; optional)");
+DEFINE_string(remote_segment, "",
+              "Segment of the target to benchmark against; empty starts a target");
+DEFINE_bool(integrity_check, false, "Verify the data read back (--workload=mix only)");
+DEFINE_bool(check, false, "Same as --integrity_check");
+DEFINE_bool(shmfs, false, "Allocate buffers in POSIX shared memory");
+DEFINE_int32(batch, 16, "Requests per batch");
+DEFINE_uint64(size, 65536, "Bytes per request");
+DEFINE_int32(duration, 10, "Benchmark duration in seconds");
+DEFINE_int32(threads, 4, "Concurrent worker threads");
+DEFINE_string(report_unit, "GB", "Throughput unit: GB | GiB | Gb | MB | MiB | Mb | KB | KiB | Kb");
+DEFINE_uint32(report_precision, 2, "Decimals in the reported throughput (at most 12)");
+DEFINE_bool(use_dram, true, "Allocate buffers from CPU DRAM");
+DEFINE_bool(use_vram, true, "Allocate buffers from GPU VRAM (needs a build with -DUSE_CUDA=ON)");
+DEFINE_string(transport, "auto",
+              "Transport: auto (per request: shm, then cma, then tcp) | tcp | shm | cma; "
+              "give the same value to target and initiator");
+DEFINE_bool(json, false, "Also print the initiator's result as one JSON line");
+
+namespace {
+
+using te::bench::BenchFlags;
+using te::bench::Workload;
+
+constexpr uint64_t kTargetMinCapacity = 1ULL << 30;
+
+// Prints `message` as the one error line and gives the exit code for it.
+int Error(std::string message) {
+  std::replace(message.begin(), message.end(), '\n', ' ');
+  std::fprintf(stderr, "error: %s\n", message.c_str());
+  return 1;
+}
+
+int NumaNodes() {
+#ifdef TE_BENCH_HAVE_NUMA
+  if (numa_available() >= 0) return std::max(1, numa_num_configured_nodes());
+#endif
+  return 1;
+}
+
+void RunOnNode(int node) {
+#ifdef TE_BENCH_HAVE_NUMA
+  if (numa_available() >= 0) numa_run_on_node(node);  // best effort
+#else
+  (void)node;
+#endif
+}
+
+bool FlagGiven(const char* name) {
+  gflags::CommandLineFlagInfo info;
+  return gflags::GetCommandLineFlagInfo(name, &info) && !info.is_default;
+}
+
+BenchFlags FlagsFromCommandLine(const te::Config& config) {
+  BenchFlags flags;
+  flags.metadata_type = config.metadata_type;
+  flags.metadata_servers = config.metadata_servers;
+  flags.workload = FLAGS_workload;
+  flags.remote_segment = FLAGS_remote_segment;
+  flags.integrity_check = FLAGS_integrity_check || FLAGS_check;
+  flags.shmfs = FLAGS_shmfs;
+  flags.batch = FLAGS_batch;
+  flags.size = FLAGS_size;
+  flags.duration = FLAGS_duration;
+  flags.threads = FLAGS_threads;
+  flags.report_unit = FLAGS_report_unit;
+  flags.report_precision = FLAGS_report_precision;
+  flags.use_dram = FLAGS_use_dram;
+  flags.use_vram = FLAGS_use_vram;
+  flags.use_vram_set = FlagGiven("use_vram");
+  flags.transport = FLAGS_transport;
+  return flags;
+}
+
+// The engine's configuration: TE_* environment variables (see te::Config::FromEnv),
+// then the metadata and segment flags where given on the command line.
+te::Status BuildConfig(te::Config* config) {
+  TE_RETURN_IF_ERROR(te::Config::FromEnv(config));
+  if (FlagGiven("metadata_type")) config->metadata_type = FLAGS_metadata_type;
+  if (FlagGiven("metadata_servers")) config->metadata_servers = FLAGS_metadata_servers;
+  if (FlagGiven("local_segment")) config->local_segment_name = FLAGS_local_segment;
+  // Pinning one transport on both sides measures it alone; "local" stays so a target
+  // opened by its own name still works.
+  if (FLAGS_transport != "auto") config->transports = {FLAGS_transport};
+  return te::Status::OK();
+}
+
+// Buffers this process allocated, one per NUMA node.
+class LocalBuffers {
+ public:
+  explicit LocalBuffers(te::TransferEngine* engine) : engine_(engine) {}
+  ~LocalBuffers() { Release(); }
+  LocalBuffers(const LocalBuffers&) = delete;
+  LocalBuffers& operator=(const LocalBuffers&) = delete;
+
+  te::Status Allocate(int count, uint64_t capacity, bool shm) {
+    for (int node = 0; node < count; ++node) {
+      te::MemoryOptions options;
+      options.location = "cpu:" + std::to_string(node);
+      options.shm = shm;
+      options.permission = te::Permission::kRemoteReadWrite;
+      void* addr = nullptr;
+      te::Status status = engine_->allocateLocalMemory(&addr, capacity, options);
+      if (!status.ok()) {
+        return te::Status(status.code(), "cannot allocate " + std::to_string(capacity) +
+                                             " bytes on " + options.location + ": " +
+                                             status.message());
+      }
+      buffers_.push_back({addr, false});
+      status = engine_->registerLocalMemory(addr, capacity, options);
+      if (!status.ok()) {
+        return te::Status(status.code(), "cannot register the buffer on " + options.location +
+                                             ": " + status.message());
+      }
+      buffers_.back().registered = true;
+    }
+    return te::Status::OK();
+  }
+
+  // Unregisters and frees everything; errors are reported, not fatal.
+  void Release() {
+    for (const Buffer& buffer : buffers_) {
+      if (buffer.registered) {
+        te::Status status = engine_->unregisterLocalMemory(buffer.addr);
+        if (!status.ok()) std::fprintf(stderr, "warning: %s\n", status.ToString().c_str());
+      }
+      te::Status status = engine_->freeLocalMemory(buffer.addr);
+      if (!status.ok()) std::fprintf(stderr, "warning: %s\n", status.ToString().c_str());
+    }
+    buffers_.clear();
+  }
+
+  size_t count() const { return buffers_.size(); }
+  uint8_t* at(size_t i) const { return static_cast<uint8_t*>(buffers_[i].addr); }
+
+ private:
+  struct Buffer {
+    void* addr;
+    bool registered;
+  };
+  te::TransferEngine* engine_;
+  std::vector<Buffer> buffers_;
+};
+
+// ---------------------------------------------------------------------------
+// Target
+
+int RunTarget(te::TransferEngine& engine, const te::Config& config, const BenchFlags& flags,
+              const sigset_t& stop_signals, const char* program) {
+  uint64_t working_set = 0;
+  te::bench::WorkingSetBytes(flags.size, flags.batch, flags.threads, &working_set);
+  // An initiator started with the same flags always fits.
+  const uint64_t capacity = std::max(kTargetMinCapacity, working_set);
+  LocalBuffers buffers(&engine);
+  te::Status status = buffers.Allocate(NumaNodes(), capacity, flags.shmfs);
+  if (!status.ok()) return Error(status.ToString());
+
+  std::printf("Target server has been started.\n%s\n",
+              te::bench::InitiatorCommand(program, config.metadata_type, config.metadata_servers,
+                                          engine.getSegmentName())
+                  .c_str());
+  std::fflush(stdout);
+
+  int signal_number = 0;
+  while (sigwait(&stop_signals, &signal_number) != 0) {
+  }
+  return 0;  // `buffers` unregisters and frees on the way out
+}
+
+// ---------------------------------------------------------------------------
+// Initiator
+
+// State the workers share with the main thread.
+struct RunState {
+  std::atomic<bool> running{true};
+  std::atomic<uint64_t> batch_count{0};
+  std::atomic<uint64_t> verified_batches{0};
+
+  std::mutex mutex;
+  std::condition_variable stopped;
+  bool failed = false;
+  std::string error;
+
+  // Records the first failure and stops everyone.
+  void Fail(const std::string& message) {
+    {
+      std::lock_guard<std::mutex> lock(mutex);
+      if (!failed) {
+        failed = true;
+        error = message;
+      }
+    }
+    running.store(false);
+    stopped.notify_all();
+  }
+};
+
+struct WorkerArgs {
+  te::TransferEngine* engine;
+  te::SegmentHandle segment;
+  int thread_id;
+  uint8_t* local;   // this thread's region of its local buffer
+  uint64_t remote;  // the matching region of the target's buffer
+  uint64_t batch;
+  uint64_t size;
+  Workload workload;
+  bool integrity_check;
+  int numa_node;  // -1: do not pin
+};
+
+const char* OpName(te::Request::OpCode opcode) {
+  return opcode == te::Request::WRITE ? "WRITE" : "READ";
+}
+
+// The requests of one batch: request j moves `size` bytes at offset j * size of the
+// thread's local and remote regions.
+std::vector<te::Request> BatchRequests(const WorkerArgs& args) {
+  std::vector<te::Request> requests(args.batch);
+  for (uint64_t j = 0; j < args.batch; ++j) {
+    requests[j].source = args.local + j * args.size;
+    requests[j].target_id = args.segment;
+    requests[j].target_offset = args.remote + j * args.size;
+    requests[j].length = args.size;
+  }
+  return requests;
+}
+
+// One batch from allocateBatch to freeBatch, every request as `opcode`. False with
+// *error set when it failed.
+bool SubmitRequestSync(const WorkerArgs& args, te::Request::OpCode opcode,
+                       std::vector<te::Request>* requests, std::string* error) {
+  te::TransferEngine& engine = *args.engine;
+  te::BatchID batch_id = 0;
+  te::Status status = engine.allocateBatch(requests->size(), &batch_id);
+  if (!status.ok()) {
+    *error = "allocateBatch: " + status.ToString();
+    return false;
+  }
+  for (te::Request& request : *requests) request.opcode = opcode;
+  te::TransferStatus overall;
+  status = engine.submitTransfer(batch_id, *requests);
+  if (status.ok()) {
+    while ((status = engine.getTransferStatus(batch_id, &overall)).ok() &&
+           overall.state == te::TransferState::kPending) {
+      std::this_thread::yield();
+    }
+  }
+  te::Status freed = engine.freeBatch(batch_id);
+  if (!status.ok()) {
+    *error = std::string(OpName(opcode)) + " batch: " + status.ToString();
+    return false;
+  }
+  if (overall.state == te::TransferState::kFailed) {
+    *error = std::string(OpName(opcode)) + " batch failed: " + overall.error;
+    return false;
+  }
+  if (!freed.ok()) {
+    *error = "freeBatch: " + freed.ToString();
+    return false;
+  }
+  return true;
+}
+
+void InitiatorWorker(const WorkerArgs& args, RunState* state) {
+  if (args.numa_node >= 0) RunOnNode(args.numa_node);
+  const uint64_t region = args.batch * args.size;
+  std::vector<te::Request> requests = BatchRequests(args);
+  std::string error;
+  auto run = [&](te::Request::OpCode opcode) {
+    if (!SubmitRequestSync(args, opcode, &requests, &error)) {
+      state->Fail("thread " + std::to_string(args.thread_id) + ": " + error);
+      return false;
+    }
+    state->batch_count.fetch_add(1, std::memory_order_relaxed);
+    return true;
+  };
+  for (uint64_t iteration = 0; state->running.load(std::memory_order_relaxed); ++iteration) {
+    switch (args.workload) {
+      case Workload::kRead:
+        if (!run(te::Request::READ)) return;
+        break;
+      case Workload::kWrite:
+        if (!run(te::Request::WRITE)) return;
+        break;
+      case Workload::kMix:
+        if (!args.integrity_check) {
+          if (!run(iteration % 2 == 0 ? te::Request::WRITE : te::Request::READ)) return;
+          break;
+        }
+        {
+          const uint64_t seed = te::bench::PatternSeed(args.thread_id, iteration);
+          te::bench::FillPattern(args.local, region, seed);
+          if (!run(te::Request::WRITE)) return;
+          std::memset(args.local, 0, region);
+          if (!run(te::Request::READ)) return;
+          size_t bad = te::bench::FindPatternMismatch(args.local, region, seed);
+          if (bad != region) {
+            char detail[96];
+            std::snprintf(detail, sizeof(detail), ": expected 0x%02x, read 0x%02x",
+                          te::bench::PatternByte(seed, bad), args.local[bad]);
+            state->Fail("integrity check failed at offset " + std::to_string(bad) + " (thread " +
+                        std::to_string(args.thread_id) + ")" + detail);
+            return;
+          }
+          state->verified_batches.fetch_add(1, std::memory_order_relaxed);
+        }
+        break;
+    }
+  }
+}
+
+int RunInitiator(te::TransferEngine& engine, const BenchFlags& flags) {
+  Workload workload = Workload::kRead;
+  te::bench::ParseWorkload(flags.workload, &workload);
+  const uint64_t batch = static_cast<uint64_t>(flags.batch);
+  const uint64_t threads = static_cast<uint64_t>(flags.threads);
+  const uint64_t region = flags.size * batch;
+  uint64_t working_set = 0;
+  te::bench::WorkingSetBytes(flags.size, batch, threads, &working_set);
+
+  te::SegmentHandle segment = 0;
+  te::Status status = engine.openSegment(&segment, flags.remote_segment);
+  if (!status.ok()) {
+    return Error("cannot open the remote segment: " + status.ToString());
+  }
+  te::SegmentInfo info;
+  status = engine.getSegmentInfo(segment, &info);
+  if (!status.ok()) return Error("cannot describe segment: " + status.ToString());
+  if (info.buffers.empty()) {
+    return Error("segment '" + flags.remote_segment + "' has no registered buffers");
+  }
+  // Thread i works at offset i * region of the target's buffer i % n.
+  std::vector<uint64_t> remote(threads);
+  const te::Permission needed =
+      workload == Workload::kRead ? te::Permission::kRemoteRead : te::Permission::kRemoteReadWrite;
+  for (uint64_t i = 0; i < threads; ++i) {
+    const te::BufferInfo& buffer = info.buffers[i % info.buffers.size()];
+    if ((i + 1) * region > buffer.length) {
+      return Error("size x batch x threads (" + std::to_string(working_set) +
+                   " bytes) exceeds remote buffer (" + std::to_string(buffer.length) + " bytes)");
+    }
+    if (static_cast<int>(buffer.permission) < static_cast<int>(needed)) {
+      return Error("remote buffer " + std::to_string(i % info.buffers.size()) + " is " +
+                   te::PermissionName(buffer.permission) + " but --workload=" + flags.workload +
+                   " needs " + te::PermissionName(needed));
+    }
+    remote[i] = buffer.base + i * region;
+  }
+
+  const int nodes = NumaNodes();
+  LocalBuffers buffers(&engine);
+  status = buffers.Allocate(nodes, working_set, flags.shmfs);
+  if (!status.ok()) return Error(status.ToString());
+
+  RunState state;
+  std::vector<std::thread> workers;
+  workers.reserve(threads);
+  const auto start = std::chrono::steady_clock::now();
+  for (uint64_t i = 0; i < threads; ++i) {
+    WorkerArgs args;
+    args.engine = &engine;
+    args.segment = segment;
+    args.thread_id = static_cast<int>(i);
+    args.local = buffers.at(i % buffers.count()) + i * region;
+    args.remote = remote[i];
+    args.batch = batch;
+    args.size = flags.size;
+    args.workload = workload;
+    args.integrity_check = flags.integrity_check;
+    args.numa_node = nodes > 1 ? static_cast<int>(i % buffers.count()) : -1;
+    try {
+      workers.emplace_back(InitiatorWorker, args, &state);
+    } catch (const std::system_error& e) {
+      state.Fail("cannot start worker thread " + std::to_string(i) + ": " + e.what());
+      break;
+    }
+  }
+  {
+    std::unique_lock<std::mutex> lock(state.mutex);
+    state.stopped.wait_for(lock, std::chrono::seconds(flags.duration),
+                           [&] { return state.failed; });
+  }
+  state.running.store(false);
+  for (std::thread& worker : workers) worker.join();
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+
+  engine.closeSegment(segment);
+  if (state.failed) return Error(state.error);
+
+  te::bench::BenchResult result;
+  result.workload = flags.workload;
+  result.transport = engine.primaryTransport();
+  result.threads = threads;
+  result.batch = batch;
+  result.size = flags.size;
+  result.seconds = seconds;
+  result.batch_count = state.batch_count.load();
+  result.bytes = result.batch_count * region;
+  result.integrity_check = flags.integrity_check;
+  result.verified_batches = state.verified_batches.load();
+  result.unit = flags.report_unit;
+  result.precision = flags.report_precision;
+
+  std::printf("%s\n", te::bench::SummaryLine(result).c_str());
+  std::printf("transport: %s\n", result.transport.c_str());
+  if (result.integrity_check) {
+    std::printf("integrity check passed (%llu batches verified)\n",
+                static_cast<unsigned long long>(result.verified_batches));
+  }
+  if (FLAGS_json) std::printf("%s\n", te::bench::JsonLine(result).c_str());
+  std::fflush(stdout);
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  gflags::SetUsageMessage(
+      "transfer engine throughput benchmark.\n"
+      "  target:    transfer_engine_bench [--local_segment=host[:port]]\n"
+      "  initiator: transfer_engine_bench --remote_segment=host:port [--workload=read|write|mix]\n"
+      "Other engine settings come from TE_* environment variables (see te::Config::FromEnv).");
+  gflags::ParseCommandLineFlags(&argc, &argv, true);
+  if (argc > 1) return Error(std::string("unexpected argument '") + argv[1] + "'");
+
+  te::Config config;
+  te::Status status = BuildConfig(&config);
+  if (!status.ok()) return Error("bad configuration: " + status.ToString());
+  const BenchFlags flags = FlagsFromCommandLine(config);
+  status = te::bench::ValidateBenchFlags(flags);
+  if (!status.ok()) return Error(status.message());
+
+  const bool target = flags.remote_segment.empty();
+  // A target waits for these in sigwait; block them before the engine starts its
+  // threads, which inherit the mask, so that none of them takes the signal.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  if (target) {
+    // A shell starting us in the background may have set SIGINT to be ignored, and an
+    // ignored signal never reaches sigwait.
+    signal(SIGINT, SIG_DFL);
+    signal(SIGTERM, SIG_DFL);
+    pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  }
+
+  int exit_code;
+  {
+    te::TransferEngine engine(config);
+    if (!engine.available()) {
+      return Error("cannot start the transfer engine: " + engine.status().ToString());
+    }
+    exit_code = target ? RunTarget(engine, config, flags, stop_signals, argv[0])
+                       : RunInitiator(engine, flags);
+  }
+  gflags::ShutDownCommandLineFlags();
+  return exit_code;
+}

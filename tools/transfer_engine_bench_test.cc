@@ -1,0 +1,409 @@
+// End-to-end tests of the transfer_engine_bench binary: a real target process and
+// real initiator processes talking over the loopback network. Every wait is
+// bounded, and children still running when a test ends are killed.
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <nlohmann/json.hpp>
+#include <regex>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#ifndef TE_BENCH_PATH
+#error "TE_BENCH_PATH must name the transfer_engine_bench binary"
+#endif
+
+extern char** environ;
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using std::chrono::milliseconds;
+using std::chrono::seconds;
+
+// A child process with its stdout and stderr captured through pipes.
+class Child {
+ public:
+  Child() = default;
+  ~Child() { Kill(); }
+  Child(const Child&) = delete;
+  Child& operator=(const Child&) = delete;
+
+  // Runs the benchmark with `args`.
+  ::testing::AssertionResult Start(const std::vector<std::string>& args) {
+    int out[2], err[2];
+    if (pipe2(out, O_CLOEXEC) != 0) return ::testing::AssertionFailure() << "pipe2 failed";
+    if (pipe2(err, O_CLOEXEC) != 0) {
+      close(out[0]);
+      close(out[1]);
+      return ::testing::AssertionFailure() << "pipe2 failed";
+    }
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_adddup2(&actions, out[1], STDOUT_FILENO);
+    posix_spawn_file_actions_adddup2(&actions, err[1], STDERR_FILENO);
+    std::vector<std::string> argv_storage = {TE_BENCH_PATH};
+    argv_storage.insert(argv_storage.end(), args.begin(), args.end());
+    std::vector<char*> argv;
+    for (std::string& arg : argv_storage) argv.push_back(arg.data());
+    argv.push_back(nullptr);
+    int rc = posix_spawn(&pid_, argv[0], &actions, nullptr, argv.data(), environ);
+    posix_spawn_file_actions_destroy(&actions);
+    close(out[1]);
+    close(err[1]);
+    out_fd_ = out[0];
+    err_fd_ = err[0];
+    fcntl(out_fd_, F_SETFL, O_NONBLOCK);
+    fcntl(err_fd_, F_SETFL, O_NONBLOCK);
+    if (rc != 0) {
+      pid_ = -1;
+      return ::testing::AssertionFailure() << "posix_spawn " << argv[0] << ": " << strerror(rc);
+    }
+    return ::testing::AssertionSuccess();
+  }
+
+  // Waits until stdout contains `needle`; false when the child exits or the time
+  // runs out first.
+  bool WaitForOutput(const std::string& needle, milliseconds timeout) {
+    const auto deadline = Clock::now() + timeout;
+    while (out_.find(needle) == std::string::npos) {
+      if (Clock::now() >= deadline) return false;
+      if (Reap()) {
+        Drain();
+        return out_.find(needle) != std::string::npos;
+      }
+      Pump(milliseconds(50));
+    }
+    return true;
+  }
+
+  // Waits for the child to exit; false (child left running) on timeout.
+  bool Wait(milliseconds timeout) {
+    const auto deadline = Clock::now() + timeout;
+    while (!Reap()) {
+      if (Clock::now() >= deadline) return false;
+      Pump(milliseconds(20));
+    }
+    Drain();
+    return true;
+  }
+
+  void Signal(int signal_number) {
+    if (pid_ > 0 && !exited_) kill(pid_, signal_number);
+  }
+
+  // SIGKILL and reap, if still running; closes the pipes.
+  void Kill() {
+    if (pid_ > 0 && !exited_) {
+      kill(pid_, SIGKILL);
+      int status;
+      while (waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
+      }
+      exited_ = true;
+      status_ = status;
+    }
+    if (out_fd_ >= 0) close(out_fd_);
+    if (err_fd_ >= 0) close(err_fd_);
+    out_fd_ = err_fd_ = -1;
+  }
+
+  bool exited() const { return exited_; }
+  // The exit code, or -signal when killed by a signal.
+  int exit_code() const {
+    if (WIFEXITED(status_)) return WEXITSTATUS(status_);
+    if (WIFSIGNALED(status_)) return -WTERMSIG(status_);
+    return -1000;
+  }
+  const std::string& out() const { return out_; }
+  const std::string& err() const { return err_; }
+  std::string Describe() const {
+    return "exit " + std::to_string(exit_code()) + "\n--- stdout:\n" + out_ + "--- stderr:\n" +
+           err_;
+  }
+
+ private:
+  bool Reap() {
+    if (pid_ <= 0 || exited_) return exited_;
+    int status;
+    pid_t rc = waitpid(pid_, &status, WNOHANG);
+    if (rc == pid_) {
+      exited_ = true;
+      status_ = status;
+    }
+    return exited_;
+  }
+
+  // Reads whatever the pipes hold, waiting at most `timeout` for the first byte.
+  void Pump(milliseconds timeout) {
+    pollfd fds[2] = {{out_fd_, POLLIN, 0}, {err_fd_, POLLIN, 0}};
+    if (poll(fds, 2, static_cast<int>(timeout.count())) <= 0) return;
+    ReadAvailable(out_fd_, &out_);
+    ReadAvailable(err_fd_, &err_);
+  }
+
+  // After exit: everything left up to end of file (bounded, in case a grandchild
+  // kept a pipe open).
+  void Drain() {
+    const auto deadline = Clock::now() + seconds(2);
+    while (Clock::now() < deadline) {
+      bool out_open = ReadAvailable(out_fd_, &out_);
+      bool err_open = ReadAvailable(err_fd_, &err_);
+      if (!out_open && !err_open) return;
+      pollfd fds[2] = {{out_open ? out_fd_ : -1, POLLIN, 0}, {err_open ? err_fd_ : -1, POLLIN, 0}};
+      poll(fds, 2, 20);
+    }
+  }
+
+  // False once the pipe reached end of file.
+  static bool ReadAvailable(int fd, std::string* into) {
+    if (fd < 0) return false;
+    char buffer[4096];
+    for (;;) {
+      ssize_t n = read(fd, buffer, sizeof(buffer));
+      if (n > 0) {
+        into->append(buffer, static_cast<size_t>(n));
+        continue;
+      }
+      if (n == 0) return false;
+      if (errno == EINTR) continue;
+      return true;  // EAGAIN: open, nothing more for now
+    }
+  }
+
+  pid_t pid_ = -1;
+  int out_fd_ = -1;
+  int err_fd_ = -1;
+  bool exited_ = false;
+  int status_ = 0;
+  std::string out_;
+  std::string err_;
+};
+
+size_t CountLines(const std::string& text) {
+  size_t lines = 0;
+  for (char c : text) lines += c == '\n';
+  return lines;
+}
+
+// Starts a target with `args` and returns the segment its initiator command names.
+::testing::AssertionResult StartTarget(Child* target, std::string* segment,
+                                       const std::vector<std::string>& args = {}) {
+  auto started = target->Start(args);
+  if (!started) return started;
+  const std::string kFlag = "--remote_segment=";
+  if (!target->WaitForOutput(kFlag, seconds(30)) || !target->WaitForOutput("\n", seconds(1))) {
+    return ::testing::AssertionFailure() << "target printed no initiator command\n"
+                                         << target->Describe();
+  }
+  const std::string& out = target->out();
+  if (out.rfind("Target server has been started.\n", 0) != 0) {
+    return ::testing::AssertionFailure() << "unexpected first line\n" << target->Describe();
+  }
+  size_t begin = out.find(kFlag) + kFlag.size();
+  size_t end = out.find_first_of(" '\n", begin);
+  if (end == std::string::npos) {
+    // The line may not be complete yet.
+    target->WaitForOutput(out.substr(begin) + "\n", seconds(1));
+    end = target->out().find_first_of(" '\n", begin);
+  }
+  *segment = target->out().substr(begin, end - begin);
+  if (segment->empty()) {
+    return ::testing::AssertionFailure() << "empty segment\n" << target->Describe();
+  }
+  return ::testing::AssertionSuccess();
+}
+
+// Sends `signal_number` to the target and expects a clean exit within 5 s.
+void ExpectStopsCleanly(Child* target, int signal_number) {
+  target->Signal(signal_number);
+  const auto start = Clock::now();
+  ASSERT_TRUE(target->Wait(seconds(5))) << "target ignored signal " << signal_number << "\n"
+                                        << target->Describe();
+  EXPECT_LT(Clock::now() - start, seconds(5));
+  EXPECT_EQ(target->exit_code(), 0) << target->Describe();
+}
+
+// Runs the benchmark with `args` until it exits, for at most `timeout`.
+::testing::AssertionResult RunToExit(Child* child, const std::vector<std::string>& args,
+                                     seconds timeout) {
+  auto started = child->Start(args);
+  if (!started) return started;
+  if (!child->Wait(timeout)) {
+    return ::testing::AssertionFailure() << "still running after " << timeout.count() << " s\n"
+                                         << child->Describe();
+  }
+  return ::testing::AssertionSuccess();
+}
+
+const std::regex kSummary(
+    R"(Test completed: duration \d+\.\d\ds, batch count [1-9]\d*, throughput \d+\.\d+ [GMK]i?[Bb]/s)");
+
+TEST(TransferEngineBenchTest, MixWithIntegrityCheckThenTargetStopsOnSigterm) {
+  Child target;
+  std::string segment;
+  ASSERT_TRUE(StartTarget(&target, &segment));
+
+  Child initiator;
+  ASSERT_TRUE(RunToExit(&initiator,
+                        {"--remote_segment=" + segment, "--duration=2", "--workload=mix",
+                         "--integrity_check", "--threads=2", "--batch=4", "--size=4096"},
+                        seconds(60)));
+  EXPECT_EQ(initiator.exit_code(), 0) << initiator.Describe();
+  EXPECT_NE(initiator.out().find("throughput"), std::string::npos) << initiator.Describe();
+  EXPECT_TRUE(std::regex_search(initiator.out(), kSummary)) << initiator.Describe();
+  EXPECT_NE(initiator.out().find("integrity check passed ("), std::string::npos)
+      << initiator.Describe();
+  EXPECT_NE(initiator.out().find("transport: "), std::string::npos) << initiator.Describe();
+
+  ExpectStopsCleanly(&target, SIGTERM);
+}
+
+TEST(TransferEngineBenchTest, ReadWriteAndCheckAliasThenSigint) {
+  Child target;
+  std::string segment;
+  ASSERT_TRUE(StartTarget(&target, &segment));
+
+  Child reader;
+  ASSERT_TRUE(RunToExit(&reader,
+                        {"--remote_segment=" + segment, "--duration=1", "--threads=1", "--batch=2",
+                         "--size=8192", "--report_unit=MiB", "--report_precision=3", "--json"},
+                        seconds(60)));
+  EXPECT_EQ(reader.exit_code(), 0) << reader.Describe();
+  EXPECT_TRUE(std::regex_search(reader.out(), kSummary)) << reader.Describe();
+  EXPECT_TRUE(std::regex_search(reader.out(), std::regex(R"(throughput \d+\.\d{3} MiB/s)")))
+      << reader.Describe();
+  // The JSON line is the last one.
+  std::string out = reader.out();
+  if (!out.empty() && out.back() == '\n') out.pop_back();
+  auto json = nlohmann::json::parse(out.substr(out.rfind('\n') + 1), nullptr, false);
+  ASSERT_FALSE(json.is_discarded()) << reader.Describe();
+  EXPECT_EQ(json["workload"], "read");
+  EXPECT_EQ(json["unit"], "MiB");
+  EXPECT_GT(json["batch_count"].get<uint64_t>(), 0u);
+  EXPECT_EQ(json["bytes"].get<uint64_t>(), json["batch_count"].get<uint64_t>() * 2 * 8192);
+
+  Child writer;
+  ASSERT_TRUE(RunToExit(&writer,
+                        {"--remote_segment=" + segment, "--duration=1", "--workload=write",
+                         "--threads=3", "--batch=1", "--size=1000", "--report_unit=Gb"},
+                        seconds(60)));
+  EXPECT_EQ(writer.exit_code(), 0) << writer.Describe();
+  EXPECT_TRUE(std::regex_search(writer.out(), std::regex(R"(throughput \d+\.\d\d Gb/s)")))
+      << writer.Describe();
+
+  Child checker;  // --check is --integrity_check; odd sizes exercise the pattern tail
+  ASSERT_TRUE(RunToExit(&checker,
+                        {"--remote_segment=" + segment, "--duration=1", "--workload=mix", "--check",
+                         "--threads=3", "--batch=3", "--size=1001"},
+                        seconds(60)));
+  EXPECT_EQ(checker.exit_code(), 0) << checker.Describe();
+  EXPECT_NE(checker.out().find("integrity check passed ("), std::string::npos)
+      << checker.Describe();
+
+  ExpectStopsCleanly(&target, SIGINT);
+}
+
+TEST(TransferEngineBenchTest, WorkingSetLargerThanRemoteBufferFails) {
+  Child target;
+  std::string segment;
+  ASSERT_TRUE(StartTarget(&target, &segment));
+
+  Child initiator;  // 2 GiB against the target's 1 GiB buffers
+  ASSERT_TRUE(RunToExit(&initiator,
+                        {"--remote_segment=" + segment, "--duration=1", "--size=1073741824",
+                         "--batch=2", "--threads=1"},
+                        seconds(30)));
+  EXPECT_EQ(initiator.exit_code(), 1) << initiator.Describe();
+  EXPECT_NE(initiator.err().find("size x batch x threads (2147483648 bytes) exceeds remote "
+                                 "buffer ("),
+            std::string::npos)
+      << initiator.Describe();
+
+  ExpectStopsCleanly(&target, SIGTERM);
+}
+
+TEST(TransferEngineBenchTest, UnreachablePeerFailsQuickly) {
+  Child initiator;
+  const auto start = Clock::now();
+  ASSERT_TRUE(RunToExit(&initiator, {"--remote_segment=127.0.0.1:1", "--duration=1"}, seconds(20)));
+  EXPECT_LT(Clock::now() - start, seconds(15));
+  EXPECT_NE(initiator.exit_code(), 0) << initiator.Describe();
+  EXPECT_NE(initiator.err().find("error: "), std::string::npos) << initiator.Describe();
+  EXPECT_EQ(initiator.out().find("throughput"), std::string::npos) << initiator.Describe();
+}
+
+TEST(TransferEngineBenchTest, MalformedSegmentNameFails) {
+  Child initiator;
+  ASSERT_TRUE(
+      RunToExit(&initiator, {"--remote_segment=no port here", "--duration=1"}, seconds(20)));
+  EXPECT_NE(initiator.exit_code(), 0) << initiator.Describe();
+  EXPECT_NE(initiator.err().find("error: "), std::string::npos) << initiator.Describe();
+}
+
+TEST(TransferEngineBenchTest, CentralMetadataFailsWithOneLine) {
+  // Not supported by this build; should that change, there is still no server.
+  Child initiator;
+  ASSERT_TRUE(RunToExit(&initiator,
+                        {"--metadata_type=redis", "--metadata_servers=127.0.0.1:1",
+                         "--remote_segment=segment", "--duration=1"},
+                        seconds(30)));
+  EXPECT_NE(initiator.exit_code(), 0) << initiator.Describe();
+  EXPECT_NE(initiator.err().find("error: "), std::string::npos) << initiator.Describe();
+}
+
+// Rejected before anything starts: exit 1, one "error: " line on stderr, nothing on
+// stdout. (Without the check these would start a target, which never exits.)
+class BadFlagsTest : public ::testing::TestWithParam<std::vector<std::string>> {};
+
+TEST_P(BadFlagsTest, OneLineErrorAndExitOne) {
+  Child child;
+  ASSERT_TRUE(RunToExit(&child, GetParam(), seconds(10)));
+  EXPECT_EQ(child.exit_code(), 1) << child.Describe();
+  EXPECT_EQ(child.err().rfind("error: ", 0), 0u) << child.Describe();
+  EXPECT_EQ(CountLines(child.err()), 1u) << child.Describe();
+  EXPECT_EQ(child.out(), "") << child.Describe();
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    All, BadFlagsTest,
+    ::testing::Values(
+        std::vector<std::string>{"--workload=bogus"}, std::vector<std::string>{"--report_unit=TB"},
+        std::vector<std::string>{"--batch=0"}, std::vector<std::string>{"--size=0"},
+        std::vector<std::string>{"--threads=0"}, std::vector<std::string>{"--threads=-2"},
+        std::vector<std::string>{"--duration=0"}, std::vector<std::string>{"--report_precision=13"},
+        std::vector<std::string>{"--metadata_type=etcd"}, std::vector<std::string>{"--use_vram"},
+        std::vector<std::string>{"--use_vram=true", "--remote_segment=x:1"},
+        std::vector<std::string>{"--use_dram=false"},
+        std::vector<std::string>{"--transport=carrier-pigeon"},
+        std::vector<std::string>{"--integrity_check"},
+        std::vector<std::string>{"--check", "--workload=write"},
+        std::vector<std::string>{"--size=1125899906842624", "--batch=1048576"},
+        std::vector<std::string>{"stray-argument"}));
+
+TEST(TransferEngineBenchTest, UseVramMessage) {
+  Child child;
+  ASSERT_TRUE(RunToExit(&child, {"--use_vram"}, seconds(10)));
+  EXPECT_EQ(child.exit_code(), 1);
+  EXPECT_EQ(child.err(), "error: --use_vram needs a build with -DUSE_CUDA=ON\n");
+}
+
+TEST(TransferEngineBenchTest, FlagsGflagsRejects) {
+  for (const std::vector<std::string>& args :
+       {std::vector<std::string>{"--no_such_flag"}, std::vector<std::string>{"--batch=abc"},
+        std::vector<std::string>{"--size=-1"}}) {
+    Child child;
+    ASSERT_TRUE(RunToExit(&child, args, seconds(10)));
+    EXPECT_NE(child.exit_code(), 0) << args[0] << "\n" << child.Describe();
+    EXPECT_FALSE(child.err().empty()) << args[0];
+  }
+}
+
+}  // namespace
