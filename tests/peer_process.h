@@ -1,0 +1,68 @@
+// PeerProcess: spawns tests/test_peer.cc (te_test_peer) as a child process with pipes
+// on its stdin and stdout, waits for its READY line, sends it commands and reads its
+// replies with timeouts. The destructor always stops and reaps the child.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace te_test {
+
+class PeerProcess {
+ public:
+  struct Buffer {
+    uint64_t base = 0;
+    uint64_t length = 0;
+  };
+
+  PeerProcess() = default;
+  ~PeerProcess();
+  PeerProcess(const PeerProcess&) = delete;
+  PeerProcess& operator=(const PeerProcess&) = delete;
+
+  // Path of the peer executable: $TE_TEST_PEER if set, else the one CMake built.
+  static std::string ExecutablePath();
+
+  // Spawns the peer with `args` (flags without argv[0]) and waits up to `timeout` for
+  // its READY line. On failure returns false, says why in *error and reaps the child.
+  bool Start(const std::vector<std::string>& args, std::string* error,
+             std::chrono::milliseconds timeout = std::chrono::seconds(20));
+
+  const std::string& segment_name() const { return segment_name_; }
+  // The buffers from the READY line, in registration order.
+  const std::vector<Buffer>& buffers() const { return buffers_; }
+  pid_t pid() const { return pid_; }
+  bool running() const { return pid_ > 0; }
+
+  bool SendLine(const std::string& line);
+  // Reads the next line of the peer's stdout (without '\n'). False on timeout or EOF.
+  bool ReadLine(std::string* line, std::chrono::milliseconds timeout);
+  // Sends `line` and returns the peer's reply: the next line whose first word is a
+  // reply keyword (other output is skipped). Empty on timeout, EOF or a dead peer.
+  std::string Command(const std::string& line,
+                      std::chrono::milliseconds timeout = std::chrono::seconds(20));
+
+  // Sends a signal to the peer (no-op once reaped).
+  void Signal(int sig);
+  // Waits for the peer to exit and reaps it. False when it is still running.
+  bool WaitExit(std::chrono::milliseconds timeout, int* wait_status = nullptr);
+  // Closes stdin, then escalates SIGTERM -> SIGKILL until the peer is reaped.
+  void Stop();
+
+ private:
+  void CloseFds();
+
+  pid_t pid_ = -1;
+  int stdin_fd_ = -1;
+  int stdout_fd_ = -1;
+  bool eof_ = false;
+  std::string pending_;
+  std::string segment_name_;
+  std::vector<Buffer> buffers_;
+};
+
+}  // namespace te_test
