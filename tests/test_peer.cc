@@ -430,16 +430,6 @@ void Serve(Peer* peer) {
 
 }  // namespace
 
-#if defined(__SANITIZE_THREAD__)
-// In this process the engine's connection threads receive the test's WRITE payload
-// into a buffer and later send it back for a READ, ordered only through the test
-// process. ThreadSanitizer cannot see that order, so races on payload bytes in the
-// socket helpers are suppressed here (the test process itself runs unsuppressed).
-extern "C" const char* __tsan_default_suppressions() {
-  return "race:te::SendAll\nrace:te::RecvAll\n";
-}
-#endif
-
 int main(int argc, char** argv) {
   struct sigaction sa {};
   sa.sa_handler = OnSigterm;

@@ -23,9 +23,11 @@ struct Config {
   // advertise this host's first non-loopback IPv4 address (127.0.0.1 if none).
   std::string rpc_host;
   uint16_t rpc_port = 0;  // 0 picks a free port
-  // Transports this engine may use, in order of preference: "local" (same process),
-  // "tcp". Others are reported as NotSupported by this build.
-  std::vector<std::string> transports = {"local", "tcp"};
+  // Transports this engine may use and serve, in order of preference: "local" (same
+  // process), "shm" (same host, buffers in POSIX shared memory), "cma" (same host,
+  // cross-memory attach), "tcp". The engine picks per request the first one that can
+  // serve it. Others are reported as NotSupported by this build.
+  std::vector<std::string> transports = {"local", "shm", "cma", "tcp"};
   // "debug", "info", "warning", "error".
   std::string log_level = "warning";
   // Identity of the machine; empty reads /etc/machine-id. Tests override it to
@@ -34,17 +36,23 @@ struct Config {
 
   // Data path tuning.
   uint32_t tcp_connections_per_peer = 4;
-  uint64_t slice_size = 1 << 20;          // requests above this are split
-  uint32_t transfer_timeout_ms = 5000;    // a slice without progress this long fails
+  uint64_t slice_size = 1 << 20;        // requests above this are split
+  uint32_t transfer_timeout_ms = 5000;  // a slice without progress this long fails
   uint32_t connect_timeout_ms = 3000;
+
+  // Central metadata (redis, etcd, http). The published entry of a redis or etcd
+  // engine lives this many seconds without a keep-alive, which the engine sends every
+  // ttl/3, so a killed engine's entry disappears within it (docs/metadata.md). Every
+  // metadata call is bounded by connect_timeout_ms per server tried.
+  uint32_t metadata_ttl_s = 10;
 
   // Parses a JSON object; keys are the field names above. Unknown keys are errors.
   static Status FromJson(const std::string& json_text, Config* config);
   static Status FromJsonFile(const std::string& path, Config* config);
   // Overrides fields from TE_METADATA_TYPE, TE_METADATA_SERVERS, TE_LOCAL_SEGMENT,
   // TE_RPC_HOST, TE_RPC_PORT, TE_TRANSPORTS (comma-separated), TE_LOG_LEVEL,
-  // TE_MACHINE_ID, TE_TCP_CONNECTIONS, TE_SLICE_SIZE, TE_TRANSFER_TIMEOUT_MS;
-  // TE_CONFIG names a JSON file applied first.
+  // TE_MACHINE_ID, TE_TCP_CONNECTIONS, TE_SLICE_SIZE, TE_TRANSFER_TIMEOUT_MS,
+  // TE_METADATA_TTL_S; TE_CONFIG names a JSON file applied first.
   static Status FromEnv(Config* config);
   // Checks ranges and names; the engine calls it before starting.
   Status Validate() const;

@@ -12,18 +12,18 @@ class Status {
  public:
   enum class Code : uint16_t {
     kOk = 0,
-    kInvalidArgument = 1,   // the caller passed a bad value
-    kNotFound = 2,          // unknown segment, buffer, batch or key
-    kAlreadyExists = 3,     // name or region already taken
-    kPermissionDenied = 4,  // access outside granted permissions or failed authentication
-    kOutOfRange = 5,        // address range not inside a registered buffer
-    kUnavailable = 6,       // peer or server unreachable
-    kTimeout = 7,           // deadline passed
-    kNotSupported = 8,      // feature not built or not possible on this machine
-    kResourceExhausted = 9, // out of memory, slots or descriptors
+    kInvalidArgument = 1,    // the caller passed a bad value
+    kNotFound = 2,           // unknown segment, buffer, batch or key
+    kAlreadyExists = 3,      // name or region already taken
+    kPermissionDenied = 4,   // access outside granted permissions or failed authentication
+    kOutOfRange = 5,         // address range not inside a registered buffer
+    kUnavailable = 6,        // peer or server unreachable
+    kTimeout = 7,            // deadline passed
+    kNotSupported = 8,       // feature not built or not possible on this machine
+    kResourceExhausted = 9,  // out of memory, slots or descriptors
     kFailedPrecondition = 10,
-    kIoError = 11,          // a system call failed
-    kProtocolError = 12,    // a peer sent malformed data
+    kIoError = 11,        // a system call failed
+    kProtocolError = 12,  // a peer sent malformed data
     kCancelled = 13,
     kInternal = 14,
   };
@@ -64,8 +64,8 @@ class Status {
 }  // namespace te
 
 // Returns from the enclosing function when `expr` yields a non-OK Status.
-#define TE_RETURN_IF_ERROR(expr)        \
-  do {                                  \
-    ::te::Status te_status_ = (expr);   \
+#define TE_RETURN_IF_ERROR(expr)             \
+  do {                                       \
+    ::te::Status te_status_ = (expr);        \
     if (!te_status_.ok()) return te_status_; \
   } while (0)

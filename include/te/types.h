@@ -30,9 +30,9 @@ struct MemoryOptions {
 struct Request {
   enum OpCode : uint8_t { READ = 0, WRITE = 1 };
   OpCode opcode = READ;
-  void* source = nullptr;        // local address (must lie in a registered buffer)
-  SegmentHandle target_id = 0;   // from openSegment
-  uint64_t target_offset = 0;    // remote address inside one of the target's buffers
+  void* source = nullptr;       // local address (must lie in a registered buffer)
+  SegmentHandle target_id = 0;  // from openSegment
+  uint64_t target_offset = 0;   // remote address inside one of the target's buffers
   uint64_t length = 0;
 };
 

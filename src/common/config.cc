@@ -73,19 +73,34 @@ Status Config::FromJson(const std::string& json_text, Config* config) {
   if (!j.is_object()) return Status::InvalidArgument("config must be a JSON object");
   for (auto& [key, value] : j.items()) {
     Status s;
-    if (key == "metadata_type") s = ReadField(j, "metadata_type", &config->metadata_type);
-    else if (key == "metadata_servers") s = ReadField(j, "metadata_servers", &config->metadata_servers);
-    else if (key == "local_segment_name") s = ReadField(j, "local_segment_name", &config->local_segment_name);
-    else if (key == "rpc_host") s = ReadField(j, "rpc_host", &config->rpc_host);
-    else if (key == "rpc_port") s = ReadUnsigned(j, "rpc_port", &config->rpc_port);
-    else if (key == "transports") s = ReadField(j, "transports", &config->transports);
-    else if (key == "log_level") s = ReadField(j, "log_level", &config->log_level);
-    else if (key == "machine_id") s = ReadField(j, "machine_id", &config->machine_id);
-    else if (key == "tcp_connections_per_peer") s = ReadUnsigned(j, "tcp_connections_per_peer", &config->tcp_connections_per_peer);
-    else if (key == "slice_size") s = ReadUnsigned(j, "slice_size", &config->slice_size);
-    else if (key == "transfer_timeout_ms") s = ReadUnsigned(j, "transfer_timeout_ms", &config->transfer_timeout_ms);
-    else if (key == "connect_timeout_ms") s = ReadUnsigned(j, "connect_timeout_ms", &config->connect_timeout_ms);
-    else s = Status::InvalidArgument("unknown config field '" + key + "'");
+    if (key == "metadata_type")
+      s = ReadField(j, "metadata_type", &config->metadata_type);
+    else if (key == "metadata_servers")
+      s = ReadField(j, "metadata_servers", &config->metadata_servers);
+    else if (key == "local_segment_name")
+      s = ReadField(j, "local_segment_name", &config->local_segment_name);
+    else if (key == "rpc_host")
+      s = ReadField(j, "rpc_host", &config->rpc_host);
+    else if (key == "rpc_port")
+      s = ReadUnsigned(j, "rpc_port", &config->rpc_port);
+    else if (key == "transports")
+      s = ReadField(j, "transports", &config->transports);
+    else if (key == "log_level")
+      s = ReadField(j, "log_level", &config->log_level);
+    else if (key == "machine_id")
+      s = ReadField(j, "machine_id", &config->machine_id);
+    else if (key == "tcp_connections_per_peer")
+      s = ReadUnsigned(j, "tcp_connections_per_peer", &config->tcp_connections_per_peer);
+    else if (key == "slice_size")
+      s = ReadUnsigned(j, "slice_size", &config->slice_size);
+    else if (key == "transfer_timeout_ms")
+      s = ReadUnsigned(j, "transfer_timeout_ms", &config->transfer_timeout_ms);
+    else if (key == "connect_timeout_ms")
+      s = ReadUnsigned(j, "connect_timeout_ms", &config->connect_timeout_ms);
+    else if (key == "metadata_ttl_s")
+      s = ReadUnsigned(j, "metadata_ttl_s", &config->metadata_ttl_s);
+    else
+      s = Status::InvalidArgument("unknown config field '" + key + "'");
     TE_RETURN_IF_ERROR(s);
     (void)value;
   }
@@ -115,6 +130,7 @@ Status Config::FromEnv(Config* config) {
   TE_RETURN_IF_ERROR(ApplyEnvUnsigned("TE_TCP_CONNECTIONS", &config->tcp_connections_per_peer));
   TE_RETURN_IF_ERROR(ApplyEnvUnsigned("TE_SLICE_SIZE", &config->slice_size));
   TE_RETURN_IF_ERROR(ApplyEnvUnsigned("TE_TRANSFER_TIMEOUT_MS", &config->transfer_timeout_ms));
+  TE_RETURN_IF_ERROR(ApplyEnvUnsigned("TE_METADATA_TTL_S", &config->metadata_ttl_s));
   return Status::OK();
 }
 
@@ -127,8 +143,7 @@ Status Config::Validate() const {
                                    "' is not one of p2p, redis, etcd, http");
   }
   if (metadata_type != "p2p" && SplitList(metadata_servers).empty()) {
-    return Status::InvalidArgument("metadata_type '" + metadata_type +
-                                   "' needs metadata_servers");
+    return Status::InvalidArgument("metadata_type '" + metadata_type + "' needs metadata_servers");
   }
   LogLevel level;
   if (!ParseLogLevel(log_level, &level)) {
@@ -137,7 +152,7 @@ Status Config::Validate() const {
   }
   if (transports.empty()) return Status::InvalidArgument("no transport enabled");
   for (const std::string& t : transports) {
-    if (t != "local" && t != "tcp") {
+    if (t != "local" && t != "shm" && t != "cma" && t != "tcp") {
       return Status::NotSupported("transport '" + t + "' is not available in this build");
     }
   }
@@ -147,6 +162,10 @@ Status Config::Validate() const {
   if (slice_size < 4096) return Status::InvalidArgument("slice_size must be at least 4096");
   if (transfer_timeout_ms < 10) return Status::InvalidArgument("transfer_timeout_ms must be >= 10");
   if (connect_timeout_ms < 10) return Status::InvalidArgument("connect_timeout_ms must be >= 10");
+  // etcd grants at least ~2 s whatever is asked; a day is far beyond any useful TTL.
+  if (metadata_ttl_s < 1 || metadata_ttl_s > 86400) {
+    return Status::InvalidArgument("metadata_ttl_s must be in [1, 86400]");
+  }
   return Status::OK();
 }
 

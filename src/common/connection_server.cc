@@ -26,8 +26,7 @@ void ConnectionServer::AcceptLoop() {
     }
     std::lock_guard<std::mutex> lock(mu_);
     if (live_fds_.size() >= max_connections_) {
-      TE_LOG(Warning) << "port " << port_ << ": refusing connection beyond "
-                      << max_connections_;
+      TE_LOG(Warning) << "port " << port_ << ": refusing connection beyond " << max_connections_;
       continue;
     }
     int raw = fd.Release();

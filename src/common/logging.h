@@ -33,7 +33,8 @@ struct LogVoidify {
 
 }  // namespace te
 
-#define TE_LOG(level)                                 \
-  !::te::LogEnabled(::te::LogLevel::k##level)         \
-      ? (void)0                                       \
-      : ::te::LogVoidify() & ::te::LogMessage(::te::LogLevel::k##level, __FILE__, __LINE__).stream()
+#define TE_LOG(level)                         \
+  !::te::LogEnabled(::te::LogLevel::k##level) \
+      ? (void)0                               \
+      : ::te::LogVoidify() &                  \
+            ::te::LogMessage(::te::LogLevel::k##level, __FILE__, __LINE__).stream()

@@ -10,8 +10,8 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <climits>
 #include <chrono>
+#include <climits>
 #include <cstring>
 
 namespace te {
@@ -33,7 +33,8 @@ Status Resolve(const std::string& host, uint16_t port, bool passive, addrinfo** 
 Status IoStatus(const char* what, int err) {
   if (err == EAGAIN || err == EWOULDBLOCK) return Status::Timeout(std::string(what) + " timed out");
   if (err == EPIPE || err == ECONNRESET || err == ENOTCONN || err == ESHUTDOWN) {
-    return Status::Unavailable(std::string(what) + ": connection lost (" + std::strerror(err) + ")");
+    return Status::Unavailable(std::string(what) + ": connection lost (" + std::strerror(err) +
+                               ")");
   }
   return Status::FromErrno(what, err);
 }
@@ -60,7 +61,7 @@ Status Listen(const std::string& host, uint16_t port, UniqueFd* out, uint16_t* b
     if (::bind(fd.get(), p->ai_addr, p->ai_addrlen) != 0) {
       int err = errno;
       last = err == EADDRINUSE ? Status::AlreadyExists("port " + std::to_string(port) + " on '" +
-                                                        host + "' is in use")
+                                                       host + "' is in use")
                                : Status::FromErrno("bind " + host, err);
       continue;
     }
@@ -71,9 +72,9 @@ Status Listen(const std::string& host, uint16_t port, UniqueFd* out, uint16_t* b
     sockaddr_storage addr{};
     socklen_t len = sizeof(addr);
     ::getsockname(fd.get(), reinterpret_cast<sockaddr*>(&addr), &len);
-    *bound_port = ntohs(addr.ss_family == AF_INET6
-                            ? reinterpret_cast<sockaddr_in6*>(&addr)->sin6_port
-                            : reinterpret_cast<sockaddr_in*>(&addr)->sin_port);
+    *bound_port =
+        ntohs(addr.ss_family == AF_INET6 ? reinterpret_cast<sockaddr_in6*>(&addr)->sin6_port
+                                         : reinterpret_cast<sockaddr_in*>(&addr)->sin_port);
     *out = std::move(fd);
     freeaddrinfo(ai);
     return Status::OK();
@@ -88,7 +89,8 @@ Status Connect(const std::string& host, uint16_t port, uint32_t timeout_ms, Uniq
   std::string where = host + ":" + std::to_string(port);
   Status last = Status::Unavailable("cannot connect to " + where);
   for (addrinfo* p = ai; p; p = p->ai_next) {
-    UniqueFd fd(::socket(p->ai_family, p->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, p->ai_protocol));
+    UniqueFd fd(
+        ::socket(p->ai_family, p->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, p->ai_protocol));
     if (!fd.valid()) {
       last = Status::FromErrno("socket", errno);
       continue;
@@ -145,7 +147,8 @@ Status Accept(int listen_fd, UniqueFd* out) {
 }
 
 Status SetIoTimeout(int fd, uint32_t timeout_ms) {
-  timeval tv{static_cast<time_t>(timeout_ms / 1000), static_cast<suseconds_t>((timeout_ms % 1000) * 1000)};
+  timeval tv{static_cast<time_t>(timeout_ms / 1000),
+             static_cast<suseconds_t>((timeout_ms % 1000) * 1000)};
   if (::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) != 0 ||
       ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) != 0) {
     return Status::FromErrno("setsockopt timeout", errno);

@@ -1,8 +1,12 @@
 #include "engine/engine_impl.h"
 
+#include <dirent.h>
+#include <signal.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <nlohmann/json.hpp>
 #include <thread>
@@ -85,8 +89,9 @@ Status EngineImpl::Init(const Config& config) {
     Status s = rpc_server_.Start(bind_host_, port);
     if (!s.ok()) return Status(s.code(), "rpc server: " + s.message());
 
-    std::string host_part =
-        advertise_host_.find(':') != std::string::npos ? "[" + advertise_host_ + "]" : advertise_host_;
+    std::string host_part = advertise_host_.find(':') != std::string::npos
+                                ? "[" + advertise_host_ + "]"
+                                : advertise_host_;
     segment_name_ = config.metadata_type == "p2p" || config.local_segment_name.empty()
                         ? host_part + ":" + std::to_string(rpc_server_.port())
                         : config.local_segment_name;
@@ -97,6 +102,17 @@ Status EngineImpl::Init(const Config& config) {
     static_descriptor_.pid = static_cast<uint32_t>(::getpid());
     static_descriptor_.rpc_host = advertise_host_;
     static_descriptor_.rpc_port = rpc_server_.port();
+    bool same_host = false;
+    for (const std::string& name : config.transports) same_host |= name == "shm" || name == "cma";
+    if (same_host) {
+      // Same-host peers copy into our buffers directly; they pin them in this table.
+      RemoveStaleSharedMemory();
+      // Named after the pid (so stale ones can be found) and unique per engine.
+      static std::atomic<uint32_t> engines{0};
+      TE_RETURN_IF_ERROR(registry_.SharePinTable("/te." + std::to_string(::getpid()) + ".pins" +
+                                                 std::to_string(engines++)));
+      static_descriptor_.pin_table = registry_.pin_table_name();
+    }
     TransportContext context{&config_, &registry_, segment_name_, advertise_host_, bind_host_};
     for (const std::string& name : config.transports) {
       std::unique_ptr<Transport> t = CreateTransport(name);
@@ -106,6 +122,7 @@ Status EngineImpl::Init(const Config& config) {
       transports_.push_back(std::move(t));
     }
     transport_bytes_.reset(new std::atomic<uint64_t>[transports_.size()]());
+    ready_.store(true, std::memory_order_release);
     return metadata_->Publish(LocalDescriptor());
   }();
   if (!init_status_.ok()) {
@@ -113,6 +130,24 @@ Status EngineImpl::Init(const Config& config) {
     for (auto& t : transports_) t->Stop();
   }
   return init_status_;
+}
+
+void EngineImpl::RemoveStaleSharedMemory() {
+  // Our objects are named /te.<pid>.<suffix>; only those of dead processes go.
+  DIR* dir = ::opendir("/dev/shm");
+  if (!dir) return;
+  while (dirent* e = ::readdir(dir)) {
+    std::string name = e->d_name;
+    if (name.rfind("te.", 0) != 0) continue;
+    size_t dot = name.find('.', 3);
+    uint64_t pid;
+    if (dot == std::string::npos || !ParseUint64(name.substr(3, dot - 3), &pid)) continue;
+    if (pid > 0 && pid < (1u << 31) && ::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH) {
+      TE_LOG(Info) << "removing stale shared memory /" << name << " of dead process " << pid;
+      ::shm_unlink(("/" + name).c_str());
+    }
+  }
+  ::closedir(dir);
 }
 
 SegmentDescriptor EngineImpl::LocalDescriptor() const {
@@ -127,6 +162,7 @@ void EngineImpl::PublishLocal() {
 }
 
 Status EngineImpl::RpcGetSegment(std::string* response) const {
+  if (!ready_.load(std::memory_order_acquire)) return Status::Unavailable("engine is starting");
   *response = LocalDescriptor().ToJson();
   return Status::OK();
 }
@@ -167,10 +203,11 @@ Status EngineImpl::Free(void* addr) {
     allocations_.erase(it);
   }
   // Unregister any part of it still registered, so no peer touches freed memory.
-  for (const auto& b : *registry_.Snapshot()) {
+  const auto table = registry_.Snapshot();  // held: the loop must not outlive it
+  for (const auto& b : *table) {
     if (b->info.base >= reinterpret_cast<uint64_t>(a.addr) &&
         b->info.base < reinterpret_cast<uint64_t>(a.addr) + a.size) {
-      registry_.Remove(b->info.base);
+      registry_.Remove(b->info.base, DrainTimeoutMs());
     }
   }
   PublishLocal();
@@ -205,7 +242,7 @@ Status EngineImpl::Register(void* addr, size_t size, const MemoryOptions& option
 }
 
 Status EngineImpl::Unregister(void* addr) {
-  TE_RETURN_IF_ERROR(registry_.Remove(reinterpret_cast<uint64_t>(addr)));
+  TE_RETURN_IF_ERROR(registry_.Remove(reinterpret_cast<uint64_t>(addr), DrainTimeoutMs()));
   PublishLocal();
   return Status::OK();
 }
@@ -222,22 +259,33 @@ Status EngineImpl::Resolve(const std::string& name, SegmentDescriptor* out) {
 }
 
 Status EngineImpl::Bind(const SegmentDescriptor& desc, OpenSegmentState* state) {
+  auto routes = std::make_shared<SegmentRoutes>();
+  routes->descriptor = std::make_shared<SegmentDescriptor>(desc);
+  std::string declined;
   for (size_t i = 0; i < transports_.size(); ++i) {
     if (!transports_[i]->CanReach(desc)) continue;
     std::shared_ptr<TransportPeer> peer;
     Status s = transports_[i]->GetPeer(desc, &peer);
     if (!s.ok()) {
-      TE_LOG(Info) << "transport " << transports_[i]->name() << " cannot reach '" << desc.name
+      TE_LOG(Info) << "transport " << transports_[i]->name() << " declines '" << desc.name
                    << "': " << s.ToString();
+      declined += std::string("; ") + transports_[i]->name() + ": " + s.message();
       continue;
     }
-    std::lock_guard<std::mutex> lock(state->mu);
-    state->descriptor = std::make_shared<SegmentDescriptor>(desc);
-    state->peer = std::move(peer);
-    state->transport_index = i;
-    return Status::OK();
+    routes->routes.push_back({i, std::move(peer)});
   }
-  return Status::Unavailable("no enabled transport reaches segment '" + desc.name + "'");
+  if (routes->routes.empty()) {
+    return Status::Unavailable("no enabled transport reaches segment '" + desc.name + "'" +
+                               declined);
+  }
+  std::lock_guard<std::mutex> lock(state->mu);
+  state->current = std::move(routes);
+  return Status::OK();
+}
+
+std::shared_ptr<const EngineImpl::SegmentRoutes> EngineImpl::RoutesOf(OpenSegmentState* state) {
+  std::lock_guard<std::mutex> lock(state->mu);
+  return state->current;
 }
 
 Status EngineImpl::OpenSegment(SegmentHandle* handle, const std::string& name) {
@@ -269,16 +317,12 @@ Status EngineImpl::GetSegmentInfo(SegmentHandle handle, SegmentInfo* info) {
   if (!info) return Status::InvalidArgument("info is null");
   auto state = segments_.Find(handle);
   if (!state) return Status::NotFound("unknown segment handle");
-  std::shared_ptr<const SegmentDescriptor> d;
-  {
-    std::lock_guard<std::mutex> lock(state->mu);
-    d = state->descriptor;
-  }
+  std::shared_ptr<const SegmentDescriptor> d = RoutesOf(state.get())->descriptor;
   info->name = d->name;
   info->machine_id = d->machine_id;
   info->transports.clear();
   for (const auto& [t, endpoint] : d->transports) info->transports.push_back(t);
-  info->buffers = d->buffers;
+  info->buffers.assign(d->buffers.begin(), d->buffers.end());
   return Status::OK();
 }
 
@@ -300,9 +344,9 @@ Status EngineImpl::FreeBatch(BatchID id) {
   batch->Cancel();
   // Slices on the wire end within the transfer timeout (or sooner, cancelled); wait
   // so that no byte lands in the caller's memory after we return.
-  const auto deadline = std::chrono::steady_clock::now() +
-                        std::chrono::milliseconds(config_.transfer_timeout_ms +
-                                                  config_.connect_timeout_ms + 1000);
+  const auto deadline =
+      std::chrono::steady_clock::now() +
+      std::chrono::milliseconds(config_.transfer_timeout_ms + config_.connect_timeout_ms + 1000);
   while (batch->in_flight() > 0) {
     if (std::chrono::steady_clock::now() > deadline) {
       TE_LOG(Error) << "batch " << id << " still has " << batch->in_flight()
@@ -321,15 +365,13 @@ Status EngineImpl::Submit(BatchID id, const std::vector<Request>& requests) {
   if (!batch) return Status::NotFound("unknown batch " + std::to_string(id));
   if (requests.empty()) return Status::OK();
 
-  // Validate everything before queuing anything.
-  struct Route {
-    std::shared_ptr<TransportPeer> peer;
-    size_t transport_index = 0;
-  };
-  std::vector<Route> routes(requests.size());
+  // Validate and route everything before queuing anything.
+  std::vector<const Route*> routes(requests.size());
   auto local_table = registry_.Snapshot();
   SegmentHandle cached_handle = 0;
-  Route cached_route;
+  std::shared_ptr<const SegmentRoutes> segment;
+  // Keeps every segment's routes alive while routes[] points into them.
+  std::vector<std::shared_ptr<const SegmentRoutes>> held;
   for (size_t i = 0; i < requests.size(); ++i) {
     const Request& r = requests[i];
     const std::string which = "request " + std::to_string(i) + ": ";
@@ -343,14 +385,27 @@ Status EngineImpl::Submit(BatchID id, const std::vector<Request>& requests) {
     if (!s.ok()) {
       return Status::InvalidArgument(which + "local " + s.message());
     }
-    if (!cached_route.peer || r.target_id != cached_handle) {
+    if (!segment || r.target_id != cached_handle) {
       auto state = segments_.Find(r.target_id);
-      if (!state) return Status::NotFound(which + "unknown segment handle " + std::to_string(r.target_id));
-      std::lock_guard<std::mutex> lock(state->mu);
+      if (!state)
+        return Status::NotFound(which + "unknown segment handle " + std::to_string(r.target_id));
       cached_handle = r.target_id;
-      cached_route = {state->peer, state->transport_index};
+      segment = RoutesOf(state.get());
+      held.push_back(segment);
     }
-    routes[i] = cached_route;
+    // Per request: e.g. shared memory for a buffer in shm, CMA for plain memory.
+    const SegmentBuffer* remote = segment->descriptor->FindBuffer(r.target_offset, r.length);
+    for (const Route& route : segment->routes) {
+      if (route.peer->CanServe(remote)) {
+        routes[i] = &route;
+        break;
+      }
+    }
+    if (!routes[i]) {
+      return Status::OutOfRange(which + "remote range is not inside a known buffer of segment '" +
+                                segment->descriptor->name +
+                                "', and no enabled transport can check it remotely");
+    }
   }
 
   std::lock_guard<std::mutex> lock(batch->submit_mu);
@@ -362,13 +417,14 @@ Status EngineImpl::Submit(BatchID id, const std::vector<Request>& requests) {
   const uint64_t slice_size = config_.slice_size;
   std::vector<Slice*> run;
   int64_t total_slices = 0;
-  for (const Request& r : requests) total_slices += static_cast<int64_t>((r.length + slice_size - 1) / slice_size);
+  for (const Request& r : requests)
+    total_slices += static_cast<int64_t>((r.length + slice_size - 1) / slice_size);
   batch->AddInFlight(total_slices);
   // Consecutive requests to the same peer go to the transport in one call.
   for (size_t i = 0; i < requests.size();) {
     run.clear();
     size_t j = i;
-    for (; j < requests.size() && routes[j].peer == routes[i].peer; ++j) {
+    for (; j < requests.size() && routes[j]->peer == routes[i]->peer; ++j) {
       const Request& r = requests[j];
       Task& task = batch->task(first + j);
       const uint32_t count = static_cast<uint32_t>((r.length + slice_size - 1) / slice_size);
@@ -385,10 +441,10 @@ Status EngineImpl::Submit(BatchID id, const std::vector<Request>& requests) {
         s.owner = &task;
         run.push_back(&s);
       }
-      transport_bytes_[routes[j].transport_index].fetch_add(r.length, std::memory_order_relaxed);
+      transport_bytes_[routes[j]->transport_index].fetch_add(r.length, std::memory_order_relaxed);
     }
     batch->Publish(first + j);
-    routes[i].peer->Submit(run.data(), run.size());
+    routes[i]->peer->Submit(run.data(), run.size());
     i = j;
   }
   return Status::OK();
@@ -429,11 +485,7 @@ Status EngineImpl::BatchStatus(BatchID id, TransferStatus* overall) {
 Status EngineImpl::SendNotification(SegmentHandle handle, const std::string& message) {
   auto state = segments_.Find(handle);
   if (!state) return Status::NotFound("unknown segment handle");
-  std::shared_ptr<const SegmentDescriptor> d;
-  {
-    std::lock_guard<std::mutex> lock(state->mu);
-    d = state->descriptor;
-  }
+  std::shared_ptr<const SegmentDescriptor> d = RoutesOf(state.get())->descriptor;
   nlohmann::json j = {{"message", message}};
   if (j.dump().size() > wire::kMaxControlPayload - 64) {
     return Status::InvalidArgument("notification larger than the control payload limit");

@@ -58,22 +58,34 @@ class EngineImpl {
   std::string PrimaryTransport() const;
 
  private:
-  // An open segment: its cached descriptor and the transport peer that reaches it.
+  // A way to reach an open segment: one transport's peer.
+  struct Route {
+    size_t transport_index = 0;
+    std::shared_ptr<TransportPeer> peer;
+  };
+  // What requests to one segment are routed by. Replaced whole on refresh.
+  struct SegmentRoutes {
+    std::shared_ptr<const SegmentDescriptor> descriptor;
+    std::vector<Route> routes;  // in order of preference
+  };
   struct OpenSegmentState {
     std::string name;
     std::mutex mu;
-    std::shared_ptr<const SegmentDescriptor> descriptor;  // guarded by mu
-    std::shared_ptr<TransportPeer> peer;                   // guarded by mu
-    size_t transport_index = 0;                            // guarded by mu
+    std::shared_ptr<const SegmentRoutes> current;  // guarded by mu
   };
 
   SegmentDescriptor LocalDescriptor() const;
   Status Resolve(const std::string& name, SegmentDescriptor* out);
-  // Picks the first enabled transport that reaches the descriptor.
+  // Collects every enabled transport that reaches the descriptor.
   Status Bind(const SegmentDescriptor& desc, OpenSegmentState* state);
+  static std::shared_ptr<const SegmentRoutes> RoutesOf(OpenSegmentState* state);
+  // Removes shared-memory objects left by engines that died without cleaning up.
+  static void RemoveStaleSharedMemory();
   Status RpcGetSegment(std::string* response) const;
   Status RpcNotify(const std::string& peer, const std::string& request);
   void PublishLocal();
+  // How long unregistering waits for peers' copies into the buffer to finish.
+  uint32_t DrainTimeoutMs() const { return config_.transfer_timeout_ms + 1000; }
 
   Config config_;
   Status init_status_ = Status::FailedPrecondition("engine not initialized");
@@ -82,6 +94,8 @@ class EngineImpl {
   std::string bind_host_;
   std::string machine_id_;
   SegmentDescriptor static_descriptor_;  // everything but buffers; fixed after Init
+  // Set once Init has filled static_descriptor_; the RPC server runs before that.
+  std::atomic<bool> ready_{false};
 
   BufferRegistry registry_;
   std::mutex alloc_mu_;

@@ -11,18 +11,24 @@ namespace {
 
 const char* PermissionName(Permission p) {
   switch (p) {
-    case Permission::kLocalOnly: return "local";
-    case Permission::kRemoteRead: return "remote-read";
-    case Permission::kRemoteReadWrite: return "remote-read-write";
+    case Permission::kLocalOnly:
+      return "local";
+    case Permission::kRemoteRead:
+      return "remote-read";
+    case Permission::kRemoteReadWrite:
+      return "remote-read-write";
   }
   return "unknown";
 }
 
 const char* TransferStateName(TransferState s) {
   switch (s) {
-    case TransferState::kPending: return "PENDING";
-    case TransferState::kCompleted: return "COMPLETED";
-    case TransferState::kFailed: return "FAILED";
+    case TransferState::kPending:
+      return "PENDING";
+    case TransferState::kCompleted:
+      return "COMPLETED";
+    case TransferState::kFailed:
+      return "FAILED";
   }
   return "UNKNOWN";
 }

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <new>
 #include <thread>
 
 #include "common/range.h"
@@ -9,7 +10,8 @@
 namespace te {
 namespace {
 
-BufferRegistry::Table::const_iterator FindContaining(const BufferRegistry::Table& table, uint64_t addr) {
+BufferRegistry::Table::const_iterator FindContaining(const BufferRegistry::Table& table,
+                                                     uint64_t addr) {
   auto it = std::upper_bound(
       table.begin(), table.end(), addr,
       [](uint64_t a, const std::shared_ptr<RegisteredBuffer>& b) { return a < b->info.base; });
@@ -34,9 +36,27 @@ BufferPin& BufferPin::operator=(BufferPin&& o) noexcept {
 
 void BufferPin::Release() {
   if (buffer_) {
-    buffer_->pins.fetch_sub(1, std::memory_order_release);
+    buffer_->pins->Unpin(buffer_->info.pin_slot);
     buffer_.reset();
   }
+}
+
+BufferRegistry::BufferRegistry() {
+  PinTable* t = nullptr;
+  Status s = PinTable::Create("", &t);
+  if (!s.ok()) throw std::bad_alloc();  // an anonymous mapping of 128 KiB failed
+  pins_.reset(t);
+}
+
+BufferRegistry::~BufferRegistry() = default;
+
+Status BufferRegistry::SharePinTable(const std::string& shm_name) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!table_->empty()) return Status::FailedPrecondition("buffers are already registered");
+  PinTable* t = nullptr;
+  TE_RETURN_IF_ERROR(PinTable::Create(shm_name, &t));
+  pins_.reset(t);
+  return Status::OK();
 }
 
 Status BufferRegistry::Add(const BufferInfo& info) {
@@ -50,8 +70,8 @@ Status BufferRegistry::Add(const BufferInfo& info) {
   auto pos = std::upper_bound(
       next->begin(), next->end(), info.base,
       [](uint64_t a, const std::shared_ptr<RegisteredBuffer>& b) { return a < b->info.base; });
-  bool overlaps_prev = pos != next->begin() &&
-                       (*(pos - 1))->info.base + (*(pos - 1))->info.length > info.base;
+  bool overlaps_prev =
+      pos != next->begin() && (*(pos - 1))->info.base + (*(pos - 1))->info.length > info.base;
   bool overlaps_next = pos != next->end() && info.base + info.length > (*pos)->info.base;
   if (overlaps_prev || overlaps_next) {
     return Status::AlreadyExists("region " + Hex(info.base) + "+" + std::to_string(info.length) +
@@ -59,13 +79,16 @@ Status BufferRegistry::Add(const BufferInfo& info) {
   }
   auto buffer = std::make_shared<RegisteredBuffer>();
   buffer->info = info;
+  buffer->pins = pins_.get();
+  TE_RETURN_IF_ERROR(
+      pins_->Acquire(info.base, info.length, &buffer->info.pin_slot, &buffer->info.pin_generation));
   next->insert(pos, std::move(buffer));
   table_ = std::move(next);
   version_.fetch_add(1, std::memory_order_release);
   return Status::OK();
 }
 
-Status BufferRegistry::Remove(uint64_t base) {
+Status BufferRegistry::Remove(uint64_t base, uint32_t drain_timeout_ms) {
   std::shared_ptr<RegisteredBuffer> victim;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -78,19 +101,20 @@ Status BufferRegistry::Remove(uint64_t base) {
     victim = *it;
     next->erase(it);
     table_ = std::move(next);
-    victim->alive.store(false, std::memory_order_seq_cst);
     version_.fetch_add(1, std::memory_order_release);
   }
-  // Copies in progress are bounded by the transfer timeout, so this wait ends.
-  while (victim->pins.load(std::memory_order_acquire) > 0) {
-    std::this_thread::sleep_for(std::chrono::microseconds(200));
+  if (!pins_->Retire(victim->info.pin_slot, drain_timeout_ms)) {
+    return Status::Timeout("buffer at " + Hex(base) + " is still pinned by a peer after " +
+                           std::to_string(drain_timeout_ms) + " ms; unregistered anyway");
   }
   return Status::OK();
 }
 
-std::vector<BufferInfo> BufferRegistry::RemoteVisible() const {
-  std::vector<BufferInfo> out;
-  for (const auto& b : *Snapshot()) {
+std::vector<SegmentBuffer> BufferRegistry::RemoteVisible() const {
+  std::vector<SegmentBuffer> out;
+  // Hold the snapshot: a range-for over *Snapshot() would destroy it before the loop.
+  const std::shared_ptr<const Table> table = Snapshot();
+  for (const auto& b : *table) {
     if (b->info.permission != Permission::kLocalOnly) out.push_back(b->info);
   }
   return out;
@@ -110,14 +134,12 @@ Status BufferRegistry::PinRange(const Table& table, uint64_t addr, uint64_t len,
                               " is not inside a registered buffer");
   }
   const std::shared_ptr<RegisteredBuffer>& buffer = *it;
-  if (access == Access::kRemoteWrite && buffer->info.permission != Permission::kRemoteReadWrite) {
-    return Status::PermissionDenied("buffer at " + Hex(buffer->info.base) +
-                                    " is read-only for peers");
+  const SegmentBuffer& info = buffer->info;
+  if (access == Access::kRemoteWrite && info.permission != Permission::kRemoteReadWrite) {
+    return Status::PermissionDenied("buffer at " + Hex(info.base) + " is read-only for peers");
   }
-  buffer->pins.fetch_add(1, std::memory_order_seq_cst);
-  if (!buffer->alive.load(std::memory_order_seq_cst)) {
-    buffer->pins.fetch_sub(1, std::memory_order_release);
-    return Status::OutOfRange("buffer at " + Hex(buffer->info.base) + " was unregistered");
+  if (!buffer->pins->Pin(info.pin_slot, info.pin_generation, info.base, info.length)) {
+    return Status::OutOfRange("buffer at " + Hex(info.base) + " was unregistered");
   }
   pin->Release();
   pin->buffer_ = buffer;

@@ -11,15 +11,16 @@
 #include <string>
 #include <vector>
 
+#include "memory/pin_table.h"
+#include "metadata/segment_descriptor.h"
 #include "te/status.h"
 #include "te/types.h"
 
 namespace te {
 
 struct RegisteredBuffer {
-  BufferInfo info;
-  std::atomic<int64_t> pins{0};
-  std::atomic<bool> alive{true};
+  SegmentBuffer info;  // with its pin slot
+  PinTable* pins = nullptr;
 };
 
 enum class Access : uint8_t { kLocal, kRemoteRead, kRemoteWrite };
@@ -32,7 +33,7 @@ class BufferPin {
   BufferPin(BufferPin&& o) noexcept : buffer_(std::move(o.buffer_)) {}
   BufferPin& operator=(BufferPin&& o) noexcept;
   void Release();
-  const BufferInfo* info() const { return buffer_ ? &buffer_->info : nullptr; }
+  const SegmentBuffer* info() const { return buffer_ ? &buffer_->info : nullptr; }
 
  private:
   friend class BufferRegistry;
@@ -43,11 +44,19 @@ class BufferRegistry {
  public:
   using Table = std::vector<std::shared_ptr<RegisteredBuffer>>;  // sorted by base
 
+  BufferRegistry();  // with a private pin table
+  ~BufferRegistry();
+  // Moves pins to a POSIX shared-memory table so same-host peers can pin our buffers.
+  // Only before the first Add.
+  Status SharePinTable(const std::string& shm_name);
+  const std::string& pin_table_name() const { return pins_->shm_name(); }
+
   Status Add(const BufferInfo& info);
-  // Marks the buffer dead, then waits until no pin holds it.
-  Status Remove(uint64_t base);
+  // Marks the buffer dead, then waits until no pin holds it, for at most
+  // drain_timeout_ms (a peer that died holding a pin cannot block us longer).
+  Status Remove(uint64_t base, uint32_t drain_timeout_ms = 30000);
   // Buffers visible to peers (not kLocalOnly), sorted by base.
-  std::vector<BufferInfo> RemoteVisible() const;
+  std::vector<SegmentBuffer> RemoteVisible() const;
   std::shared_ptr<const Table> Snapshot() const;
   uint64_t version() const { return version_.load(std::memory_order_acquire); }
 
@@ -69,6 +78,7 @@ class BufferRegistry {
 
  private:
   mutable std::mutex mu_;
+  std::unique_ptr<PinTable> pins_;
   std::shared_ptr<const Table> table_ = std::make_shared<Table>();  // guarded by mu_
   std::atomic<uint64_t> version_{0};
 };

@@ -7,6 +7,8 @@
 #include <atomic>
 #include <cerrno>
 #include <cstring>
+#include <mutex>
+#include <set>
 
 #include "common/machine.h"
 #include "common/strings.h"
@@ -38,6 +40,37 @@ Status ParseCpuLocation(const std::string& location, int* numa_node) {
   return Status::OK();
 }
 
+namespace {
+std::mutex g_shm_mu;
+std::set<std::string> g_shm_names;  // created by this process, not yet unlinked
+}  // namespace
+
+Status CreateSharedMemory(const std::string& name, size_t size, int* out_fd) {
+  std::lock_guard<std::mutex> lock(g_shm_mu);
+  if (g_shm_names.count(name)) return Status::AlreadyExists("shared memory " + name + " exists");
+  int fd = ::shm_open(name.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (fd < 0 && errno == EEXIST) {
+    ::shm_unlink(name.c_str());
+    fd = ::shm_open(name.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  }
+  if (fd < 0) return Status::FromErrno("shm_open " + name, errno);
+  if (::ftruncate(fd, static_cast<off_t>(size)) != 0) {
+    int err = errno;
+    ::close(fd);
+    ::shm_unlink(name.c_str());
+    return Status::FromErrno("ftruncate " + name, err);
+  }
+  g_shm_names.insert(name);
+  *out_fd = fd;
+  return Status::OK();
+}
+
+void UnlinkSharedMemory(const std::string& name) {
+  std::lock_guard<std::mutex> lock(g_shm_mu);
+  ::shm_unlink(name.c_str());
+  g_shm_names.erase(name);
+}
+
 Status AllocateMemory(size_t size, int numa_node, bool shm, Allocation* out) {
   if (size == 0) return Status::InvalidArgument("cannot allocate 0 bytes");
   const size_t page = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
@@ -50,27 +83,21 @@ Status AllocateMemory(size_t size, int numa_node, bool shm, Allocation* out) {
   if (shm) {
     static std::atomic<uint64_t> counter{0};
     a.shm_name = "/te." + std::to_string(::getpid()) + "." + std::to_string(counter++);
-    int fd = ::shm_open(a.shm_name.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    if (fd < 0) return Status::FromErrno("shm_open " + a.shm_name, errno);
-    if (::ftruncate(fd, static_cast<off_t>(rounded)) != 0) {
-      int err = errno;
-      ::close(fd);
-      ::shm_unlink(a.shm_name.c_str());
-      return Status::FromErrno("ftruncate " + a.shm_name, err);
-    }
+    int fd;
+    TE_RETURN_IF_ERROR(CreateSharedMemory(a.shm_name, rounded, &fd));
     addr = ::mmap(nullptr, rounded, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     int err = errno;
     ::close(fd);
     if (addr == MAP_FAILED) {
-      ::shm_unlink(a.shm_name.c_str());
-      return Status::ResourceExhausted("mmap of " + std::to_string(rounded) + " bytes failed: " +
-                                       std::strerror(err));
+      UnlinkSharedMemory(a.shm_name);
+      return Status::ResourceExhausted("mmap of " + std::to_string(rounded) +
+                                       " bytes failed: " + std::strerror(err));
     }
   } else {
     addr = ::mmap(nullptr, rounded, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (addr == MAP_FAILED) {
-      return Status::ResourceExhausted("mmap of " + std::to_string(rounded) + " bytes failed: " +
-                                       std::strerror(errno));
+      return Status::ResourceExhausted("mmap of " + std::to_string(rounded) +
+                                       " bytes failed: " + std::strerror(errno));
     }
   }
 #ifdef TE_HAVE_NUMA
@@ -87,7 +114,7 @@ Status AllocateMemory(size_t size, int numa_node, bool shm, Allocation* out) {
 
 void FreeMemory(const Allocation& a) {
   if (a.addr) ::munmap(a.addr, a.size);
-  if (!a.shm_name.empty()) ::shm_unlink(a.shm_name.c_str());
+  if (!a.shm_name.empty()) UnlinkSharedMemory(a.shm_name);
 }
 
 int NumaNodeOf(const void* addr) {

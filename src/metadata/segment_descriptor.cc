@@ -1,11 +1,24 @@
 #include "metadata/segment_descriptor.h"
 
 #include <algorithm>
+#include <limits>
 #include <nlohmann/json.hpp>
+#include <stdexcept>
 
 namespace te {
 namespace {
 using Json = nlohmann::json;
+
+// nlohmann's get<uint16_t>() wraps out-of-range values and truncates fractions; a
+// descriptor from the network must not be reinterpreted, so integers are checked.
+template <typename T>
+T GetUnsigned(const Json& j, const char* key) {
+  const Json& v = j.at(key);
+  if (!v.is_number_unsigned() || v.get<uint64_t>() > std::numeric_limits<T>::max()) {
+    throw std::out_of_range(std::string("'") + key + "' is not an unsigned integer in range");
+  }
+  return static_cast<T>(v.get<uint64_t>());
+}
 
 bool ParsePermission(const std::string& s, Permission* p) {
   for (Permission cand : {Permission::kRemoteRead, Permission::kRemoteReadWrite}) {
@@ -20,16 +33,22 @@ bool ParsePermission(const std::string& s, Permission* p) {
 
 std::string SegmentDescriptor::ToJson() const {
   Json buffers_json = Json::array();
-  for (const BufferInfo& b : buffers) {
-    buffers_json.push_back({{"base", b.base},
-                            {"length", b.length},
-                            {"location", b.location},
-                            {"permission", PermissionName(b.permission)},
-                            {"shm_name", b.shm_name}});
+  for (const SegmentBuffer& b : buffers) {
+    Json entry = {{"base", b.base},
+                  {"length", b.length},
+                  {"location", b.location},
+                  {"permission", PermissionName(b.permission)},
+                  {"shm_name", b.shm_name}};
+    if (b.pin_slot != SegmentBuffer::kNoPinSlot) {
+      entry["pin_slot"] = b.pin_slot;
+      entry["pin_generation"] = b.pin_generation;
+    }
+    buffers_json.push_back(std::move(entry));
   }
-  Json j = {{"name", name},         {"machine_id", machine_id}, {"pid", pid},
-            {"rpc_host", rpc_host}, {"rpc_port", rpc_port},     {"transports", transports},
+  Json j = {{"name", name},           {"machine_id", machine_id}, {"pid", pid},
+            {"rpc_host", rpc_host},   {"rpc_port", rpc_port},     {"transports", transports},
             {"buffers", buffers_json}};
+  if (!pin_table.empty()) j["pin_table"] = pin_table;
   return j.dump();
 }
 
@@ -40,14 +59,23 @@ Status SegmentDescriptor::FromJson(const std::string& text, SegmentDescriptor* o
   try {
     d.name = j.at("name").get<std::string>();
     d.machine_id = j.at("machine_id").get<std::string>();
-    d.pid = j.at("pid").get<uint32_t>();
+    d.pid = GetUnsigned<uint32_t>(j, "pid");
     d.rpc_host = j.at("rpc_host").get<std::string>();
-    d.rpc_port = j.at("rpc_port").get<uint16_t>();
+    d.rpc_port = GetUnsigned<uint16_t>(j, "rpc_port");
     d.transports = j.at("transports").get<std::map<std::string, std::string>>();
+    if (j.contains("pin_table")) d.pin_table = j.at("pin_table").get<std::string>();
+    if (!j.at("buffers").is_array())
+      return Status::ProtocolError("segment descriptor: buffers is not an array");
     for (const Json& b : j.at("buffers")) {
-      BufferInfo info;
-      info.base = b.at("base").get<uint64_t>();
-      info.length = b.at("length").get<uint64_t>();
+      if (!b.is_object())
+        return Status::ProtocolError("segment descriptor: a buffer is not an object");
+      SegmentBuffer info;
+      if (b.contains("pin_slot")) {
+        info.pin_slot = GetUnsigned<uint32_t>(b, "pin_slot");
+        info.pin_generation = GetUnsigned<uint64_t>(b, "pin_generation");
+      }
+      info.base = GetUnsigned<uint64_t>(b, "base");
+      info.length = GetUnsigned<uint64_t>(b, "length");
       info.location = b.at("location").get<std::string>();
       info.shm_name = b.at("shm_name").get<std::string>();
       if (!ParsePermission(b.at("permission").get<std::string>(), &info.permission)) {
@@ -58,11 +86,11 @@ Status SegmentDescriptor::FromJson(const std::string& text, SegmentDescriptor* o
       }
       d.buffers.push_back(std::move(info));
     }
-  } catch (const Json::exception& e) {
+  } catch (const std::exception& e) {  // Json::exception or a range check above
     return Status::ProtocolError(std::string("segment descriptor: ") + e.what());
   }
   std::sort(d.buffers.begin(), d.buffers.end(),
-            [](const BufferInfo& a, const BufferInfo& b) { return a.base < b.base; });
+            [](const SegmentBuffer& a, const SegmentBuffer& b) { return a.base < b.base; });
   for (size_t i = 1; i < d.buffers.size(); ++i) {
     if (d.buffers[i - 1].base + d.buffers[i - 1].length > d.buffers[i].base) {
       return Status::ProtocolError("segment descriptor: overlapping buffers");
@@ -72,9 +100,9 @@ Status SegmentDescriptor::FromJson(const std::string& text, SegmentDescriptor* o
   return Status::OK();
 }
 
-const BufferInfo* SegmentDescriptor::FindBuffer(uint64_t addr, uint64_t len) const {
+const SegmentBuffer* SegmentDescriptor::FindBuffer(uint64_t addr, uint64_t len) const {
   auto it = std::upper_bound(buffers.begin(), buffers.end(), addr,
-                             [](uint64_t a, const BufferInfo& b) { return a < b.base; });
+                             [](uint64_t a, const SegmentBuffer& b) { return a < b.base; });
   if (it == buffers.begin()) return nullptr;
   --it;
   return RangeInside(addr, len, it->base, it->length) ? &*it : nullptr;

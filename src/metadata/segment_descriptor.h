@@ -13,6 +13,15 @@
 
 namespace te {
 
+// A buffer as published: what peers see, plus its slot in the owner's pin table.
+struct SegmentBuffer : BufferInfo {
+  static constexpr uint32_t kNoPinSlot = UINT32_MAX;
+  SegmentBuffer() = default;
+  SegmentBuffer(const BufferInfo& info) : BufferInfo(info) {}  // NOLINT: implicit on purpose
+  uint32_t pin_slot = kNoPinSlot;
+  uint64_t pin_generation = 0;
+};
+
 struct SegmentDescriptor {
   std::string name;
   std::string machine_id;
@@ -21,14 +30,16 @@ struct SegmentDescriptor {
   uint16_t rpc_port = 0;
   // Transport name -> endpoint ("host:port" for tcp; empty when none is needed).
   std::map<std::string, std::string> transports;
-  std::vector<BufferInfo> buffers;  // remote-visible only, sorted by base
+  std::vector<SegmentBuffer> buffers;  // remote-visible only, sorted by base
+  // POSIX shared-memory name of the owner's pin table; empty when not shared.
+  std::string pin_table;
 
   std::string ToJson() const;
   // Strict: wrong types, overlapping or overflowing buffers and unknown permissions
   // are errors, so a hostile peer cannot plant a descriptor that confuses us.
   static Status FromJson(const std::string& text, SegmentDescriptor* out);
   // The buffer containing [addr, addr+len), or nullptr.
-  const BufferInfo* FindBuffer(uint64_t addr, uint64_t len) const;
+  const SegmentBuffer* FindBuffer(uint64_t addr, uint64_t len) const;
 };
 
 }  // namespace te

@@ -1,12 +1,16 @@
 #include "transport/transport.h"
 
+#include "transport/cma/cma_transport.h"
 #include "transport/local/local_transport.h"
+#include "transport/shm/shm_transport.h"
 #include "transport/tcp/tcp_transport.h"
 
 namespace te {
 
 std::unique_ptr<Transport> CreateTransport(const std::string& name) {
   if (name == "local") return std::make_unique<LocalTransport>();
+  if (name == "shm") return std::make_unique<ShmTransport>();
+  if (name == "cma") return std::make_unique<CmaTransport>();
   if (name == "tcp") return std::make_unique<TcpTransport>();
   return nullptr;
 }

@@ -43,6 +43,9 @@ struct TransportContext {
   std::string bind_host;       // host the engine's servers bind
 };
 
+// Transport names this build knows, in the default order of preference.
+inline constexpr const char* kTransportNames[] = {"local", "shm", "cma", "tcp"};
+
 // One peer as seen by one transport.
 class TransportPeer {
  public:
@@ -50,6 +53,13 @@ class TransportPeer {
   // Queues slices; never waits on the network. Each slice's on_done runs exactly once,
   // possibly before Submit returns.
   virtual void Submit(Slice* const* slices, size_t count) = 0;
+  // Whether requests to this remote buffer can go through this peer. buffer is null
+  // when the range is not in the cached descriptor: only a transport whose far side
+  // checks requests itself may accept that.
+  virtual bool CanServe(const SegmentBuffer* buffer) const {
+    (void)buffer;
+    return true;
+  }
 };
 
 class Transport {

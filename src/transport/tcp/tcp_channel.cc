@@ -34,6 +34,7 @@ TcpChannel::~TcpChannel() {
   Slice* queued = queue_head_;
   queue_head_ = queue_tail_ = nullptr;
   Complete(queued, Status::Cancelled("transport stopped"));
+  // The sender has exited, so no send still reads these slices.
   for (Slice* s : in_flight_) s->on_done(s, Status::Cancelled("transport stopped"));
   in_flight_.clear();
 }
@@ -91,6 +92,14 @@ std::shared_ptr<TcpChannel::Connection> TcpChannel::EnsureConnected() {
   return nullptr;
 }
 
+void TcpChannel::AwaitReleased(const Slice* slice) const {
+  // Brief: the send either finished (a response can only follow it) or was cut short
+  // by the shutdown in Fail().
+  while (released_id_.load(std::memory_order_acquire) < slice->transport_tag) {
+    std::this_thread::yield();
+  }
+}
+
 void TcpChannel::Fail(const std::shared_ptr<Connection>& conn, const Status& status) {
   std::deque<Slice*> failed;
   {
@@ -102,7 +111,10 @@ void TcpChannel::Fail(const std::shared_ptr<Connection>& conn, const Status& sta
   }
   TE_LOG(Info) << "tcp: connection to " << options_.host << ":" << options_.port
                << " failed: " << status.ToString();
-  for (Slice* s : failed) s->on_done(s, status);
+  for (Slice* s : failed) {
+    AwaitReleased(s);
+    s->on_done(s, status);
+  }
 }
 
 void TcpChannel::SendLoop() {
@@ -157,6 +169,7 @@ void TcpChannel::SendLoop() {
     Complete(cancelled, Status::Cancelled("batch freed before the slice was sent"));
     if (iov.empty()) continue;
     Status s = SendAll(conn->fd.get(), iov.data(), static_cast<int>(iov.size()));
+    released_id_.store(next_request_id_ - 1, std::memory_order_release);
     if (!s.ok()) Fail(conn, s);
   }
 }
@@ -196,15 +209,15 @@ void TcpChannel::ReceiveLoop() {
 
 Status TcpChannel::ReceiveOne(int fd) {
   uint8_t raw[wire::kHeaderSize];
-  Status s = WaitReadable(fd, 0) ? RecvAll(fd, raw, sizeof(raw))
-                                  : Status::Timeout("no response");
+  Status s = WaitReadable(fd, 0) ? RecvAll(fd, raw, sizeof(raw)) : Status::Timeout("no response");
   if (!s.ok()) return s;
   wire::FrameHeader h;
   TE_RETURN_IF_ERROR(wire::DecodeHeader(raw, &h));
   Slice* slice = nullptr;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    if (in_flight_.empty() || !h.is_response() || in_flight_.front()->transport_tag != h.request_id) {
+    if (in_flight_.empty() || !h.is_response() ||
+        in_flight_.front()->transport_tag != h.request_id) {
       return Status::ProtocolError("unexpected response id " + std::to_string(h.request_id));
     }
     // Off the in-flight list before its bytes land, so a concurrent Fail() cannot
@@ -229,6 +242,7 @@ Status TcpChannel::ReceiveOne(int fd) {
   } else if (h.payload_len != 0) {
     s = Status::ProtocolError("WRITE response with a payload");
   }
+  AwaitReleased(slice);
   slice->on_done(slice, s.ok() ? result : s);
   return s;
 }

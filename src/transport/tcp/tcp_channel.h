@@ -6,6 +6,7 @@
 // connection.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -51,6 +52,8 @@ class TcpChannel {
   // Drops conn if it is current and ends its in-flight slices with status.
   void Fail(const std::shared_ptr<Connection>& conn, const Status& status);
   static void Complete(Slice* chain, const Status& status);
+  // Waits until the sender is done reading the slice's source bytes.
+  void AwaitReleased(const Slice* slice) const;
 
   const TcpChannelOptions options_;
   std::mutex mu_;
@@ -58,11 +61,15 @@ class TcpChannel {
   std::condition_variable conn_cv_;   // receiver: a connection is up or stopping
   Slice* queue_head_ = nullptr;       // guarded by mu_
   Slice* queue_tail_ = nullptr;
-  std::deque<Slice*> in_flight_;      // guarded by mu_; sent, awaiting response
+  std::deque<Slice*> in_flight_;  // guarded by mu_; sent, awaiting response
   // Guarded by mu_: when in_flight_ last became non-empty or last got a response.
   std::chrono::steady_clock::time_point progress_;
   std::shared_ptr<Connection> current_;  // guarded by mu_
-  uint64_t next_request_id_ = 1;      // sender thread only
+  uint64_t next_request_id_ = 1;         // sender thread only
+  // Highest request id whose bytes the sender no longer reads (sent, or its send
+  // failed). A slice completes only once its id is covered, so the caller never gets
+  // its buffer back while sendmsg may still read it.
+  std::atomic<uint64_t> released_id_{0};
   bool stopping_ = false;
   std::thread sender_;
   std::thread receiver_;

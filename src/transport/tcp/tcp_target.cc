@@ -16,10 +16,10 @@ Status ServeOne(int fd, const wire::FrameHeader& h, BufferRegistry::Reader* read
   }
   const bool is_read = h.opcode == wire::Opcode::kRead;
   BufferPin pin;
-  Status verdict = h.length == 0 ? Status::InvalidArgument("zero-length request")
-                                 : reader->Pin(h.addr, h.length,
-                                               is_read ? Access::kRemoteRead : Access::kRemoteWrite,
-                                               &pin);
+  Status verdict = h.length == 0
+                       ? Status::InvalidArgument("zero-length request")
+                       : reader->Pin(h.addr, h.length,
+                                     is_read ? Access::kRemoteRead : Access::kRemoteWrite, &pin);
   wire::FrameHeader reply;
   reply.opcode = h.opcode;
   reply.flags = wire::kFlagResponse;

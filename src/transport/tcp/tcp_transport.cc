@@ -50,10 +50,9 @@ Status TcpTransport::Start(const TransportContext& context, SegmentDescriptor* l
   context_ = context;
   BufferRegistry* registry = context.registry;
   uint32_t timeout = context.config->transfer_timeout_ms;
-  TE_RETURN_IF_ERROR(server_.Start(context.bind_host, 0, kMaxDataConnections,
-                                   [registry, timeout](int fd) {
-                                     ServeTcpDataConnection(fd, registry, timeout);
-                                   }));
+  TE_RETURN_IF_ERROR(server_.Start(
+      context.bind_host, 0, kMaxDataConnections,
+      [registry, timeout](int fd) { ServeTcpDataConnection(fd, registry, timeout); }));
   std::string host = context.advertise_host;
   if (host.find(':') != std::string::npos) host = "[" + host + "]";
   local->transports["tcp"] = host + ":" + std::to_string(server_.port());
@@ -79,7 +78,8 @@ Status TcpTransport::GetPeer(const SegmentDescriptor& peer, std::shared_ptr<Tran
   }
   TcpChannelOptions options;
   if (!ParseHostPort(it->second, &options.host, &options.port) || options.port == 0) {
-    return Status::ProtocolError("segment '" + peer.name + "': bad tcp endpoint '" + it->second + "'");
+    return Status::ProtocolError("segment '" + peer.name + "': bad tcp endpoint '" + it->second +
+                                 "'");
   }
   options.local_name = context_.local_name;
   options.connect_timeout_ms = context_.config->connect_timeout_ms;

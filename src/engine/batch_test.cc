@@ -1,0 +1,311 @@
+#include "engine/batch.h"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace te {
+namespace {
+
+// Sets up task `index` of batch with one slice per entry of lengths, the way the
+// engine does, and returns the slices. The task is published (visible to status
+// reads) and counted in flight.
+Slice* PrepareTask(Batch* batch, size_t index, const std::vector<uint64_t>& lengths) {
+  Task& task = batch->task(index);
+  Slice* slices = task.PrepareSlices(static_cast<uint32_t>(lengths.size()));
+  for (size_t k = 0; k < lengths.size(); ++k) {
+    slices[k].length = lengths[k];
+    slices[k].cancelled = batch->cancel_flag();
+    slices[k].on_done = &Batch::OnSliceDone;
+    slices[k].owner = &task;
+  }
+  batch->AddInFlight(static_cast<int64_t>(lengths.size()));
+  return slices;
+}
+
+void Done(Slice* slice, const Status& s = Status::OK()) { slice->on_done(slice, s); }
+
+TEST(BatchTest, NewBatch) {
+  Batch batch(8);
+  EXPECT_EQ(batch.capacity(), 8u);
+  EXPECT_EQ(batch.size(), 0u);
+  EXPECT_EQ(batch.in_flight(), 0);
+  EXPECT_FALSE(batch.cancel_flag()->load());
+  for (size_t i = 0; i < batch.capacity(); ++i) {
+    EXPECT_EQ(batch.task(i).batch, &batch);
+    EXPECT_EQ(batch.task(i).state.load(), TransferState::kPending);
+  }
+  // Nothing submitted: nothing pending.
+  TransferStatus overall = batch.Overall();
+  EXPECT_EQ(overall.state, TransferState::kCompleted);
+  EXPECT_EQ(overall.transferred_bytes, 0u);
+  EXPECT_EQ(overall.error, "");
+}
+
+TEST(BatchTest, ReserveCapacity) {
+  Batch batch(5);
+  size_t first = 99;
+  ASSERT_TRUE(batch.Reserve(3, &first));
+  EXPECT_EQ(first, 0u);
+  first = 99;
+  EXPECT_FALSE(batch.Reserve(3, &first));  // 3 + 3 > 5
+  EXPECT_EQ(first, 99u);
+  ASSERT_TRUE(batch.Reserve(2, &first));
+  EXPECT_EQ(first, 3u);
+  EXPECT_FALSE(batch.Reserve(1, &first));
+  EXPECT_TRUE(batch.Reserve(0, &first));  // an empty claim always fits
+  EXPECT_EQ(first, 5u);
+  EXPECT_FALSE(batch.Reserve(SIZE_MAX, &first));
+
+  batch.Unreserve(3);  // give back the last claim
+  ASSERT_TRUE(batch.Reserve(2, &first));
+  EXPECT_EQ(first, 3u);
+  // Reserving does not publish.
+  EXPECT_EQ(batch.size(), 0u);
+  batch.Publish(5);
+  EXPECT_EQ(batch.size(), 5u);
+}
+
+TEST(BatchTest, ReserveExactCapacity) {
+  Batch batch(4);
+  size_t first;
+  EXPECT_FALSE(batch.Reserve(5, &first));
+  ASSERT_TRUE(batch.Reserve(4, &first));
+  EXPECT_EQ(first, 0u);
+  EXPECT_FALSE(batch.Reserve(1, &first));
+}
+
+TEST(BatchTest, PrepareSlices) {
+  Batch batch(1);
+  Task& task = batch.task(0);
+  EXPECT_EQ(task.PrepareSlices(1), &task.inline_slice);
+  EXPECT_EQ(task.pending_slices.load(), 1u);
+  Slice* split = task.PrepareSlices(4);
+  EXPECT_NE(split, &task.inline_slice);
+  EXPECT_EQ(split, task.split_slices.get());
+  EXPECT_EQ(task.pending_slices.load(), 4u);
+}
+
+TEST(BatchTest, SingleSliceTaskCompletes) {
+  Batch batch(2);
+  size_t first;
+  ASSERT_TRUE(batch.Reserve(1, &first));
+  Slice* s = PrepareTask(&batch, first, {4096});
+  batch.Publish(first + 1);
+  EXPECT_EQ(batch.in_flight(), 1);
+  TransferStatus st = batch.task(0).Status();
+  EXPECT_EQ(st.state, TransferState::kPending);
+  EXPECT_EQ(st.transferred_bytes, 0u);
+  EXPECT_EQ(batch.Overall().state, TransferState::kPending);
+
+  Done(s);
+  st = batch.task(0).Status();
+  EXPECT_EQ(st.state, TransferState::kCompleted);
+  EXPECT_EQ(st.transferred_bytes, 4096u);
+  EXPECT_EQ(st.error, "");
+  EXPECT_EQ(batch.in_flight(), 0);
+  TransferStatus overall = batch.Overall();
+  EXPECT_EQ(overall.state, TransferState::kCompleted);
+  EXPECT_EQ(overall.transferred_bytes, 4096u);
+}
+
+TEST(BatchTest, SplitTaskCompletesAfterLastSlice) {
+  Batch batch(1);
+  Slice* s = PrepareTask(&batch, 0, {100, 200, 300});
+  batch.Publish(1);
+  EXPECT_EQ(batch.in_flight(), 3);
+  Done(&s[2]);
+  Done(&s[0]);
+  TransferStatus st = batch.task(0).Status();
+  EXPECT_EQ(st.state, TransferState::kPending);
+  EXPECT_EQ(st.transferred_bytes, 400u);  // progress is visible before completion
+  EXPECT_EQ(batch.in_flight(), 1);
+  EXPECT_EQ(batch.Overall().transferred_bytes, 400u);
+  Done(&s[1]);
+  st = batch.task(0).Status();
+  EXPECT_EQ(st.state, TransferState::kCompleted);
+  EXPECT_EQ(st.transferred_bytes, 600u);
+  EXPECT_EQ(batch.in_flight(), 0);
+}
+
+TEST(BatchTest, FirstErrorIsKept) {
+  Batch batch(1);
+  Slice* s = PrepareTask(&batch, 0, {10, 20, 30, 40});
+  batch.Publish(1);
+  Done(&s[0]);
+  Done(&s[1], Status::OutOfRange("first failure"));
+  // Still pending: the task ends only when every slice has reported.
+  TransferStatus st = batch.task(0).Status();
+  EXPECT_EQ(st.state, TransferState::kPending);
+  EXPECT_EQ(st.error, "");  // the error is only reported with kFailed
+  Done(&s[2], Status::Timeout("second failure"));
+  Done(&s[3]);
+  st = batch.task(0).Status();
+  EXPECT_EQ(st.state, TransferState::kFailed);
+  EXPECT_EQ(st.error, "OutOfRange: first failure");
+  EXPECT_EQ(st.transferred_bytes, 50u);  // only successful slices count
+  EXPECT_EQ(batch.in_flight(), 0);
+
+  TransferStatus overall = batch.Overall();
+  EXPECT_EQ(overall.state, TransferState::kFailed);
+  EXPECT_EQ(overall.error, "task 0: OutOfRange: first failure");
+  EXPECT_EQ(overall.transferred_bytes, 50u);
+}
+
+TEST(BatchTest, OverallStates) {
+  Batch batch(4);
+  size_t first;
+  ASSERT_TRUE(batch.Reserve(3, &first));
+  Slice* a = PrepareTask(&batch, 0, {1000});
+  Slice* b = PrepareTask(&batch, 1, {2000});
+  Slice* c = PrepareTask(&batch, 2, {3000, 3000});
+  batch.Publish(3);
+  EXPECT_EQ(batch.in_flight(), 4);
+
+  // One failed, others pending: pending, and no error yet.
+  Done(b, Status::PermissionDenied("read-only"));
+  TransferStatus overall = batch.Overall();
+  EXPECT_EQ(overall.state, TransferState::kPending);
+  EXPECT_EQ(overall.error, "");
+
+  Done(a);
+  Done(&c[0]);
+  overall = batch.Overall();
+  EXPECT_EQ(overall.state, TransferState::kPending);
+  EXPECT_EQ(overall.transferred_bytes, 4000u);
+
+  Done(&c[1]);
+  overall = batch.Overall();
+  EXPECT_EQ(overall.state, TransferState::kFailed);
+  EXPECT_EQ(overall.transferred_bytes, 7000u);
+  EXPECT_EQ(overall.error, "task 1: PermissionDenied: read-only");
+  EXPECT_EQ(batch.in_flight(), 0);
+  EXPECT_EQ(batch.task(0).Status().state, TransferState::kCompleted);
+  EXPECT_EQ(batch.task(1).Status().state, TransferState::kFailed);
+  EXPECT_EQ(batch.task(2).Status().state, TransferState::kCompleted);
+}
+
+TEST(BatchTest, OverallReportsFirstFailedTask) {
+  Batch batch(3);
+  Slice* a = PrepareTask(&batch, 0, {1});
+  Slice* b = PrepareTask(&batch, 1, {1});
+  Slice* c = PrepareTask(&batch, 2, {1});
+  batch.Publish(3);
+  Done(c, Status::Cancelled("third"));
+  Done(b, Status::Timeout("second"));
+  Done(a);
+  TransferStatus overall = batch.Overall();
+  EXPECT_EQ(overall.state, TransferState::kFailed);
+  EXPECT_EQ(overall.error, "task 1: Timeout: second");  // by task order, not time
+}
+
+TEST(BatchTest, OverallIgnoresUnpublishedTasks) {
+  Batch batch(4);
+  Slice* a = PrepareTask(&batch, 0, {10});
+  PrepareTask(&batch, 1, {20});  // reserved and set up, not yet published
+  batch.Publish(1);
+  Done(a);
+  EXPECT_EQ(batch.size(), 1u);
+  TransferStatus overall = batch.Overall();
+  EXPECT_EQ(overall.state, TransferState::kCompleted);
+  EXPECT_EQ(overall.transferred_bytes, 10u);
+  batch.Publish(2);
+  EXPECT_EQ(batch.Overall().state, TransferState::kPending);
+}
+
+TEST(BatchTest, SubmissionsAccumulate) {
+  Batch batch(4);
+  size_t first;
+  ASSERT_TRUE(batch.Reserve(2, &first));
+  Slice* a = PrepareTask(&batch, first, {5});
+  Slice* b = PrepareTask(&batch, first + 1, {6});
+  batch.Publish(first + 2);
+  Done(a);
+  Done(b);
+  EXPECT_EQ(batch.Overall().state, TransferState::kCompleted);
+
+  ASSERT_TRUE(batch.Reserve(1, &first));
+  EXPECT_EQ(first, 2u);
+  Slice* c = PrepareTask(&batch, first, {7});
+  batch.Publish(first + 1);
+  EXPECT_EQ(batch.Overall().state, TransferState::kPending);  // the new task is pending
+  EXPECT_EQ(batch.Overall().transferred_bytes, 11u);
+  Done(c, Status::IoError("boom"));
+  TransferStatus overall = batch.Overall();
+  EXPECT_EQ(overall.state, TransferState::kFailed);
+  EXPECT_EQ(overall.error, "task 2: IoError: boom");
+  EXPECT_EQ(overall.transferred_bytes, 11u);
+}
+
+TEST(BatchTest, CancelFlag) {
+  Batch batch(1);
+  Slice* s = PrepareTask(&batch, 0, {1});
+  EXPECT_FALSE(s->IsCancelled());
+  batch.Cancel();
+  EXPECT_TRUE(batch.cancel_flag()->load());
+  EXPECT_TRUE(s->IsCancelled());
+  Slice detached;
+  EXPECT_FALSE(detached.IsCancelled());  // no flag: never cancelled
+  // A cancelled slice still reports through on_done like any other.
+  Done(s, Status::Cancelled("batch freed"));
+  EXPECT_EQ(batch.task(0).Status().state, TransferState::kFailed);
+  EXPECT_EQ(batch.in_flight(), 0);
+}
+
+TEST(BatchTest, InFlightAccounting) {
+  Batch batch(2);
+  Slice* a = PrepareTask(&batch, 0, {1, 1, 1});
+  EXPECT_EQ(batch.in_flight(), 3);
+  Slice* b = PrepareTask(&batch, 1, {1, 1});
+  EXPECT_EQ(batch.in_flight(), 5);
+  batch.Publish(2);
+  Done(&a[0]);
+  Done(&b[1], Status::Timeout("t"));
+  EXPECT_EQ(batch.in_flight(), 3);
+  Done(&a[1]);
+  Done(&a[2]);
+  Done(&b[0]);
+  EXPECT_EQ(batch.in_flight(), 0);
+}
+
+TEST(BatchTest, ConcurrentSliceCompletions) {
+  constexpr int kThreads = 8;
+  constexpr int kSlicesPerThread = 2000;
+  constexpr uint32_t kSlices = kThreads * kSlicesPerThread;
+  Batch batch(1);
+  std::vector<uint64_t> lengths(kSlices);
+  for (uint32_t i = 0; i < kSlices; ++i) lengths[i] = i % 7 + 1;
+  Slice* slices = PrepareTask(&batch, 0, lengths);
+  batch.Publish(1);
+  uint64_t expected_bytes = 0;
+  for (uint32_t i = 0; i < kSlices; ++i) {
+    if (i % 1000 != 0) expected_bytes += lengths[i];
+  }
+  std::atomic<bool> go{false};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      while (!go.load()) std::this_thread::yield();
+      for (int k = 0; k < kSlicesPerThread; ++k) {
+        uint32_t i = static_cast<uint32_t>(t * kSlicesPerThread + k);
+        // Every 1000th slice fails, each with its own message.
+        Done(&slices[i],
+             i % 1000 == 0 ? Status::IoError("slice " + std::to_string(i)) : Status::OK());
+      }
+    });
+  }
+  go = true;
+  for (auto& th : threads) th.join();
+  TransferStatus st = batch.task(0).Status();
+  EXPECT_EQ(st.state, TransferState::kFailed);
+  EXPECT_EQ(st.transferred_bytes, expected_bytes);
+  EXPECT_EQ(st.error.rfind("IoError: slice ", 0), 0u) << st.error;  // exactly one, whole
+  EXPECT_EQ(batch.in_flight(), 0);
+  EXPECT_EQ(batch.task(0).pending_slices.load(), 0u);
+}
+
+}  // namespace
+}  // namespace te

@@ -1,0 +1,219 @@
+#include "memory/memory.h"
+
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdint>
+#include <cstring>
+#include <string>
+
+#include "common/machine.h"
+
+namespace te {
+namespace {
+
+size_t PageSize() { return static_cast<size_t>(::sysconf(_SC_PAGESIZE)); }
+
+bool ShmExists(const std::string& name) {
+  // POSIX shared-memory objects live under /dev/shm on Linux, named without the '/'.
+  std::string path = "/dev/shm/" + name.substr(1);
+  struct stat st;
+  return ::stat(path.c_str(), &st) == 0;
+}
+
+TEST(MemoryTest, AnonymousAllocation) {
+  Allocation a;
+  Status s = AllocateMemory(3 * PageSize(), 0, /*shm=*/false, &a);
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  ASSERT_NE(a.addr, nullptr);
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(a.addr) % PageSize(), 0u);
+  EXPECT_EQ(a.size, 3 * PageSize());
+  EXPECT_EQ(a.numa_node, 0);
+  EXPECT_TRUE(a.shm_name.empty());
+  auto* p = static_cast<unsigned char*>(a.addr);
+  EXPECT_EQ(p[0], 0);  // fresh anonymous memory is zeroed
+  EXPECT_EQ(p[a.size - 1], 0);
+  std::memset(a.addr, 0xab, a.size);
+  EXPECT_EQ(p[a.size - 1], 0xab);
+  FreeMemory(a);
+}
+
+TEST(MemoryTest, RoundsUpToPages) {
+  const size_t page = PageSize();
+  const std::pair<size_t, size_t> cases[] = {
+      {1, page}, {page - 1, page}, {page, page}, {page + 1, 2 * page}, {10 * page + 7, 11 * page}};
+  for (auto [request, expected] : cases) {
+    SCOPED_TRACE(request);
+    Allocation a;
+    ASSERT_TRUE(AllocateMemory(request, 0, false, &a).ok());
+    EXPECT_EQ(a.size, expected);
+    EXPECT_EQ(reinterpret_cast<uintptr_t>(a.addr) % page, 0u);
+    static_cast<char*>(a.addr)[a.size - 1] = 1;  // the whole rounded size is usable
+    FreeMemory(a);
+  }
+}
+
+TEST(MemoryTest, RejectsBadSizes) {
+  Allocation a;
+  a.addr = reinterpret_cast<void*>(0x1234);
+  EXPECT_EQ(AllocateMemory(0, 0, false, &a).code(), Status::Code::kInvalidArgument);
+  EXPECT_EQ(AllocateMemory(0, 0, true, &a).code(), Status::Code::kInvalidArgument);
+  EXPECT_EQ(AllocateMemory(SIZE_MAX, 0, false, &a).code(), Status::Code::kInvalidArgument);
+  EXPECT_EQ(AllocateMemory(SIZE_MAX - PageSize() + 2, 0, false, &a).code(),
+            Status::Code::kInvalidArgument);
+  EXPECT_EQ(a.addr, reinterpret_cast<void*>(0x1234));  // untouched on failure
+}
+
+TEST(MemoryTest, HugeAllocationFailsCleanly) {
+  // Far beyond any address space: mmap refuses; the error is reported, not thrown.
+  Allocation a;
+  Status s = AllocateMemory(size_t{1} << 62, 0, false, &a);
+  EXPECT_EQ(s.code(), Status::Code::kResourceExhausted) << s.ToString();
+  EXPECT_EQ(a.addr, nullptr);
+}
+
+TEST(MemoryTest, SharedMemoryAllocation) {
+  Allocation a;
+  Status s = AllocateMemory(PageSize() + 1, 0, /*shm=*/true, &a);
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  ASSERT_NE(a.addr, nullptr);
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(a.addr) % PageSize(), 0u);
+  EXPECT_EQ(a.size, 2 * PageSize());
+  ASSERT_FALSE(a.shm_name.empty());
+  const std::string prefix = "/te." + std::to_string(::getpid()) + ".";
+  EXPECT_EQ(a.shm_name.rfind(prefix, 0), 0u) << a.shm_name;
+  EXPECT_TRUE(ShmExists(a.shm_name)) << a.shm_name;
+
+  std::string path = "/dev/shm/" + a.shm_name.substr(1);
+  struct stat st;
+  ASSERT_EQ(::stat(path.c_str(), &st), 0);
+  EXPECT_EQ(static_cast<size_t>(st.st_size), a.size);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+
+  std::memset(a.addr, 0x5a, a.size);
+  EXPECT_EQ(static_cast<unsigned char*>(a.addr)[a.size - 1], 0x5a);
+  FreeMemory(a);
+  EXPECT_FALSE(ShmExists(a.shm_name)) << a.shm_name;
+}
+
+TEST(MemoryTest, SharedMemoryNamesAreUnique) {
+  Allocation a, b;
+  ASSERT_TRUE(AllocateMemory(1, 0, true, &a).ok());
+  ASSERT_TRUE(AllocateMemory(1, 0, true, &b).ok());
+  EXPECT_NE(a.shm_name, b.shm_name);
+  EXPECT_NE(a.addr, b.addr);
+  EXPECT_TRUE(ShmExists(a.shm_name));
+  EXPECT_TRUE(ShmExists(b.shm_name));
+  FreeMemory(a);
+  EXPECT_FALSE(ShmExists(a.shm_name));
+  EXPECT_TRUE(ShmExists(b.shm_name));
+  FreeMemory(b);
+  EXPECT_FALSE(ShmExists(b.shm_name));
+}
+
+TEST(MemoryTest, CreateSharedMemory) {
+  const std::string name = "/te." + std::to_string(::getpid()) + ".memtest";
+  int fd = -1;
+  ASSERT_TRUE(CreateSharedMemory(name, 3 * PageSize(), &fd).ok());
+  ASSERT_GE(fd, 0);
+  struct stat st;
+  ASSERT_EQ(::fstat(fd, &st), 0);
+  EXPECT_EQ(static_cast<size_t>(st.st_size), 3 * PageSize());
+  ::close(fd);
+  EXPECT_TRUE(ShmExists(name));
+  // This process already has it: refused, and left alone.
+  int again = -1;
+  EXPECT_EQ(CreateSharedMemory(name, PageSize(), &again).code(), Status::Code::kAlreadyExists);
+  EXPECT_TRUE(ShmExists(name));
+  UnlinkSharedMemory(name);
+  EXPECT_FALSE(ShmExists(name));
+  // Once unlinked, the name can be created again.
+  ASSERT_TRUE(CreateSharedMemory(name, PageSize(), &fd).ok());
+  ::close(fd);
+  UnlinkSharedMemory(name);
+}
+
+TEST(MemoryTest, CreateSharedMemoryReplacesStaleObject) {
+  // An object of the same name that this process did not create is a leftover of a
+  // dead process that had our pid; it is replaced.
+  const std::string name = "/te." + std::to_string(::getpid()) + ".memstale";
+  int stale = ::shm_open(name.c_str(), O_RDWR | O_CREAT | O_EXCL, 0600);
+  ASSERT_GE(stale, 0);
+  ASSERT_EQ(::ftruncate(stale, 12345), 0);
+  ::close(stale);
+  int fd = -1;
+  Status s = CreateSharedMemory(name, PageSize(), &fd);
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  struct stat st;
+  ASSERT_EQ(::fstat(fd, &st), 0);
+  EXPECT_EQ(static_cast<size_t>(st.st_size), PageSize());
+  ::close(fd);
+  UnlinkSharedMemory(name);
+  EXPECT_FALSE(ShmExists(name));
+}
+
+TEST(MemoryTest, FreeEmptyAllocationIsHarmless) {
+  Allocation a;
+  FreeMemory(a);
+}
+
+TEST(MemoryTest, NumaNodeOf) {
+  Allocation a;
+  ASSERT_TRUE(AllocateMemory(PageSize(), 0, false, &a).ok());
+  static_cast<char*>(a.addr)[0] = 1;  // fault the page in
+  int node = NumaNodeOf(a.addr);
+  EXPECT_GE(node, 0);
+  EXPECT_LT(node, NumaNodeCount());
+  FreeMemory(a);
+}
+
+TEST(ParseCpuLocationTest, Valid) {
+  int node = -1;
+  ASSERT_TRUE(ParseCpuLocation("", &node).ok());
+  EXPECT_EQ(node, 0);
+  node = -1;
+  ASSERT_TRUE(ParseCpuLocation("cpu", &node).ok());
+  EXPECT_EQ(node, 0);
+  node = -1;
+  ASSERT_TRUE(ParseCpuLocation("cpu:0", &node).ok());
+  EXPECT_EQ(node, 0);
+  const int last = NumaNodeCount() - 1;
+  ASSERT_TRUE(ParseCpuLocation("cpu:" + std::to_string(last), &node).ok());
+  EXPECT_EQ(node, last);
+}
+
+TEST(ParseCpuLocationTest, NodeOutOfRange) {
+  int node = 7;
+  Status s = ParseCpuLocation("cpu:" + std::to_string(NumaNodeCount()), &node);
+  EXPECT_EQ(s.code(), Status::Code::kInvalidArgument);
+  EXPECT_NE(s.message().find("NUMA"), std::string::npos) << s.message();
+  EXPECT_EQ(ParseCpuLocation("cpu:99", &node).code(), Status::Code::kInvalidArgument);
+  EXPECT_EQ(ParseCpuLocation("cpu:18446744073709551615", &node).code(),
+            Status::Code::kInvalidArgument);
+  EXPECT_EQ(node, 7);
+}
+
+TEST(ParseCpuLocationTest, CudaNotSupported) {
+  int node;
+  for (const char* loc : {"cuda:0", "cuda:7", "cuda"}) {
+    SCOPED_TRACE(loc);
+    Status s = ParseCpuLocation(loc, &node);
+    EXPECT_EQ(s.code(), Status::Code::kNotSupported);
+    EXPECT_NE(s.message().find("USE_CUDA"), std::string::npos) << s.message();
+  }
+}
+
+TEST(ParseCpuLocationTest, Junk) {
+  int node;
+  for (const char* loc : {"cpu:", "cpu:x", "cpu:-1", "cpu:+1", "cpu: 0", "cpu:0 ", "cpu0", "CPU:0",
+                          "gpu:0", "numa:0", ":0", "0", "cpu:0:1", " cpu"}) {
+    SCOPED_TRACE(loc);
+    EXPECT_EQ(ParseCpuLocation(loc, &node).code(), Status::Code::kInvalidArgument);
+  }
+}
+
+}  // namespace
+}  // namespace te

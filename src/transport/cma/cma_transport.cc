@@ -1,0 +1,82 @@
+#include "transport/cma/cma_transport.h"
+
+#include <sys/uio.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "transport/same_host_peer.h"
+
+namespace te {
+namespace {
+
+// Moves len bytes, looping over partial transfers (the kernel may stop at a page
+// boundary it cannot access).
+Status CmaCopy(pid_t pid, bool read, char* local, uint64_t remote, uint64_t len) {
+  while (len > 0) {
+    iovec l{local, len};
+    iovec r{reinterpret_cast<void*>(remote), len};
+    ssize_t n =
+        read ? ::process_vm_readv(pid, &l, 1, &r, 1, 0) : ::process_vm_writev(pid, &l, 1, &r, 1, 0);
+    if (n <= 0) {
+      int err = n == 0 ? EFAULT : errno;
+      if (err == EINTR) continue;
+      if (err == ESRCH)
+        return Status::Unavailable("peer process " + std::to_string(pid) + " is gone");
+      return Status::IoError(std::string(read ? "process_vm_readv: " : "process_vm_writev: ") +
+                             std::strerror(err));
+    }
+    local += n;
+    remote += static_cast<uint64_t>(n);
+    len -= static_cast<uint64_t>(n);
+  }
+  return Status::OK();
+}
+
+class CmaPeer : public SameHostPeer {
+ public:
+  CmaPeer(SegmentDescriptor desc, std::unique_ptr<PinTable> pins, CopyPool* pool)
+      : SameHostPeer(std::move(desc), std::move(pins), pool) {}
+
+  bool CanServe(const SegmentBuffer* b) const override { return b != nullptr; }
+
+ protected:
+  Status Copy(Slice* s, const SegmentBuffer&, size_t) override {
+    return CmaCopy(static_cast<pid_t>(desc_.pid), s->opcode == Request::READ, s->local, s->remote,
+                   s->length);
+  }
+};
+
+}  // namespace
+
+Status CmaTransport::Start(const TransportContext& context, SegmentDescriptor* local) {
+  (void)context;
+  machine_id_ = local->machine_id;
+  pool_ = std::make_unique<CopyPool>(2);
+  local->transports["cma"] = "";
+  return Status::OK();
+}
+
+bool CmaTransport::CanReach(const SegmentDescriptor& peer) const {
+  return peer.machine_id == machine_id_ && peer.transports.count("cma") > 0;
+}
+
+Status CmaTransport::GetPeer(const SegmentDescriptor& peer, std::shared_ptr<TransportPeer>* out) {
+  if (!CanReach(peer))
+    return Status::Unavailable("segment '" + peer.name + "' is not on this host");
+  if (peer.buffers.empty())
+    return Status::Unavailable("segment '" + peer.name + "' has no buffers");
+  std::unique_ptr<PinTable> pins;
+  TE_RETURN_IF_ERROR(SameHostPeer::AttachPins(peer, &pins));
+  // Probe: read one byte of the peer's first buffer. EPERM here means the kernel
+  // forbids cross-memory attach to that process (ptrace rules).
+  char byte;
+  Status s = CmaCopy(static_cast<pid_t>(peer.pid), true, &byte, peer.buffers.front().base, 1);
+  if (!s.ok())
+    return Status::Unavailable("cross-memory attach to '" + peer.name +
+                               "' not allowed: " + s.message());
+  *out = std::make_shared<CmaPeer>(peer, std::move(pins), pool_.get());
+  return Status::OK();
+}
+
+}  // namespace te

@@ -1,0 +1,46 @@
+// SameHostPeer: what the shm and CMA transports share. Both copy straight between
+// this process and a peer process on the same machine, so both must check each slice
+// against the peer's descriptor (range, permission) and pin the peer's buffer through
+// its shared pin table while copying, exactly as the peer's own serving threads do.
+// Subclasses supply only the copy itself.
+#pragma once
+
+#include <memory>
+
+#include "memory/pin_table.h"
+#include "transport/copy_pool.h"
+#include "transport/transport.h"
+
+namespace te {
+
+class SameHostPeer : public TransportPeer, public std::enable_shared_from_this<SameHostPeer> {
+ public:
+  // Slices of at least this many bytes go to the copy pool; smaller ones are copied
+  // inline, which is cheaper than a thread hand-off.
+  static constexpr uint64_t kInlineCopyLimit = 256 << 10;
+
+  void Submit(Slice* const* slices, size_t count) override;
+
+  // Attaches the peer's pin table and checks that it describes the same buffers as
+  // the descriptor (so a same machine-id in another namespace cannot fool us).
+  static Status AttachPins(const SegmentDescriptor& desc, std::unique_ptr<PinTable>* out);
+
+ protected:
+  SameHostPeer(SegmentDescriptor desc, std::unique_ptr<PinTable> pins, CopyPool* pool)
+      : desc_(std::move(desc)), pins_(std::move(pins)), pool_(pool) {}
+  // Copies one slice whose remote buffer is pinned.
+  virtual Status Copy(Slice* slice, const SegmentBuffer& buffer, size_t index) = 0;
+
+  const SegmentDescriptor desc_;
+
+ private:
+  void Run(Slice* slice);
+
+  std::unique_ptr<PinTable> pins_;
+  CopyPool* pool_;
+};
+
+// True when the process still exists (same pid namespace).
+bool ProcessAlive(uint32_t pid);
+
+}  // namespace te

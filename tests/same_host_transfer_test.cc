@@ -1,0 +1,269 @@
+// Same-host transports across real processes: the test engine and te_test_peer claim
+// the same machine id, so the engine picks shared memory (peer buffers in POSIX shm)
+// or cross-memory attach (ordinary memory) instead of TCP. Covers byte-exactness at
+// sizes from 1 B to 64 MiB with unaligned offsets, the fallback order, read-only
+// buffers, unregistration, cleanup after SIGTERM and SIGKILL, and a vanishing peer.
+#include <dirent.h>
+#include <signal.h>
+#include <sys/uio.h>
+
+#include <set>
+
+#include "transfer_fixture.h"
+
+namespace te_test {
+namespace {
+
+std::string SharedMachineId() { return "te-same-host-" + std::to_string(::getpid()); }
+
+te::Config SameHostConfig(std::vector<std::string> transports) {
+  te::Config config = LoopbackConfig();
+  config.machine_id = SharedMachineId();
+  config.transports = std::move(transports);
+  return config;
+}
+
+// Names under /dev/shm created by process `pid` (our objects are /te.<pid>.*).
+std::set<std::string> ShmObjectsOf(pid_t pid) {
+  std::set<std::string> out;
+  const std::string prefix = "te." + std::to_string(pid) + ".";
+  if (DIR* dir = ::opendir("/dev/shm")) {
+    while (dirent* e = ::readdir(dir)) {
+      if (std::string(e->d_name).rfind(prefix, 0) == 0) out.insert(e->d_name);
+    }
+    ::closedir(dir);
+  }
+  return out;
+}
+
+// Whether this kernel lets us process_vm_readv a child of ours (ptrace rules).
+bool CmaPermitted() {
+  static const bool permitted = [] {
+    PeerProcess probe;
+    std::string error;
+    if (!probe.Start({"--buffers=1", "--size=4096"}, &error)) return false;
+    char byte;
+    iovec l{&byte, 1}, r{reinterpret_cast<void*>(probe.buffers()[0].base), 1};
+    return ::process_vm_readv(probe.pid(), &l, 1, &r, 1, 0) == 1;
+  }();
+  return permitted;
+}
+
+class SameHostTest : public PeerTransferTest {
+ protected:
+  void SetUp() override {}  // each test starts the engine with its transports
+
+  std::vector<std::string> PeerArgs(uint64_t size, const std::string& permission, uint64_t fill,
+                                    bool shm, const std::string& transports) {
+    auto args = Args(1, size, permission, fill);
+    args.push_back("--machine_id=" + SharedMachineId());
+    args.push_back(std::string("--shm=") + (shm ? "1" : "0"));
+    args.push_back("--transports=" + transports);
+    return args;
+  }
+};
+
+struct SizeCase {
+  std::string transport;
+  uint64_t size;
+};
+
+class SameHostSizeTest : public SameHostTest, public ::testing::WithParamInterface<SizeCase> {};
+
+TEST_P(SameHostSizeTest, ReadAndWriteAreByteExactAtUnalignedOffsets) {
+  const auto [transport, size] = GetParam();
+  if (transport == "cma" && !CmaPermitted()) GTEST_SKIP() << "kernel forbids process_vm_readv";
+  ASSERT_NO_FATAL_FAILURE(StartEngine(SameHostConfig({transport})));
+  const uint64_t fill = 5, peer_seed = BufferSeed(fill, 0), write_seed = 77;
+  const uint64_t offset = 3;  // unaligned on both sides
+  const uint64_t peer_size = size + 2 * offset;
+  PeerProcess* peer;
+  ASSERT_NO_FATAL_FAILURE(
+      StartPeer(PeerArgs(peer_size, "rw", fill, transport == "shm", transport), &peer));
+  const uint64_t remote = peer->buffers()[0].base + offset;
+  te::SegmentHandle seg;
+  ASSERT_NO_FATAL_FAILURE(OpenPeer(*peer, &seg));
+  void* local_base;
+  ASSERT_NO_FATAL_FAILURE(AllocLocal(size + 2 * offset, &local_base));
+  uint8_t* local = Ptr(local_base, offset + 2);
+
+  std::memset(local_base, 0, size + 2 * offset);
+  Outcome read = RunOne(*engine_, Request::READ, local, seg, remote, size, 60s);
+  ASSERT_TRUE(read.completed()) << read.Describe();
+  EXPECT_EQ(FirstPatternMismatch(local, size, peer_seed, offset), -1);
+
+  FillPattern(local, size, write_seed);
+  Outcome write = RunOne(*engine_, Request::WRITE, local, seg, remote, size, 60s);
+  ASSERT_TRUE(write.completed()) << write.Describe();
+  EXPECT_EQ(PeerChecksum(*peer, remote, size), Checksum(local, size));
+  // The bytes around the written range are untouched.
+  EXPECT_EQ(PeerChecksum(*peer, remote - offset, offset), PatternChecksum(peer_seed, 0, offset));
+  EXPECT_EQ(PeerChecksum(*peer, remote + size, offset),
+            PatternChecksum(peer_seed, offset + size, offset));
+  EXPECT_EQ(engine_->primaryTransport(), transport);
+}
+
+INSTANTIATE_TEST_SUITE_P(Sizes, SameHostSizeTest,
+                         ::testing::Values(SizeCase{"shm", 1}, SizeCase{"shm", 4 * kKiB},
+                                           SizeCase{"shm", 64 * kKiB}, SizeCase{"shm", 1 * kMiB},
+                                           SizeCase{"shm", 64 * kMiB}, SizeCase{"cma", 1},
+                                           SizeCase{"cma", 4 * kKiB}, SizeCase{"cma", 64 * kKiB},
+                                           SizeCase{"cma", 1 * kMiB}, SizeCase{"cma", 64 * kMiB}),
+                         [](const ::testing::TestParamInfo<SizeCase>& info) {
+                           uint64_t v = info.param.size;
+                           std::string size = v >= kMiB   ? std::to_string(v / kMiB) + "MiB"
+                                              : v >= kKiB ? std::to_string(v / kKiB) + "KiB"
+                                                          : std::to_string(v) + "B";
+                           return info.param.transport + "_" + size;
+                         });
+
+// The engine picks per segment and buffer: shm for shared memory, then CMA for plain
+// memory, then TCP; a transport disabled on either side drops out of the choice.
+TEST_F(SameHostTest, FallbackOrder) {
+  struct Case {
+    std::vector<std::string> ours;
+    bool peer_shm;
+    std::string peer_transports;
+    std::string expected;
+  };
+  std::vector<Case> cases = {
+      {{"local", "shm", "cma", "tcp"}, true, "local,shm,cma,tcp", "shm"},
+      {{"local", "shm", "tcp"}, false, "local,shm,cma,tcp", "tcp"},
+      {{"local", "cma", "tcp"}, true, "local,shm,cma,tcp", "cma"},
+      {{"local", "shm", "cma", "tcp"}, true, "local,tcp", "tcp"},
+  };
+  if (CmaPermitted())
+    cases.push_back({{"local", "shm", "cma", "tcp"}, false, "local,shm,cma,tcp", "cma"});
+  for (const Case& c : cases) {
+    SCOPED_TRACE("peer shm=" + std::to_string(c.peer_shm) +
+                 " peer transports=" + c.peer_transports + " expected " + c.expected);
+    if (c.expected == "cma" && !CmaPermitted()) continue;
+    ASSERT_NO_FATAL_FAILURE(StartEngine(SameHostConfig(c.ours)));
+    PeerProcess* peer;
+    ASSERT_NO_FATAL_FAILURE(
+        StartPeer(PeerArgs(64 * kKiB, "rw", 1, c.peer_shm, c.peer_transports), &peer));
+    te::SegmentHandle seg;
+    ASSERT_NO_FATAL_FAILURE(OpenPeer(*peer, &seg));
+    void* local;
+    ASSERT_NO_FATAL_FAILURE(AllocLocal(64 * kKiB, &local));
+    Outcome read = RunOne(*engine_, Request::READ, local, seg, peer->buffers()[0].base, 64 * kKiB);
+    ASSERT_TRUE(read.completed()) << read.Describe();
+    EXPECT_EQ(FirstPatternMismatch(local, 64 * kKiB, BufferSeed(1, 0)), -1);
+    EXPECT_EQ(engine_->primaryTransport(), c.expected);
+  }
+}
+
+TEST_F(SameHostTest, ReadOnlyBufferRejectsWritesWithoutFault) {
+  for (const std::string transport : {"shm", "cma"}) {
+    SCOPED_TRACE(transport);
+    if (transport == "cma" && !CmaPermitted()) continue;
+    ASSERT_NO_FATAL_FAILURE(StartEngine(SameHostConfig({transport})));
+    PeerProcess* peer;
+    ASSERT_NO_FATAL_FAILURE(
+        StartPeer(PeerArgs(64 * kKiB, "ro", 2, transport == "shm", transport), &peer));
+    te::SegmentHandle seg;
+    ASSERT_NO_FATAL_FAILURE(OpenPeer(*peer, &seg));
+    void* local;
+    ASSERT_NO_FATAL_FAILURE(AllocLocal(64 * kKiB, &local));
+    const uint64_t remote = peer->buffers()[0].base;
+    Outcome write = RunOne(*engine_, Request::WRITE, local, seg, remote, 4 * kKiB);
+    EXPECT_TRUE(write.rejected()) << write.Describe();
+    EXPECT_NE(write.Describe().find("read-only"), std::string::npos) << write.Describe();
+    EXPECT_EQ(PeerChecksum(*peer, remote, 4 * kKiB),
+              PatternChecksum(BufferSeed(2, 0), 0, 4 * kKiB));
+    Outcome read = RunOne(*engine_, Request::READ, local, seg, remote, 64 * kKiB);
+    EXPECT_TRUE(read.completed()) << read.Describe();
+  }
+}
+
+// A buffer the peer unregistered is no longer reachable through a stale descriptor:
+// the peer's pin table says the slot is dead.
+TEST_F(SameHostTest, UnregisteredBufferFailsCleanly) {
+  for (const std::string transport : {"shm", "cma"}) {
+    SCOPED_TRACE(transport);
+    if (transport == "cma" && !CmaPermitted()) continue;
+    ASSERT_NO_FATAL_FAILURE(StartEngine(SameHostConfig({transport})));
+    PeerProcess* peer;
+    ASSERT_NO_FATAL_FAILURE(
+        StartPeer(PeerArgs(64 * kKiB, "rw", 3, transport == "shm", transport), &peer));
+    te::SegmentHandle seg;
+    ASSERT_NO_FATAL_FAILURE(OpenPeer(*peer, &seg));
+    void* local;
+    ASSERT_NO_FATAL_FAILURE(AllocLocal(64 * kKiB, &local));
+    const uint64_t remote = peer->buffers()[0].base;
+    ASSERT_EQ(peer->Command("UNREGISTER " + std::to_string(remote)), "OK");
+    Outcome read = RunOne(*engine_, Request::READ, local, seg, remote, 4 * kKiB);
+    EXPECT_TRUE(read.rejected()) << read.Describe();
+    EXPECT_NE(read.Describe().find("unregistered"), std::string::npos) << read.Describe();
+  }
+}
+
+TEST_F(SameHostTest, SharedMemoryRemovedAfterSigterm) {
+  ASSERT_NO_FATAL_FAILURE(StartEngine(SameHostConfig({"shm"})));
+  PeerProcess* peer;
+  ASSERT_NO_FATAL_FAILURE(StartPeer(PeerArgs(64 * kKiB, "rw", 4, true, "shm"), &peer));
+  const pid_t pid = peer->pid();
+  EXPECT_GE(ShmObjectsOf(pid).size(), 2u);  // the buffer and the pin table
+  peer->Signal(SIGTERM);
+  ASSERT_TRUE(peer->WaitExit(10s));
+  EXPECT_TRUE(ShmObjectsOf(pid).empty());
+}
+
+TEST_F(SameHostTest, StaleSharedMemoryOfKilledProcessRemovedAtNextStart) {
+  ASSERT_NO_FATAL_FAILURE(StartEngine(SameHostConfig({"shm"})));
+  PeerProcess* peer;
+  ASSERT_NO_FATAL_FAILURE(StartPeer(PeerArgs(64 * kKiB, "rw", 5, true, "shm"), &peer));
+  const pid_t pid = peer->pid();
+  ASSERT_FALSE(ShmObjectsOf(pid).empty());
+  peer->Signal(SIGKILL);
+  ASSERT_TRUE(peer->WaitExit(10s));
+  EXPECT_FALSE(ShmObjectsOf(pid).empty()) << "SIGKILL leaves the objects behind";
+  // A new engine with a same-host transport sweeps objects of dead processes.
+  ASSERT_NO_FATAL_FAILURE(StartEngine(SameHostConfig({"shm"})));
+  EXPECT_TRUE(ShmObjectsOf(pid).empty());
+  EXPECT_FALSE(ShmObjectsOf(::getpid()).empty()) << "objects of live engines stay";
+}
+
+// The peer dies while a large batch is in flight: every task ends (the bytes copied
+// before the death may complete), nothing faults, and later submissions fail fast.
+TEST_F(SameHostTest, PeerVanishingMidTransferFailsWithoutFault) {
+  for (const std::string transport : {"shm", "cma"}) {
+    SCOPED_TRACE(transport);
+    if (transport == "cma" && !CmaPermitted()) continue;
+    ASSERT_NO_FATAL_FAILURE(StartEngine(SameHostConfig({transport})));
+    const uint64_t size = 64 * kMiB;
+    PeerProcess* peer;
+    ASSERT_NO_FATAL_FAILURE(
+        StartPeer(PeerArgs(size, "rw", 6, transport == "shm", transport), &peer));
+    te::SegmentHandle seg;
+    ASSERT_NO_FATAL_FAILURE(OpenPeer(*peer, &seg));
+    void* local;
+    ASSERT_NO_FATAL_FAILURE(AllocLocal(size, &local));
+    const uint64_t remote = peer->buffers()[0].base;
+    std::vector<Request> requests;
+    for (uint64_t off = 0; off < size; off += kMiB) {
+      requests.push_back(MakeRequest(Request::READ, Ptr(local, off), seg, remote + off, kMiB));
+    }
+    te::BatchID batch;
+    ASSERT_TRUE(engine_->allocateBatch(requests.size() * 2, &batch).ok());
+    ASSERT_TRUE(engine_->submitTransfer(batch, requests).ok());
+    peer->Signal(SIGKILL);
+    ASSERT_TRUE(peer->WaitExit(10s));
+    te::TransferStatus overall = WaitBatch(*engine_, batch, 20s);
+    EXPECT_NE(overall.state, TransferState::kPending) << overall.error;
+    // After the death is visible, new requests fail instead of copying into the void.
+    ASSERT_TRUE(engine_->submitTransfer(batch, {requests[0]}).ok());
+    te::TransferStatus after;
+    auto deadline = Clock::now() + 10s;
+    do {
+      ASSERT_TRUE(engine_->getTransferStatus(batch, requests.size(), &after).ok());
+      std::this_thread::sleep_for(1ms);
+    } while (after.state == TransferState::kPending && Clock::now() < deadline);
+    EXPECT_EQ(after.state, TransferState::kFailed);
+    EXPECT_NE(after.error.find("gone"), std::string::npos) << after.error;
+    EXPECT_TRUE(engine_->freeBatch(batch).ok());
+  }
+}
+
+}  // namespace
+}  // namespace te_test
