@@ -53,8 +53,11 @@ void Batch::OnSliceDone(Slice* slice, const te::Status& status) {
   Task* task = static_cast<Task*>(slice->owner);
   if (status.ok()) {
     task->transferred.fetch_add(slice->length, std::memory_order_relaxed);
-  } else if (!task->has_error.exchange(true, std::memory_order_acq_rel)) {
-    task->error = status.ToString();
+  } else {
+    if (task->segment_stale && status.code() != te::Status::Code::kCancelled) {
+      task->segment_stale->store(true, std::memory_order_relaxed);
+    }
+    if (!task->has_error.exchange(true, std::memory_order_acq_rel)) task->error = status.ToString();
   }
   if (task->pending_slices.fetch_sub(1, std::memory_order_acq_rel) == 1) {
     task->state.store(task->has_error.load(std::memory_order_acquire) ? TransferState::kFailed

@@ -25,6 +25,9 @@ struct Task {
   Batch* batch = nullptr;
   Slice inline_slice;  // the common case: a request that is not split
   std::unique_ptr<Slice[]> split_slices;
+  // Raised when a slice fails (other than by cancellation): the target segment's
+  // cached descriptor may be out of date.
+  std::shared_ptr<std::atomic<bool>> segment_stale;
 
   // Prepares `count` slices owned by this task and returns them.
   Slice* PrepareSlices(uint32_t count);

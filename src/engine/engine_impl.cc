@@ -40,6 +40,12 @@ Status ParseP2pName(const std::string& name, std::string* host, uint16_t* port) 
 }  // namespace
 
 EngineImpl::~EngineImpl() {
+  {
+    std::lock_guard<std::mutex> lock(refresh_mu_);
+    refresh_stopping_ = true;
+  }
+  refresh_cv_.notify_all();
+  if (refresher_.joinable()) refresher_.join();
   if (init_status_.ok()) {
     Status s = metadata_->Unpublish(segment_name_);
     if (!s.ok()) TE_LOG(Warning) << "unpublishing segment: " << s.ToString();
@@ -122,6 +128,7 @@ Status EngineImpl::Init(const Config& config) {
       transports_.push_back(std::move(t));
     }
     transport_bytes_.reset(new std::atomic<uint64_t>[transports_.size()]());
+    refresher_ = std::thread([this] { RefreshLoop(); });
     ready_.store(true, std::memory_order_release);
     return metadata_->Publish(LocalDescriptor());
   }();
@@ -283,6 +290,35 @@ Status EngineImpl::Bind(const SegmentDescriptor& desc, OpenSegmentState* state) 
   return Status::OK();
 }
 
+void EngineImpl::QueueRefresh(const std::shared_ptr<OpenSegmentState>& state) {
+  {
+    std::lock_guard<std::mutex> lock(refresh_mu_);
+    refresh_queue_.push_back(state);
+  }
+  refresh_cv_.notify_one();
+}
+
+void EngineImpl::RefreshLoop() {
+  for (;;) {
+    std::shared_ptr<OpenSegmentState> state;
+    {
+      std::unique_lock<std::mutex> lock(refresh_mu_);
+      refresh_cv_.wait(lock, [this] { return refresh_stopping_ || !refresh_queue_.empty(); });
+      if (refresh_stopping_) return;
+      state = refresh_queue_.front().lock();
+      refresh_queue_.pop_front();
+    }
+    if (!state) continue;  // closed meanwhile
+    SegmentDescriptor desc;
+    Status s = Resolve(state->name, &desc);
+    if (s.ok()) s = Bind(desc, state.get());
+    if (!s.ok()) {
+      TE_LOG(Info) << "refreshing segment '" << state->name << "': " << s.ToString();
+      state->stale->store(true, std::memory_order_relaxed);  // try again on next use
+    }
+  }
+}
+
 std::shared_ptr<const EngineImpl::SegmentRoutes> EngineImpl::RoutesOf(OpenSegmentState* state) {
   std::lock_guard<std::mutex> lock(state->mu);
   return state->current;
@@ -372,6 +408,8 @@ Status EngineImpl::Submit(BatchID id, const std::vector<Request>& requests) {
   std::shared_ptr<const SegmentRoutes> segment;
   // Keeps every segment's routes alive while routes[] points into them.
   std::vector<std::shared_ptr<const SegmentRoutes>> held;
+  std::vector<std::shared_ptr<std::atomic<bool>>> stale_flags(requests.size());
+  std::shared_ptr<std::atomic<bool>> stale_flag;
   for (size_t i = 0; i < requests.size(); ++i) {
     const Request& r = requests[i];
     const std::string which = "request " + std::to_string(i) + ": ";
@@ -392,6 +430,9 @@ Status EngineImpl::Submit(BatchID id, const std::vector<Request>& requests) {
       cached_handle = r.target_id;
       segment = RoutesOf(state.get());
       held.push_back(segment);
+      stale_flag = state->stale;
+      // Never waits: the refresh runs in the background and later submissions use it.
+      if (stale_flag->exchange(false, std::memory_order_relaxed)) QueueRefresh(state);
     }
     // Per request: e.g. shared memory for a buffer in shm, CMA for plain memory.
     const SegmentBuffer* remote = segment->descriptor->FindBuffer(r.target_offset, r.length);
@@ -401,6 +442,7 @@ Status EngineImpl::Submit(BatchID id, const std::vector<Request>& requests) {
         break;
       }
     }
+    stale_flags[i] = stale_flag;
     if (!routes[i]) {
       return Status::OutOfRange(which + "remote range is not inside a known buffer of segment '" +
                                 segment->descriptor->name +
@@ -429,6 +471,7 @@ Status EngineImpl::Submit(BatchID id, const std::vector<Request>& requests) {
       Task& task = batch->task(first + j);
       const uint32_t count = static_cast<uint32_t>((r.length + slice_size - 1) / slice_size);
       Slice* slices = task.PrepareSlices(count);
+      task.segment_stale = std::move(stale_flags[j]);
       for (uint32_t k = 0; k < count; ++k) {
         const uint64_t offset = k * slice_size;
         Slice& s = slices[k];

@@ -4,11 +4,13 @@
 #pragma once
 
 #include <atomic>
+#include <condition_variable>
 #include <deque>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "common/sharded_map.h"
@@ -72,6 +74,8 @@ class EngineImpl {
     std::string name;
     std::mutex mu;
     std::shared_ptr<const SegmentRoutes> current;  // guarded by mu
+    // Set by failed transfers; the next submission queues a background refresh.
+    std::shared_ptr<std::atomic<bool>> stale = std::make_shared<std::atomic<bool>>(false);
   };
 
   SegmentDescriptor LocalDescriptor() const;
@@ -79,6 +83,10 @@ class EngineImpl {
   // Collects every enabled transport that reaches the descriptor.
   Status Bind(const SegmentDescriptor& desc, OpenSegmentState* state);
   static std::shared_ptr<const SegmentRoutes> RoutesOf(OpenSegmentState* state);
+  // Background refresh of segments whose transfers failed: a peer restarted or
+  // re-registered under the same name becomes reachable without an explicit refresh.
+  void QueueRefresh(const std::shared_ptr<OpenSegmentState>& state);
+  void RefreshLoop();
   // Removes shared-memory objects left by engines that died without cleaning up.
   static void RemoveStaleSharedMemory();
   Status RpcGetSegment(std::string* response) const;
@@ -110,6 +118,12 @@ class EngineImpl {
   std::atomic<uint64_t> next_segment_{1};
   ShardedMap<Batch> batches_;
   std::atomic<uint64_t> next_batch_{1};
+
+  std::mutex refresh_mu_;
+  std::condition_variable refresh_cv_;
+  std::deque<std::weak_ptr<OpenSegmentState>> refresh_queue_;  // guarded by refresh_mu_
+  bool refresh_stopping_ = false;                              // guarded by refresh_mu_
+  std::thread refresher_;
 
   std::mutex notify_mu_;
   std::deque<Notification> notifications_;  // guarded by notify_mu_

@@ -605,6 +605,21 @@ class TcpEnginesTest : public testing::Test {
 
   uint64_t Remote(uint64_t offset) const { return Addr(remote_) + offset; }
 
+  // A remote offset congruent to misalign mod 4096 whose [offset - 64, offset + len +
+  // 64) no earlier FreshRemote call of the test handed out. Tests write the target's
+  // memory directly (both engines live in this process) only where no READ was served
+  // before: TSan records a sendmsg's read of its buffer after the call returns, so
+  // rewriting memory a READ was just served from shows up as a (false) data race.
+  uint64_t FreshRemote(uint64_t len, uint64_t misalign = 0) {
+    const uint64_t start = (next_remote_ + 64 + 4095) / 4096 * 4096 + misalign;
+    if (start + len + 64 > kSize) {
+      ADD_FAILURE() << "test uses more than " << kSize << " bytes of the target buffer";
+      return 4096;
+    }
+    next_remote_ = start + len + 64;
+    return start;
+  }
+
   // Writes local[local_off, +len) to remote[remote_off, +len), then reads it back
   // into a different local place, checking bytes and the guards around each range.
   void WriteThenRead(uint64_t local_off, uint64_t remote_off, uint64_t len, uint32_t seed) {
@@ -640,6 +655,7 @@ class TcpEnginesTest : public testing::Test {
   void* remote_ = nullptr;
   void* local_ = nullptr;
   SegmentHandle handle_ = 0;
+  uint64_t next_remote_ = 0;  // see FreshRemote
 };
 
 TEST_F(TcpEnginesTest, SegmentInfo) {
@@ -661,10 +677,10 @@ TEST_F(TcpEnginesTest, ReadWriteSizes) {
   uint32_t seed = 100;
   for (uint64_t len : {uint64_t{1}, uint64_t{7}, uint64_t{4095}, uint64_t{4096}, 64 * kKiB + 1,
                        kMiB, kMiB + 1, 8 * kMiB}) {
-    WriteThenRead(/*local_off=*/0, /*remote_off=*/4096, len, seed++);
+    WriteThenRead(/*local_off=*/0, FreshRemote(len), len, seed++);
     if (HasFatalFailure()) return;
   }
-  WriteThenRead(/*local_off=*/13, /*remote_off=*/kMiB + 77, 3 * kMiB + 5, seed++);
+  WriteThenRead(/*local_off=*/13, FreshRemote(3 * kMiB + 5, 77), 3 * kMiB + 5, seed++);
   EXPECT_EQ(initiator_->primaryTransport(), "tcp");
   EXPECT_EQ(target_->primaryTransport(), "none");
 }
@@ -994,6 +1010,36 @@ TEST_F(TcpEnginesTest, RefreshAfterTargetGoneFails) {
   EXPECT_OK(initiator_->getSegmentInfo(handle_, &info));  // the old descriptor stays
 }
 
+// A target restarted under the same name (here: the same p2p host:port) is used again
+// without reopening: the failed transfer marks the segment stale and the next
+// submission refreshes it in the background.
+TEST_F(TcpEnginesTest, FailedTransferRefreshesRestartedTarget) {
+  Config c = TestConfig();
+  c.rpc_port = target_->getRpcPort();
+  target_.reset();
+  auto restarted = std::make_unique<TransferEngine>(c);
+  ASSERT_TRUE(restarted->available()) << restarted->status().ToString();
+  void* fresh = nullptr;
+  ASSERT_OK(restarted->allocateLocalMemory(&fresh, 4096));
+  std::memset(fresh, 0x5a, 4096);
+  ASSERT_OK(restarted->registerLocalMemory(fresh, 4096));
+
+  // The cached descriptor still names the old engine: this fails and marks it stale.
+  TransferStatus failed = RunOne(*initiator_, Request::READ, local_, handle_, Remote(0), 4096);
+  EXPECT_EQ(failed.state, TransferState::kFailed);
+  // Later submissions go to the restarted engine once the background refresh is done.
+  TransferStatus st;
+  const auto deadline = Clock::now() + 10s;
+  do {
+    std::memset(local_, 0, 4096);
+    st = RunOne(*initiator_, Request::READ, local_, handle_, Addr(fresh), 4096);
+    if (st.state == TransferState::kCompleted) break;
+    std::this_thread::sleep_for(20ms);
+  } while (Clock::now() < deadline);
+  ASSERT_EQ(st.state, TransferState::kCompleted) << st.error;
+  EXPECT_TRUE(AllBytes(local_, 4096, 0x5a));
+}
+
 TEST_F(TcpEnginesTest, Notifications) {
   ASSERT_OK(initiator_->sendNotification(handle_, "hello"));
   ASSERT_OK(initiator_->sendNotification(handle_, std::string("bin\0ary", 7)));
@@ -1066,7 +1112,8 @@ TEST_F(TcpEnginesTest, FreeBatchWhileInFlight) {
     EXPECT_EQ(initiator_->getTransferStatus(batch, &st).code(), Status::Code::kNotFound);
   }
   // The connections still work.
-  WriteThenRead(0, 4096, 2 * kMiB + 3, 42);
+  next_remote_ = 18 * kMiB;  // past what the freed batches read and wrote
+  WriteThenRead(0, FreshRemote(kMiB + 3), kMiB + 3, 42);
 }
 
 TEST_F(TcpEnginesTest, InitiatorDestroyedWhileTransfersPending) {
@@ -1127,10 +1174,10 @@ class TcpSlicedTest : public TcpEnginesTest {
 };
 
 TEST_F(TcpSlicedTest, SplitTransfersUnaligned) {
-  WriteThenRead(/*local_off=*/3, /*remote_off=*/4096 + 5, kMiB + 123, 61);
-  WriteThenRead(/*local_off=*/4095, /*remote_off=*/64 * kKiB - 1, kMiB, 62);
-  WriteThenRead(/*local_off=*/0, /*remote_off=*/4096, 4096, 63);  // exactly one slice
-  WriteThenRead(/*local_off=*/1, /*remote_off=*/4097, 4097, 64);  // one byte over
+  WriteThenRead(/*local_off=*/3, FreshRemote(kMiB + 123, 5), kMiB + 123, 61);
+  WriteThenRead(/*local_off=*/4095, FreshRemote(kMiB, 4095), kMiB, 62);
+  WriteThenRead(/*local_off=*/0, FreshRemote(4096), 4096, 63);     // exactly one slice
+  WriteThenRead(/*local_off=*/1, FreshRemote(4097, 1), 4097, 64);  // one byte over
 }
 
 TEST_F(TcpSlicedTest, SplitTaskWithRemoteErrorKeepsFirstError) {
@@ -1216,16 +1263,18 @@ TEST_F(TcpEnginesTest, MixedTargetsInOneBatch) {
 TEST_F(TcpEnginesTest, ConcurrentSubmitters) {
   constexpr int kThreads = 4;
   constexpr int kRounds = 20;
-  constexpr uint64_t kRegion = 2 * kMiB;  // per thread, in both buffers
+  constexpr uint64_t kRegion = 2 * kMiB;    // per thread, in the local buffer
+  constexpr uint64_t kRemote = 192 * kKiB;  // per round and thread, in the target's
   std::atomic<int> failures{0};
   std::vector<std::thread> threads;
   for (int t = 0; t < kThreads; ++t) {
     threads.emplace_back([&, t] {
       char* src = At(local_, t * kRegion);
       char* back = At(local_, kSize / 2 + t * kRegion);
-      const uint64_t remote = Remote(t * kRegion);
       for (int round = 0; round < kRounds; ++round) {
-        const uint64_t len = 1000 + ((round * 7919 + t * 104729) % (kRegion - 1000));
+        // A region of its own: no WRITE lands where a READ was served before.
+        const uint64_t remote = Remote((t * kRounds + round) * kRemote);
+        const uint64_t len = 1000 + ((round * 7919 + t * 104729) % (kRemote - 1000));
         Fill(src, len, static_cast<uint32_t>(t * 1000 + round));
         TransferStatus w = RunOne(*initiator_, Request::WRITE, src, handle_, remote, len);
         TransferStatus r = RunOne(*initiator_, Request::READ, back, handle_, remote, len);
