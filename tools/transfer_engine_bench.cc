@@ -458,7 +458,7 @@ int main(int argc, char** argv) {
   gflags::SetUsageMessage(
       "transfer engine throughput benchmark.\n"
       "  target:    transfer_engine_bench [--local_segment=host[:port]]\n"
-      "  initiator: transfer_engine_bench --remote_segment=host:port [--workload=read|write|mix]\n"
+      "  initiator: transfer_engine_bench --remote_segment=NAME [--workload=read|write|mix]\n"
       "Other engine settings come from TE_* environment variables (see te::Config::FromEnv).");
   gflags::ParseCommandLineFlags(&argc, &argv, true);
   if (argc > 1) return Error(std::string("unexpected argument '") + argv[1] + "'");
