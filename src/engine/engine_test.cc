@@ -427,13 +427,10 @@ TEST(EngineMemoryTest, FreeUnregistersAndSegmentInfoFollows) {
   EXPECT_TRUE(info.buffers.empty());
 }
 
-// BUG (library): EngineImpl::Free (engine_impl.cc, "for (const auto& b :
-// *registry_.Snapshot())") iterates a table whose only owner is the temporary
-// shared_ptr returned by Snapshot(), destroyed before the loop body runs; the first
-// registry_.Remove() replaces the registry's table and frees the vector the loop is
-// still walking. Every later iteration reads freed memory. A plain build usually gets
-// away with it (the freed bytes are still there); ASan and TSan report a
-// heap-use-after-free here on the second buffer.
+// Regression: EngineImpl::Free iterated `*registry_.Snapshot()` in a range-for; the
+// temporary shared_ptr died before the loop body ran, so the first Remove freed the
+// table the loop was still walking (heap-use-after-free on the second buffer, reported
+// by ASan and TSan; a plain build usually got away with it).
 TEST(EngineMemoryTest, FreeUnregistersEveryPart) {
   TransferEngine e(TestConfig());
   ASSERT_TRUE(e.available()) << e.status().ToString();

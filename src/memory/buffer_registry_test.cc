@@ -433,12 +433,10 @@ TEST(BufferRegistryTest, SharedPinTable) {
   EXPECT_FALSE(peer->Pin(visible[0].pin_slot, visible[0].pin_generation, 0x1000, 0x1000));
 }
 
-// BUG (library): BufferRegistry::RemoteVisible iterates `*Snapshot()` in a range-for.
-// The shared_ptr returned by Snapshot() is a temporary that dies before the loop body
-// runs (C++20 does not extend it), so the table is kept alive only by the registry; an
-// Add or Remove in another thread (a peer's GET_SEGMENT racing registerLocalMemory)
-// frees it mid-iteration: heap-use-after-free (reliably reported under ASan/TSan; in a
-// plain build it shows up as garbage buffers or a crash).
+// Regression: RemoteVisible iterated `*Snapshot()` in a range-for; the temporary
+// shared_ptr died before the loop body ran, so an Add or Remove in another thread (a
+// peer's GET_SEGMENT racing registerLocalMemory) freed the table mid-iteration. A plain
+// build crashed here nearly every run.
 TEST(BufferRegistryTest, RemoteVisibleWhileRegistering) {
   BufferRegistry r;
   for (uint64_t i = 0; i < 64; ++i) ASSERT_TRUE(r.Add(Info(0x100000 * (i + 1), 0x1000)).ok());

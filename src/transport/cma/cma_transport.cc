@@ -5,7 +5,7 @@
 #include <cerrno>
 #include <cstring>
 
-#include "transport/same_host_peer.h"
+#include "transport/same_host.h"
 
 namespace te {
 namespace {
@@ -49,18 +49,6 @@ class CmaPeer : public SameHostPeer {
 
 }  // namespace
 
-Status CmaTransport::Start(const TransportContext& context, SegmentDescriptor* local) {
-  (void)context;
-  machine_id_ = local->machine_id;
-  pool_ = std::make_unique<CopyPool>(2);
-  local->transports["cma"] = "";
-  return Status::OK();
-}
-
-bool CmaTransport::CanReach(const SegmentDescriptor& peer) const {
-  return peer.machine_id == machine_id_ && peer.transports.count("cma") > 0;
-}
-
 Status CmaTransport::GetPeer(const SegmentDescriptor& peer, std::shared_ptr<TransportPeer>* out) {
   if (!CanReach(peer))
     return Status::Unavailable("segment '" + peer.name + "' is not on this host");
@@ -75,7 +63,7 @@ Status CmaTransport::GetPeer(const SegmentDescriptor& peer, std::shared_ptr<Tran
   if (!s.ok())
     return Status::Unavailable("cross-memory attach to '" + peer.name +
                                "' not allowed: " + s.message());
-  *out = std::make_shared<CmaPeer>(peer, std::move(pins), pool_.get());
+  *out = std::make_shared<CmaPeer>(peer, std::move(pins), pool());
   return Status::OK();
 }
 

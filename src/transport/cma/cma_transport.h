@@ -6,24 +6,14 @@
 // back to the next transport.
 #pragma once
 
-#include <memory>
-
-#include "transport/copy_pool.h"
-#include "transport/transport.h"
+#include "transport/same_host.h"
 
 namespace te {
 
-class CmaTransport : public Transport {
+class CmaTransport : public SameHostTransport {
  public:
   const char* name() const override { return "cma"; }
-  Status Start(const TransportContext& context, SegmentDescriptor* local) override;
-  void Stop() override { pool_.reset(); }
-  bool CanReach(const SegmentDescriptor& peer) const override;
   Status GetPeer(const SegmentDescriptor& peer, std::shared_ptr<TransportPeer>* out) override;
-
- private:
-  std::string machine_id_;
-  std::unique_ptr<CopyPool> pool_;
 };
 
 }  // namespace te

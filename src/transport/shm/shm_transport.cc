@@ -11,7 +11,7 @@
 #include <mutex>
 #include <vector>
 
-#include "transport/same_host_peer.h"
+#include "transport/same_host.h"
 
 namespace te {
 namespace {
@@ -74,24 +74,12 @@ class ShmPeer : public SameHostPeer {
 
 }  // namespace
 
-Status ShmTransport::Start(const TransportContext& context, SegmentDescriptor* local) {
-  machine_id_ = local->machine_id;
-  pool_ = std::make_unique<CopyPool>(2);
-  local->transports["shm"] = "";
-  (void)context;
-  return Status::OK();
-}
-
-bool ShmTransport::CanReach(const SegmentDescriptor& peer) const {
-  return peer.machine_id == machine_id_ && peer.transports.count("shm") > 0;
-}
-
 Status ShmTransport::GetPeer(const SegmentDescriptor& peer, std::shared_ptr<TransportPeer>* out) {
   if (!CanReach(peer))
     return Status::Unavailable("segment '" + peer.name + "' is not on this host");
   std::unique_ptr<PinTable> pins;
   TE_RETURN_IF_ERROR(SameHostPeer::AttachPins(peer, &pins));
-  *out = std::make_shared<ShmPeer>(peer, std::move(pins), pool_.get());
+  *out = std::make_shared<ShmPeer>(peer, std::move(pins), pool());
   return Status::OK();
 }
 

@@ -1,8 +1,9 @@
-// SameHostPeer: what the shm and CMA transports share. Both copy straight between
-// this process and a peer process on the same machine, so both must check each slice
-// against the peer's descriptor (range, permission) and pin the peer's buffer through
-// its shared pin table while copying, exactly as the peer's own serving threads do.
-// Subclasses supply only the copy itself.
+// What the shm and CMA transports share. Both copy straight between this process and
+// a peer process on the same machine, so both must check each slice against the
+// peer's descriptor (range, permission) and pin the peer's buffer through its shared
+// pin table while copying, exactly as the peer's own serving threads do. Subclasses
+// supply only the copy itself (SameHostPeer) and the peer's construction
+// (SameHostTransport).
 #pragma once
 
 #include <memory>
@@ -42,5 +43,22 @@ class SameHostPeer : public TransportPeer, public std::enable_shared_from_this<S
 
 // True when the process still exists (same pid namespace).
 bool ProcessAlive(uint32_t pid);
+
+// What shm and cma share as transports: they serve nothing themselves (peers come
+// through the pin table), reach only segments on this machine that advertise them,
+// and own a small copy pool for large slices.
+class SameHostTransport : public Transport {
+ public:
+  Status Start(const TransportContext& context, SegmentDescriptor* local) override;
+  void Stop() override { pool_.reset(); }
+  bool CanReach(const SegmentDescriptor& peer) const override;
+
+ protected:
+  CopyPool* pool() { return pool_.get(); }
+
+ private:
+  std::string machine_id_;
+  std::unique_ptr<CopyPool> pool_;
+};
 
 }  // namespace te
