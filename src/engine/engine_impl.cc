@@ -249,9 +249,10 @@ Status EngineImpl::Register(void* addr, size_t size, const MemoryOptions& option
 }
 
 Status EngineImpl::Unregister(void* addr) {
-  TE_RETURN_IF_ERROR(registry_.Remove(reinterpret_cast<uint64_t>(addr), DrainTimeoutMs()));
-  PublishLocal();
-  return Status::OK();
+  Status s = registry_.Remove(reinterpret_cast<uint64_t>(addr), DrainTimeoutMs());
+  // A drain timeout still removed the buffer: peers must stop seeing it either way.
+  if (s.code() != Status::Code::kNotFound) PublishLocal();
+  return s;
 }
 
 // ---- segments ----
