@@ -61,6 +61,17 @@ class SameHostTest : public PeerTransferTest {
     args.push_back("--transports=" + transports);
     return args;
   }
+
+  // Starts our engine with `transport` alone and a peer with one buffer of `size`
+  // bytes (in shared memory for shm), opens it, and allocates `size` local bytes.
+  void Connect(const std::string& transport, uint64_t size, const std::string& permission,
+               uint64_t fill, PeerProcess** peer, te::SegmentHandle* seg, void** local) {
+    ASSERT_NO_FATAL_FAILURE(StartEngine(SameHostConfig({transport})));
+    ASSERT_NO_FATAL_FAILURE(
+        StartPeer(PeerArgs(size, permission, fill, transport == "shm", transport), peer));
+    ASSERT_NO_FATAL_FAILURE(OpenPeer(**peer, seg));
+    ASSERT_NO_FATAL_FAILURE(AllocLocal(size, local));
+  }
 };
 
 struct SizeCase {
@@ -157,14 +168,10 @@ TEST_F(SameHostTest, ReadOnlyBufferRejectsWritesWithoutFault) {
   for (const std::string transport : {"shm", "cma"}) {
     SCOPED_TRACE(transport);
     if (transport == "cma" && !CmaPermitted()) continue;
-    ASSERT_NO_FATAL_FAILURE(StartEngine(SameHostConfig({transport})));
     PeerProcess* peer;
-    ASSERT_NO_FATAL_FAILURE(
-        StartPeer(PeerArgs(64 * kKiB, "ro", 2, transport == "shm", transport), &peer));
     te::SegmentHandle seg;
-    ASSERT_NO_FATAL_FAILURE(OpenPeer(*peer, &seg));
     void* local;
-    ASSERT_NO_FATAL_FAILURE(AllocLocal(64 * kKiB, &local));
+    ASSERT_NO_FATAL_FAILURE(Connect(transport, 64 * kKiB, "ro", 2, &peer, &seg, &local));
     const uint64_t remote = peer->buffers()[0].base;
     Outcome write = RunOne(*engine_, Request::WRITE, local, seg, remote, 4 * kKiB);
     EXPECT_TRUE(write.rejected()) << write.Describe();
@@ -182,14 +189,10 @@ TEST_F(SameHostTest, UnregisteredBufferFailsCleanly) {
   for (const std::string transport : {"shm", "cma"}) {
     SCOPED_TRACE(transport);
     if (transport == "cma" && !CmaPermitted()) continue;
-    ASSERT_NO_FATAL_FAILURE(StartEngine(SameHostConfig({transport})));
     PeerProcess* peer;
-    ASSERT_NO_FATAL_FAILURE(
-        StartPeer(PeerArgs(64 * kKiB, "rw", 3, transport == "shm", transport), &peer));
     te::SegmentHandle seg;
-    ASSERT_NO_FATAL_FAILURE(OpenPeer(*peer, &seg));
     void* local;
-    ASSERT_NO_FATAL_FAILURE(AllocLocal(64 * kKiB, &local));
+    ASSERT_NO_FATAL_FAILURE(Connect(transport, 64 * kKiB, "rw", 3, &peer, &seg, &local));
     const uint64_t remote = peer->buffers()[0].base;
     ASSERT_EQ(peer->Command("UNREGISTER " + std::to_string(remote)), "OK");
     Outcome read = RunOne(*engine_, Request::READ, local, seg, remote, 4 * kKiB);
@@ -230,15 +233,11 @@ TEST_F(SameHostTest, PeerVanishingMidTransferFailsWithoutFault) {
   for (const std::string transport : {"shm", "cma"}) {
     SCOPED_TRACE(transport);
     if (transport == "cma" && !CmaPermitted()) continue;
-    ASSERT_NO_FATAL_FAILURE(StartEngine(SameHostConfig({transport})));
     const uint64_t size = 64 * kMiB;
     PeerProcess* peer;
-    ASSERT_NO_FATAL_FAILURE(
-        StartPeer(PeerArgs(size, "rw", 6, transport == "shm", transport), &peer));
     te::SegmentHandle seg;
-    ASSERT_NO_FATAL_FAILURE(OpenPeer(*peer, &seg));
     void* local;
-    ASSERT_NO_FATAL_FAILURE(AllocLocal(size, &local));
+    ASSERT_NO_FATAL_FAILURE(Connect(transport, size, "rw", 6, &peer, &seg, &local));
     const uint64_t remote = peer->buffers()[0].base;
     std::vector<Request> requests;
     for (uint64_t off = 0; off < size; off += kMiB) {
