@@ -411,6 +411,7 @@ Status EngineImpl::Submit(BatchID id, const std::vector<Request>& requests) {
   std::vector<std::shared_ptr<const SegmentRoutes>> held;
   std::vector<std::shared_ptr<std::atomic<bool>>> stale_flags(requests.size());
   std::shared_ptr<std::atomic<bool>> stale_flag;
+  std::shared_ptr<OpenSegmentState> cached_state, refreshed;
   for (size_t i = 0; i < requests.size(); ++i) {
     const Request& r = requests[i];
     const std::string which = "request " + std::to_string(i) + ": ";
@@ -429,6 +430,7 @@ Status EngineImpl::Submit(BatchID id, const std::vector<Request>& requests) {
       if (!state)
         return Status::NotFound(which + "unknown segment handle " + std::to_string(r.target_id));
       cached_handle = r.target_id;
+      cached_state = state;
       segment = RoutesOf(state.get());
       held.push_back(segment);
       stale_flag = state->stale;
@@ -437,6 +439,11 @@ Status EngineImpl::Submit(BatchID id, const std::vector<Request>& requests) {
     }
     // Per request: e.g. shared memory for a buffer in shm, CMA for plain memory.
     const SegmentBuffer* remote = segment->descriptor->FindBuffer(r.target_offset, r.length);
+    if (!remote && refreshed != cached_state) {
+      // A range outside the cached descriptor: the peer registered something since.
+      QueueRefresh(cached_state);
+      refreshed = cached_state;
+    }
     for (const Route& route : segment->routes) {
       if (route.peer->CanServe(remote)) {
         routes[i] = &route;

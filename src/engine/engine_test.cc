@@ -1037,6 +1037,28 @@ TEST_F(TcpEnginesTest, FailedTransferRefreshesRestartedTarget) {
   EXPECT_TRUE(AllBytes(local_, 4096, 0x5a));
 }
 
+// A request to a range the cached descriptor does not know yet (the target
+// registered it after we opened) still goes through TCP, where the target checks it,
+// and makes the engine refresh the descriptor in the background.
+TEST_F(TcpEnginesTest, UnknownRangeRefreshesDescriptor) {
+  void* added = nullptr;
+  ASSERT_OK(target_->allocateLocalMemory(&added, 4096));
+  std::memset(added, 0x3c, 4096);
+  ASSERT_OK(target_->registerLocalMemory(added, 4096));
+  TransferStatus st = RunOne(*initiator_, Request::READ, local_, handle_, Addr(added), 4096);
+  ASSERT_EQ(st.state, TransferState::kCompleted) << st.error;
+  EXPECT_TRUE(AllBytes(local_, 4096, 0x3c));
+  bool listed = false;
+  const auto deadline = Clock::now() + 5s;
+  while (!listed && Clock::now() < deadline) {
+    SegmentInfo info;
+    ASSERT_OK(initiator_->getSegmentInfo(handle_, &info));
+    for (const BufferInfo& b : info.buffers) listed |= b.base == Addr(added);
+    if (!listed) std::this_thread::sleep_for(5ms);
+  }
+  EXPECT_TRUE(listed) << "descriptor not refreshed without an explicit refreshSegment";
+}
+
 TEST_F(TcpEnginesTest, Notifications) {
   ASSERT_OK(initiator_->sendNotification(handle_, "hello"));
   ASSERT_OK(initiator_->sendNotification(handle_, std::string("bin\0ary", 7)));
