@@ -414,21 +414,22 @@ Status EngineImpl::Submit(BatchID id, const std::vector<Request>& requests) {
   std::shared_ptr<OpenSegmentState> cached_state, refreshed;
   for (size_t i = 0; i < requests.size(); ++i) {
     const Request& r = requests[i];
-    const std::string which = "request " + std::to_string(i) + ": ";
+    // Error text only: built on failure, not per request.
+    auto which = [i] { return "request " + std::to_string(i) + ": "; };
     if (r.opcode != Request::READ && r.opcode != Request::WRITE) {
-      return Status::InvalidArgument(which + "opcode must be READ or WRITE");
+      return Status::InvalidArgument(which() + "opcode must be READ or WRITE");
     }
-    if (r.length == 0) return Status::InvalidArgument(which + "length is 0");
-    BufferPin pin;
-    Status s = BufferRegistry::PinRange(*local_table, reinterpret_cast<uint64_t>(r.source),
-                                        r.length, Access::kLocal, &pin);
+    if (r.length == 0) return Status::InvalidArgument(which() + "length is 0");
+    // Validation only: the caller owns its memory, so nothing is pinned here.
+    Status s = BufferRegistry::CheckRange(*local_table, reinterpret_cast<uint64_t>(r.source),
+                                          r.length, Access::kLocal);
     if (!s.ok()) {
-      return Status::InvalidArgument(which + "local " + s.message());
+      return Status::InvalidArgument(which() + "local " + s.message());
     }
     if (!segment || r.target_id != cached_handle) {
       auto state = segments_.Find(r.target_id);
       if (!state)
-        return Status::NotFound(which + "unknown segment handle " + std::to_string(r.target_id));
+        return Status::NotFound(which() + "unknown segment handle " + std::to_string(r.target_id));
       cached_handle = r.target_id;
       cached_state = state;
       segment = RoutesOf(state.get());
@@ -452,7 +453,7 @@ Status EngineImpl::Submit(BatchID id, const std::vector<Request>& requests) {
     }
     stale_flags[i] = stale_flag;
     if (!routes[i]) {
-      return Status::OutOfRange(which + "remote range is not inside a known buffer of segment '" +
+      return Status::OutOfRange(which() + "remote range is not inside a known buffer of segment '" +
                                 segment->descriptor->name +
                                 "', and no enabled transport can check it remotely");
     }

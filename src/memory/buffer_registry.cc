@@ -125,19 +125,28 @@ std::shared_ptr<const BufferRegistry::Table> BufferRegistry::Snapshot() const {
   return table_;
 }
 
-Status BufferRegistry::PinRange(const Table& table, uint64_t addr, uint64_t len, Access access,
-                                BufferPin* pin) {
+Status BufferRegistry::CheckRange(const Table& table, uint64_t addr, uint64_t len, Access access,
+                                  const std::shared_ptr<RegisteredBuffer>** buffer) {
   auto it = FindContaining(table, addr);
   if (it == table.end() || !RangeInside(addr, len, (*it)->info.base, (*it)->info.length) ||
       (access != Access::kLocal && (*it)->info.permission == Permission::kLocalOnly)) {
     return Status::OutOfRange("range " + Hex(addr) + "+" + std::to_string(len) +
                               " is not inside a registered buffer");
   }
-  const std::shared_ptr<RegisteredBuffer>& buffer = *it;
-  const SegmentBuffer& info = buffer->info;
+  const SegmentBuffer& info = (*it)->info;
   if (access == Access::kRemoteWrite && info.permission != Permission::kRemoteReadWrite) {
     return Status::PermissionDenied("buffer at " + Hex(info.base) + " is read-only for peers");
   }
+  if (buffer) *buffer = &*it;
+  return Status::OK();
+}
+
+Status BufferRegistry::PinRange(const Table& table, uint64_t addr, uint64_t len, Access access,
+                                BufferPin* pin) {
+  const std::shared_ptr<RegisteredBuffer>* found = nullptr;
+  TE_RETURN_IF_ERROR(CheckRange(table, addr, len, access, &found));
+  const std::shared_ptr<RegisteredBuffer>& buffer = *found;
+  const SegmentBuffer& info = buffer->info;
   if (!buffer->pins->Pin(info.pin_slot, info.pin_generation, info.base, info.length)) {
     return Status::OutOfRange("buffer at " + Hex(info.base) + " was unregistered");
   }

@@ -60,7 +60,11 @@ class BufferRegistry {
   std::shared_ptr<const Table> Snapshot() const;
   uint64_t version() const { return version_.load(std::memory_order_acquire); }
 
-  // Checks [addr, addr+len) against table and access; pins the buffer on success.
+  // Checks [addr, addr+len) against table and access without pinning: for callers
+  // that only validate. *buffer (if given) receives the containing entry.
+  static Status CheckRange(const Table& table, uint64_t addr, uint64_t len, Access access,
+                           const std::shared_ptr<RegisteredBuffer>** buffer = nullptr);
+  // CheckRange, then pins the buffer so it cannot be unregistered while in use.
   static Status PinRange(const Table& table, uint64_t addr, uint64_t len, Access access,
                          BufferPin* pin);
 
