@@ -13,20 +13,9 @@
 namespace te_test {
 namespace {
 
-class MetadataBackendTest : public testing::TestWithParam<Backend> {
+class MetadataBackendTest : public ServerPerBackendTest {
  protected:
-  void SetUp() override {
-    server_ = std::make_unique<MetadataServerProcess>(GetParam());
-    std::string error;
-    ASSERT_TRUE(server_->Start(&error)) << error;
-  }
-
-  te::Config Config(const std::string& name = "") const { return TestConfig(*server_, name); }
-  std::string Log(const std::string& what) const { return dir_.path() + "/" + what + ".log"; }
   bool HasTtl() const { return GetParam() != Backend::kHttp; }
-
-  TempDir dir_;
-  std::unique_ptr<MetadataServerProcess> server_;
 };
 
 TEST_P(MetadataBackendTest, PublishLookupUpdateRemove) {

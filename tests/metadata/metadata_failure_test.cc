@@ -38,19 +38,9 @@ class BlackHole {
   uint16_t port_ = 0;
 };
 
-class MetadataFailureTest : public testing::TestWithParam<Backend> {
+class MetadataFailureTest : public ServerPerBackendTest {
  protected:
-  void SetUp() override {
-    server_ = std::make_unique<MetadataServerProcess>(GetParam());
-    std::string error;
-    ASSERT_TRUE(server_->Start(&error)) << error;
-  }
-  te::Config Config(const std::string& name = "") const { return TestConfig(*server_, name); }
-  std::string Log(const std::string& what) const { return dir_.path() + "/" + what + ".log"; }
   std::string Name() const { return BackendName(GetParam()); }
-
-  TempDir dir_;
-  std::unique_ptr<MetadataServerProcess> server_;
 };
 
 TEST_P(MetadataFailureTest, ServerDownAtStartFailsFast) {

@@ -146,4 +146,21 @@ inline te::TransferStatus Transfer(te::TransferEngine& engine, te::SegmentHandle
   return result;
 }
 
+// Fixture of the per-backend tests: a fresh metadata server of GetParam()'s kind on a
+// free loopback port, and a temporary directory for child processes' logs.
+class ServerPerBackendTest : public testing::TestWithParam<Backend> {
+ protected:
+  void SetUp() override {
+    server_ = std::make_unique<MetadataServerProcess>(GetParam());
+    std::string error;
+    ASSERT_TRUE(server_->Start(&error)) << error;
+  }
+
+  te::Config Config(const std::string& name = "") const { return TestConfig(*server_, name); }
+  std::string Log(const std::string& what) const { return dir_.path() + "/" + what + ".log"; }
+
+  TempDir dir_;
+  std::unique_ptr<MetadataServerProcess> server_;
+};
+
 }  // namespace te_test
