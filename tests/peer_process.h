@@ -1,6 +1,6 @@
-// PeerProcess: spawns tests/test_peer.cc (te_test_peer) as a child process with pipes
-// on its stdin and stdout, waits for its READY line, sends it commands and reads its
-// replies with timeouts. The destructor always stops and reaps the child.
+// PeerProcess: runs tests/test_peer.cc (te_test_peer) as a ChildProcess, waits for its
+// READY line, sends it commands and reads its replies with timeouts. The peer's stderr
+// goes to the test's. The destructor always stops and reaps the child.
 #pragma once
 
 #include <sys/types.h>
@@ -9,6 +9,8 @@
 #include <cstdint>
 #include <string>
 #include <vector>
+
+#include "child_process.h"
 
 namespace te_test {
 
@@ -35,32 +37,30 @@ class PeerProcess {
   const std::string& segment_name() const { return segment_name_; }
   // The buffers from the READY line, in registration order.
   const std::vector<Buffer>& buffers() const { return buffers_; }
-  pid_t pid() const { return pid_; }
-  bool running() const { return pid_ > 0; }
+  pid_t pid() const { return child_.pid(); }
+  bool running() const { return child_.running(); }
 
-  bool SendLine(const std::string& line);
+  bool SendLine(const std::string& line) { return child_.SendLine(line); }
   // Reads the next line of the peer's stdout (without '\n'). False on timeout or EOF.
-  bool ReadLine(std::string* line, std::chrono::milliseconds timeout);
+  bool ReadLine(std::string* line, std::chrono::milliseconds timeout) {
+    return child_.ReadLine(line, timeout);
+  }
   // Sends `line` and returns the peer's reply: the next line whose first word is a
   // reply keyword (other output is skipped). Empty on timeout, EOF or a dead peer.
   std::string Command(const std::string& line,
                       std::chrono::milliseconds timeout = std::chrono::seconds(20));
 
   // Sends a signal to the peer (no-op once reaped).
-  void Signal(int sig);
+  void Signal(int sig) { child_.Signal(sig); }
   // Waits for the peer to exit and reaps it. False when it is still running.
-  bool WaitExit(std::chrono::milliseconds timeout, int* wait_status = nullptr);
+  bool WaitExit(std::chrono::milliseconds timeout, int* wait_status = nullptr) {
+    return child_.WaitExit(timeout, wait_status);
+  }
   // Closes stdin, then escalates SIGTERM -> SIGKILL until the peer is reaped.
   void Stop();
 
  private:
-  void CloseFds();
-
-  pid_t pid_ = -1;
-  int stdin_fd_ = -1;
-  int stdout_fd_ = -1;
-  bool eof_ = false;
-  std::string pending_;
+  ChildProcess child_;
   std::string segment_name_;
   std::vector<Buffer> buffers_;
 };

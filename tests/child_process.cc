@@ -140,6 +140,11 @@ bool ChildProcess::SendLine(const std::string& line) {
   return ::write(stdin_fd_, data.data(), data.size()) == static_cast<ssize_t>(data.size());
 }
 
+void ChildProcess::CloseStdin() {
+  if (stdin_fd_ >= 0) ::close(stdin_fd_);
+  stdin_fd_ = -1;
+}
+
 void ChildProcess::Signal(int sig) {
   if (pid_ > 0) ::kill(pid_, sig);
 }
@@ -154,8 +159,7 @@ bool ChildProcess::WaitExit(std::chrono::milliseconds timeout, int* status) {
       if (status) *status = st;
       pid_ = -1;
       // stdout stays open: what the child wrote before exiting can still be read.
-      if (stdin_fd_ >= 0) ::close(stdin_fd_);
-      stdin_fd_ = -1;
+      CloseStdin();
       return true;
     }
     if (Clock::now() >= deadline) return false;

@@ -34,6 +34,10 @@ class ChildProcess {
   bool WaitForLine(const std::string& prefix, std::string* line, std::chrono::milliseconds timeout,
                    std::string* seen = nullptr);
   bool SendLine(const std::string& line);
+  // Closes the child's stdin (a polite request to exit, for children that serve it).
+  void CloseStdin();
+  // True once stdout reached its end.
+  bool eof() const { return eof_; }
 
   void Signal(int sig);
   // True once the child exited (reaped); *status gets the wait status. Its remaining
