@@ -55,6 +55,8 @@ Status SendAll(int fd, const void* data, size_t len);
 Status RecvAll(int fd, void* data, size_t len);
 // Discards len bytes.
 Status RecvDiscard(int fd, uint64_t len);
+// "ip:port" of the connected peer, or "unknown peer".
+std::string PeerAddress(int fd);
 // Waits until fd is readable; false on timeout. timeout_ms < 0 waits forever.
 bool WaitReadable(int fd, int timeout_ms);
 

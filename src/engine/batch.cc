@@ -17,7 +17,28 @@ TransferStatus Task::Status() const {
   return s;
 }
 
-Batch::Batch(size_t capacity) : capacity_(capacity), tasks_(new Task[capacity]) {
+bool Task::Retry(Slice* slice, const te::Status& status) {
+  using Code = te::Status::Code;
+  if (!routes || status.code() == Code::kCancelled || status.code() == Code::kInvalidArgument ||
+      slice->IsCancelled()) {
+    return false;
+  }
+  const int next =
+      routes->NextRoute(slice->route, routes->descriptor->FindBuffer(slice->remote, slice->length));
+  if (next < 0) return false;
+  slice->route = next;
+  const Route& route = routes->routes[static_cast<size_t>(next)];
+  if (EngineCounters* counters = batch->counters_) {
+    counters->retried_slices.fetch_add(1, std::memory_order_relaxed);
+    counters->transport_bytes[route.transport_index].fetch_add(slice->length,
+                                                               std::memory_order_relaxed);
+  }
+  route.peer->Submit(&slice, 1);
+  return true;
+}
+
+Batch::Batch(size_t capacity, EngineCounters* counters)
+    : capacity_(capacity), counters_(counters), tasks_(new Task[capacity]) {
   for (size_t i = 0; i < capacity; ++i) tasks_[i].batch = this;
 }
 
@@ -57,6 +78,7 @@ void Batch::OnSliceDone(Slice* slice, const te::Status& status) {
     if (task->segment_stale && status.code() != te::Status::Code::kCancelled) {
       task->segment_stale->store(true, std::memory_order_relaxed);
     }
+    if (task->Retry(slice, status)) return;
     if (!task->has_error.exchange(true, std::memory_order_acq_rel)) task->error = status.ToString();
   }
   if (task->pending_slices.fetch_sub(1, std::memory_order_acq_rel) == 1) {

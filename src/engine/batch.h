@@ -9,6 +9,7 @@
 #include <mutex>
 #include <string>
 
+#include "engine/routes.h"
 #include "te/types.h"
 #include "transport/transport.h"
 
@@ -28,15 +29,25 @@ struct Task {
   // Raised when a slice fails (other than by cancellation): the target segment's
   // cached descriptor may be out of date.
   std::shared_ptr<std::atomic<bool>> segment_stale;
+  // The target's routes when submitted: a failed slice moves to the next one that
+  // can serve it before the task is failed.
+  std::shared_ptr<const SegmentRoutes> routes;
 
   // Prepares `count` slices owned by this task and returns them.
   Slice* PrepareSlices(uint32_t count);
   TransferStatus Status() const;
+
+ private:
+  friend class Batch;
+  // Resubmits a failed slice on the next route; false when there is none or the
+  // failure would repeat on any transport.
+  bool Retry(Slice* slice, const te::Status& status);
 };
 
 class Batch {
  public:
-  explicit Batch(size_t capacity);
+  // counters (optional) receive retried slices and their bytes.
+  explicit Batch(size_t capacity, EngineCounters* counters = nullptr);
   size_t capacity() const { return capacity_; }
   size_t size() const { return size_.load(std::memory_order_acquire); }
   Task& task(size_t i) { return tasks_[i]; }
@@ -62,7 +73,9 @@ class Batch {
   std::mutex submit_mu;  // serializes submissions to this batch only
 
  private:
+  friend struct Task;  // Task::Retry counts into counters_
   const size_t capacity_;
+  EngineCounters* const counters_;
   std::unique_ptr<Task[]> tasks_;
   size_t reserved_ = 0;  // guarded by submit_mu
   std::atomic<size_t> size_{0};

@@ -92,7 +92,7 @@ Status EngineImpl::Init(const Config& config) {
                          [this](const std::string& peer, const std::string& request, std::string*) {
                            return RpcNotify(peer, request);
                          });
-    Status s = rpc_server_.Start(bind_host_, port);
+    Status s = rpc_server_.Start(bind_host_, port, config.cluster_secret);
     if (!s.ok()) return Status(s.code(), "rpc server: " + s.message());
 
     std::string host_part = advertise_host_.find(':') != std::string::npos
@@ -102,6 +102,11 @@ Status EngineImpl::Init(const Config& config) {
                         ? host_part + ":" + std::to_string(rpc_server_.port())
                         : config.local_segment_name;
     TE_RETURN_IF_ERROR(CreateMetadataClient(config, segment_name_, &metadata_));
+    if (config.cluster_secret.empty()) {
+      TE_LOG(Warning) << "segment '" << segment_name_
+                      << "': no cluster secret configured; any peer that reaches this "
+                         "engine's ports may use its remote-visible buffers";
+    }
 
     static_descriptor_.name = segment_name_;
     static_descriptor_.machine_id = machine_id_;
@@ -127,7 +132,7 @@ Status EngineImpl::Init(const Config& config) {
       if (!s.ok()) return Status(s.code(), "transport " + name + ": " + s.message());
       transports_.push_back(std::move(t));
     }
-    transport_bytes_.reset(new std::atomic<uint64_t>[transports_.size()]());
+    counters_ = std::make_unique<EngineCounters>(transports_.size());
     refresher_ = std::thread([this] { RefreshLoop(); });
     ready_.store(true, std::memory_order_release);
     return metadata_->Publish(LocalDescriptor());
@@ -320,7 +325,7 @@ void EngineImpl::RefreshLoop() {
   }
 }
 
-std::shared_ptr<const EngineImpl::SegmentRoutes> EngineImpl::RoutesOf(OpenSegmentState* state) {
+std::shared_ptr<const SegmentRoutes> EngineImpl::RoutesOf(OpenSegmentState* state) {
   std::lock_guard<std::mutex> lock(state->mu);
   return state->current;
 }
@@ -371,7 +376,7 @@ Status EngineImpl::AllocateBatch(size_t max_requests, BatchID* id) {
     return Status::InvalidArgument("max_requests must be in [1, 1048576]");
   }
   *id = next_batch_.fetch_add(1);
-  batches_.Insert(*id, std::make_shared<Batch>(max_requests));
+  batches_.Insert(*id, std::make_shared<Batch>(max_requests, counters_.get()));
   return Status::OK();
 }
 
@@ -403,12 +408,12 @@ Status EngineImpl::Submit(BatchID id, const std::vector<Request>& requests) {
   if (requests.empty()) return Status::OK();
 
   // Validate and route everything before queuing anything.
-  std::vector<const Route*> routes(requests.size());
+  std::vector<int> route_of(requests.size());
+  // Each task keeps the routes it was submitted with, for retries.
+  std::vector<std::shared_ptr<const SegmentRoutes>> segment_of(requests.size());
   auto local_table = registry_.Snapshot();
   SegmentHandle cached_handle = 0;
   std::shared_ptr<const SegmentRoutes> segment;
-  // Keeps every segment's routes alive while routes[] points into them.
-  std::vector<std::shared_ptr<const SegmentRoutes>> held;
   std::vector<std::shared_ptr<std::atomic<bool>>> stale_flags(requests.size());
   std::shared_ptr<std::atomic<bool>> stale_flag;
   std::shared_ptr<OpenSegmentState> cached_state, refreshed;
@@ -433,7 +438,6 @@ Status EngineImpl::Submit(BatchID id, const std::vector<Request>& requests) {
       cached_handle = r.target_id;
       cached_state = state;
       segment = RoutesOf(state.get());
-      held.push_back(segment);
       stale_flag = state->stale;
       // Never waits: the refresh runs in the background and later submissions use it.
       if (stale_flag->exchange(false, std::memory_order_relaxed)) QueueRefresh(state);
@@ -445,14 +449,10 @@ Status EngineImpl::Submit(BatchID id, const std::vector<Request>& requests) {
       QueueRefresh(cached_state);
       refreshed = cached_state;
     }
-    for (const Route& route : segment->routes) {
-      if (route.peer->CanServe(remote)) {
-        routes[i] = &route;
-        break;
-      }
-    }
+    route_of[i] = segment->NextRoute(-1, remote);
+    segment_of[i] = segment;
     stale_flags[i] = stale_flag;
-    if (!routes[i]) {
+    if (route_of[i] < 0) {
       return Status::OutOfRange(which() + "remote range is not inside a known buffer of segment '" +
                                 segment->descriptor->name +
                                 "', and no enabled transport can check it remotely");
@@ -475,12 +475,17 @@ Status EngineImpl::Submit(BatchID id, const std::vector<Request>& requests) {
   for (size_t i = 0; i < requests.size();) {
     run.clear();
     size_t j = i;
-    for (; j < requests.size() && routes[j]->peer == routes[i]->peer; ++j) {
+    // segment_of[i] moves into its task below; the batch's tasks keep it alive.
+    const Route& route = segment_of[i]->routes[static_cast<size_t>(route_of[i])];
+    for (; j < requests.size() &&
+           segment_of[j]->routes[static_cast<size_t>(route_of[j])].peer == route.peer;
+         ++j) {
       const Request& r = requests[j];
       Task& task = batch->task(first + j);
       const uint32_t count = static_cast<uint32_t>((r.length + slice_size - 1) / slice_size);
       Slice* slices = task.PrepareSlices(count);
       task.segment_stale = std::move(stale_flags[j]);
+      task.routes = std::move(segment_of[j]);
       for (uint32_t k = 0; k < count; ++k) {
         const uint64_t offset = k * slice_size;
         Slice& s = slices[k];
@@ -491,12 +496,14 @@ Status EngineImpl::Submit(BatchID id, const std::vector<Request>& requests) {
         s.cancelled = batch->cancel_flag();
         s.on_done = &Batch::OnSliceDone;
         s.owner = &task;
+        s.route = route_of[j];
         run.push_back(&s);
       }
-      transport_bytes_[routes[j]->transport_index].fetch_add(r.length, std::memory_order_relaxed);
+      counters_->transport_bytes[route.transport_index].fetch_add(r.length,
+                                                                  std::memory_order_relaxed);
     }
     batch->Publish(first + j);
-    routes[i]->peer->Submit(run.data(), run.size());
+    route.peer->Submit(run.data(), run.size());
     i = j;
   }
   return Status::OK();
@@ -545,7 +552,8 @@ Status EngineImpl::SendNotification(SegmentHandle handle, const std::string& mes
   if (d->name == segment_name_) return RpcNotify(segment_name_, j.dump());
   RpcTarget target{d->rpc_host, d->rpc_port, config_.connect_timeout_ms};
   std::string reply;
-  return RpcCall(target, segment_name_, wire::Opcode::kNotify, j.dump(), &reply);
+  return RpcCall(target, {segment_name_, config_.cluster_secret}, wire::Opcode::kNotify, j.dump(),
+                 &reply);
 }
 
 Status EngineImpl::ReceiveNotifications(std::vector<Notification>* out) {
@@ -559,16 +567,27 @@ Status EngineImpl::ReceiveNotifications(std::vector<Notification>* out) {
 }
 
 std::string EngineImpl::PrimaryTransport() const {
+  if (!counters_) return "none";  // Init failed before the transports all started
   size_t best = transports_.size();
   uint64_t most = 0;
   for (size_t i = 0; i < transports_.size(); ++i) {
-    uint64_t b = transport_bytes_[i].load(std::memory_order_relaxed);
+    uint64_t b = counters_->transport_bytes[i].load(std::memory_order_relaxed);
     if (b > most) {
       most = b;
       best = i;
     }
   }
   return best == transports_.size() ? "none" : transports_[best]->name();
+}
+
+EngineStatistics EngineImpl::Statistics() const {
+  EngineStatistics stats;
+  for (size_t i = 0; i < transports_.size(); ++i) {
+    stats.bytes_by_transport[transports_[i]->name()] =
+        counters_->transport_bytes[i].load(std::memory_order_relaxed);
+  }
+  stats.retried_slices = counters_->retried_slices.load(std::memory_order_relaxed);
+  return stats;
 }
 
 }  // namespace te

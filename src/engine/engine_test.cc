@@ -21,6 +21,7 @@
 
 #include "common/socket.h"
 #include "metadata/segment_descriptor.h"
+#include "rpc/handshake.h"
 #include "rpc/wire.h"
 #include "te/transfer_engine.h"
 
@@ -1377,7 +1378,7 @@ class FakePeer {
     if (!Accept(rpc_.get(), &fd).ok()) return;
     SetIoTimeout(fd.get(), 2000);
     std::string peer;
-    if (!wire::ServerHello(fd.get(), wire::kChannelRpc, &peer).ok()) return;
+    if (!wire::ServerHello(fd.get(), wire::kChannelRpc, "", &peer).ok()) return;
     wire::FrameHeader h;
     std::string request;
     if (!wire::RecvFrame(fd.get(), &h, &request).ok()) return;
@@ -1407,7 +1408,7 @@ class FakePeer {
     if (!Accept(data_.get(), &fd).ok()) return;
     SetIoTimeout(fd.get(), 2000);
     std::string peer;
-    if (!wire::ServerHello(fd.get(), wire::kChannelTcpData, &peer).ok()) return;
+    if (!wire::ServerHello(fd.get(), wire::kChannelTcpData, "", &peer).ok()) return;
     if (mode_ != Mode::kStall) {
       uint8_t raw[wire::kHeaderSize];
       if (!WaitReadable(fd.get(), 2000) || !RecvAll(fd.get(), raw, sizeof(raw)).ok()) return;

@@ -27,6 +27,7 @@ struct Slice {
   // Called once, from any thread, when the slice is done. It may free the slice.
   void (*on_done)(Slice* slice, const Status& status) = nullptr;
   void* owner = nullptr;
+  int route = 0;  // the owner's bookkeeping: which of its routes carries the slice
   // Private to the transport carrying the slice.
   Slice* next = nullptr;
   uint64_t transport_tag = 0;

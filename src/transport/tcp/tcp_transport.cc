@@ -49,10 +49,11 @@ class TcpPeer : public TransportPeer {
 Status TcpTransport::Start(const TransportContext& context, SegmentDescriptor* local) {
   context_ = context;
   BufferRegistry* registry = context.registry;
-  uint32_t timeout = context.config->transfer_timeout_ms;
-  TE_RETURN_IF_ERROR(server_.Start(
-      context.bind_host, 0, kMaxDataConnections,
-      [registry, timeout](int fd) { ServeTcpDataConnection(fd, registry, timeout); }));
+  const Config* config = context.config;
+  TE_RETURN_IF_ERROR(
+      server_.Start(context.bind_host, 0, kMaxDataConnections, [registry, config](int fd) {
+        ServeTcpDataConnection(fd, registry, config->transfer_timeout_ms, config->cluster_secret);
+      }));
   std::string host = context.advertise_host;
   if (host.find(':') != std::string::npos) host = "[" + host + "]";
   local->transports["tcp"] = host + ":" + std::to_string(server_.port());
@@ -81,7 +82,7 @@ Status TcpTransport::GetPeer(const SegmentDescriptor& peer, std::shared_ptr<Tran
     return Status::ProtocolError("segment '" + peer.name + "': bad tcp endpoint '" + it->second +
                                  "'");
   }
-  options.local_name = context_.local_name;
+  options.self = {context_.local_name, context_.config->cluster_secret};
   options.connect_timeout_ms = context_.config->connect_timeout_ms;
   options.io_timeout_ms = context_.config->transfer_timeout_ms;
   std::lock_guard<std::mutex> lock(mu_);
