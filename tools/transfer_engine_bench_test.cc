@@ -311,6 +311,29 @@ TEST(TransferEngineBenchTest, ReadWriteAndCheckAliasThenSigint) {
   ExpectStopsCleanly(&target, SIGINT);
 }
 
+TEST(TransferEngineBenchTest, ClusterSecretAdmitsOnlyItsHolders) {
+  const std::string secret = "--cluster_secret=bench-test-secret-0123456789";
+  Child target;
+  std::string segment;
+  ASSERT_TRUE(StartTarget(&target, &segment, {secret}));
+  EXPECT_EQ(target.out().find("bench-test-secret"), std::string::npos)
+      << "the printed initiator command must not carry the secret\n" << target.Describe();
+
+  Child member;
+  ASSERT_TRUE(RunToExit(&member, {"--remote_segment=" + segment, "--duration=1", "--threads=1",
+                                  secret},
+                        seconds(60)));
+  EXPECT_EQ(member.exit_code(), 0) << member.Describe();
+  EXPECT_TRUE(std::regex_search(member.out(), kSummary)) << member.Describe();
+
+  Child stranger;
+  ASSERT_TRUE(RunToExit(&stranger, {"--remote_segment=" + segment, "--duration=1"}, seconds(60)));
+  EXPECT_EQ(stranger.exit_code(), 1) << stranger.Describe();
+  EXPECT_NE(stranger.err().find("error: "), std::string::npos) << stranger.Describe();
+  EXPECT_NE(stranger.err().find("cluster secret"), std::string::npos) << stranger.Describe();
+  ExpectStopsCleanly(&target, SIGTERM);
+}
+
 TEST(TransferEngineBenchTest, WorkingSetLargerThanRemoteBufferFails) {
   Child target;
   std::string segment;
