@@ -19,10 +19,12 @@ TransferStatus Task::Status() const {
 
 bool Task::Retry(Slice* slice, const te::Status& status) {
   using Code = te::Status::Code;
-  if (!routes || status.code() == Code::kCancelled || status.code() == Code::kInvalidArgument ||
+  if (status.code() == Code::kCancelled || status.code() == Code::kInvalidArgument ||
       slice->IsCancelled()) {
     return false;
   }
+  std::shared_ptr<const SegmentRoutes> routes = this->routes.lock();
+  if (!routes) return false;  // the segment was closed or refreshed meanwhile
   const int next =
       routes->NextRoute(slice->route, routes->descriptor->FindBuffer(slice->remote, slice->length));
   if (next < 0) return false;

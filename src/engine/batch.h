@@ -30,8 +30,9 @@ struct Task {
   // cached descriptor may be out of date.
   std::shared_ptr<std::atomic<bool>> segment_stale;
   // The target's routes when submitted: a failed slice moves to the next one that
-  // can serve it before the task is failed.
-  std::shared_ptr<const SegmentRoutes> routes;
+  // can serve it before the task is failed. Weak: closing the segment (or the engine)
+  // must still destroy its transport peers, which fail what they hold.
+  std::weak_ptr<const SegmentRoutes> routes;
 
   // Prepares `count` slices owned by this task and returns them.
   Slice* PrepareSlices(uint32_t count);

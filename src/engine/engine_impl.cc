@@ -409,7 +409,7 @@ Status EngineImpl::Submit(BatchID id, const std::vector<Request>& requests) {
 
   // Validate and route everything before queuing anything.
   std::vector<int> route_of(requests.size());
-  // Each task keeps the routes it was submitted with, for retries.
+  // Each task remembers the routes it was submitted with, for retries.
   std::vector<std::shared_ptr<const SegmentRoutes>> segment_of(requests.size());
   auto local_table = registry_.Snapshot();
   SegmentHandle cached_handle = 0;
@@ -475,7 +475,6 @@ Status EngineImpl::Submit(BatchID id, const std::vector<Request>& requests) {
   for (size_t i = 0; i < requests.size();) {
     run.clear();
     size_t j = i;
-    // segment_of[i] moves into its task below; the batch's tasks keep it alive.
     const Route& route = segment_of[i]->routes[static_cast<size_t>(route_of[i])];
     for (; j < requests.size() &&
            segment_of[j]->routes[static_cast<size_t>(route_of[j])].peer == route.peer;
@@ -485,7 +484,7 @@ Status EngineImpl::Submit(BatchID id, const std::vector<Request>& requests) {
       const uint32_t count = static_cast<uint32_t>((r.length + slice_size - 1) / slice_size);
       Slice* slices = task.PrepareSlices(count);
       task.segment_stale = std::move(stale_flags[j]);
-      task.routes = std::move(segment_of[j]);
+      task.routes = segment_of[j];
       for (uint32_t k = 0; k < count; ++k) {
         const uint64_t offset = k * slice_size;
         Slice& s = slices[k];
