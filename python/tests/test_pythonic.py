@@ -1,0 +1,367 @@
+"""transfer_engine.TransferEngine against a target in another process (peer.py)."""
+
+import ctypes
+import gc
+import hashlib
+import json
+import os
+import signal
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from patterns import pattern
+from peer_process import make_engine
+
+from transfer_engine import (
+    READ,
+    WRITE,
+    Permission,
+    Request,
+    TransferEngine,
+    TransferError,
+    TransferState,
+)
+
+MiB = 1 << 20
+# Odd sizes, one slice exactly, and several slices (slice_size is 1 MiB).
+SIZES = [1, 4097, MiB, 3 * MiB + 5]
+
+
+def layout(sizes, gap=4096):
+    """Offsets for regions of ``sizes`` with a gap between them."""
+    offsets, offset = [], 0
+    for size in sizes:
+        offsets.append(offset)
+        offset += size + gap
+    return offsets
+
+
+def sha256(data):
+    return hashlib.sha256(data).hexdigest()
+
+
+@pytest.mark.parametrize("transports", ["tcp", "auto"])
+def test_read_brings_the_peers_bytes(start_peer, transports):
+    peer = start_peer(transports=transports)
+    with make_engine(transports) as engine:
+        local = engine.allocate(peer.size)
+        segment = engine.open_segment(peer.segment)
+        offsets = layout(SIZES)
+        for seed, (offset, size) in enumerate(zip(offsets, SIZES)):
+            peer.fill(seed, offset, size)
+        requests = [
+            Request(READ, segment, local.address + offset, peer.address + offset, size)
+            for offset, size in zip(offsets, SIZES)
+        ]
+        assert engine.transfer(requests) == sum(SIZES)
+        view = memoryview(local)
+        for seed, (offset, size) in enumerate(zip(offsets, SIZES)):
+            assert view[offset : offset + size] == pattern(seed, size)
+
+
+@pytest.mark.parametrize("transports", ["tcp", "auto"])
+def test_write_lands_in_the_peers_memory(start_peer, transports):
+    peer = start_peer(transports=transports)
+    with make_engine(transports) as engine:
+        local = engine.allocate(peer.size)
+        segment = engine.open_segment(peer.segment)
+        offsets = layout(SIZES)
+        data = [os.urandom(size) for size in SIZES]
+        for offset, chunk in zip(offsets, data):
+            memoryview(local)[offset : offset + len(chunk)] = chunk
+        requests = [
+            Request(WRITE, segment, local.address + offset, peer.address + offset, len(chunk))
+            for offset, chunk in zip(offsets, data)
+        ]
+        assert engine.transfer(requests) == sum(SIZES)
+        for offset, chunk in zip(offsets, data):
+            assert peer.digest(offset, len(chunk)) == sha256(chunk)
+
+
+def test_read_and_write_helpers(start_peer, engine):
+    peer = start_peer()
+    segment = engine.open_segment(peer.segment)
+    assert [b.base for b in segment.buffers] == [peer.address]
+    local = engine.allocate(2 * MiB)
+    data = os.urandom(MiB)
+    memoryview(local)[:MiB] = data
+    assert engine.write(segment, local.address, peer.address + 4096, MiB) == MiB
+    assert engine.read(segment, local.address + MiB, peer.address + 4096, MiB) == MiB
+    assert memoryview(local)[MiB:] == data
+
+
+def test_submitted_batches_complete(start_peer, engine):
+    peer = start_peer()
+    segment = engine.open_segment(peer.segment)
+    local = engine.allocate(8 * MiB)
+    peer.fill(7, 0, 4 * MiB)
+    written = os.urandom(4 * MiB)
+    memoryview(local)[4 * MiB :] = written
+    reads = [
+        engine.submit([Request(READ, segment, local.address + i * MiB, peer.address + i * MiB, MiB)])
+        for i in range(4)
+    ]
+    write = engine.submit(
+        [
+            Request(WRITE, segment, local.address + i * MiB, peer.address + i * MiB, MiB)
+            for i in range(4, 8)
+        ]
+    )
+    assert len(write) == 4
+    assert [future.wait(timeout=30) for future in reads] == [MiB] * 4
+    assert write.wait(timeout=30) == 4 * MiB
+    assert all(future.done() for future in reads + [write])
+    assert [s.state for s in write.status()] == [TransferState.COMPLETED] * 4
+    assert [s.transferred_bytes for s in write.status()] == [MiB] * 4
+    assert memoryview(local)[: 4 * MiB] == pattern(7, 4 * MiB)
+    assert peer.digest(4 * MiB, 4 * MiB) == sha256(written)
+
+
+def test_done_turns_true_without_waiting(start_peer, engine):
+    peer = start_peer()
+    segment = engine.open_segment(peer.segment)
+    local = engine.allocate(MiB)
+    peer.fill(9, 0, MiB)
+    future = engine.submit([Request(READ, segment, local.address, peer.address, MiB)])
+    deadline = time.monotonic() + 30
+    while not future.done():
+        assert time.monotonic() < deadline, "the transfer never ended"
+        time.sleep(0.001)
+    assert future.wait(timeout=0) == MiB
+    assert memoryview(local) == pattern(9, MiB)
+
+
+def test_wait_times_out_while_the_peer_is_stopped(start_peer, engine):
+    peer = start_peer()
+    segment = engine.open_segment(peer.segment)
+    local = engine.allocate(MiB)
+    peer.fill(3, 0, MiB)
+    peer.pause()
+    try:
+        future = engine.submit([Request(READ, segment, local.address, peer.address, MiB)])
+        with pytest.raises(TimeoutError):
+            future.wait(timeout=0.2)
+        assert not future.done()
+        assert future.status()[0].state == TransferState.PENDING
+    finally:
+        peer.resume()
+    assert future.wait(timeout=30) == MiB
+    assert memoryview(local) == pattern(3, MiB)
+
+
+def test_waiting_releases_the_gil(start_peer, engine):
+    # The read cannot finish before this thread resumes the stopped peer, which
+    # needs the GIL: were it held while waiting, the read would time out first.
+    peer = start_peer()
+    segment = engine.open_segment(peer.segment)
+    local = engine.allocate(MiB)
+    peer.fill(4, 0, MiB)
+    peer.pause()
+    outcome = {}
+
+    def read():
+        try:
+            outcome["bytes"] = engine.read(segment, local.address, peer.address, MiB)
+        except TransferError as error:
+            outcome["error"] = error
+
+    reader = threading.Thread(target=read)
+    try:
+        reader.start()
+        time.sleep(0.3)
+        assert reader.is_alive(), outcome
+    finally:
+        peer.resume()
+    reader.join(30)
+    assert outcome == {"bytes": MiB}
+    assert memoryview(local) == pattern(4, MiB)
+
+
+def test_a_signal_interrupts_a_wait(start_peer, engine):
+    peer = start_peer()
+    segment = engine.open_segment(peer.segment)
+    local = engine.allocate(MiB)
+
+    class Interrupted(Exception):
+        pass
+
+    def interrupt(signum, frame):
+        raise Interrupted
+
+    previous = signal.signal(signal.SIGUSR1, interrupt)
+    peer.pause()
+    timers = [
+        threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGUSR1)),
+        # Dropping the interrupted batch waits for its bytes on the wire.
+        threading.Timer(0.5, peer.resume),
+    ]
+    try:
+        for timer in timers:
+            timer.start()
+        start = time.monotonic()
+        with pytest.raises(Interrupted):
+            engine.read(segment, local.address, peer.address, MiB)
+        assert time.monotonic() - start < 3  # the transfer timeout is 5 s
+    finally:
+        for timer in timers:
+            timer.join()
+        signal.signal(signal.SIGUSR1, previous)
+    assert engine.read(segment, local.address, peer.address, MiB) == MiB
+
+
+def test_unregistered_remote_addresses_fail(start_peer, engine):
+    peer = start_peer()
+    segment = engine.open_segment(peer.segment)
+    local = engine.allocate(MiB)
+    with pytest.raises(TransferError) as error:
+        engine.read(segment, local.address, peer.address + peer.size, 4096)
+    assert error.value.code == "OutOfRange"
+    assert error.value.value == 5
+    future = engine.submit([Request(WRITE, segment, local.address, peer.address - 4096, 4096)])
+    with pytest.raises(TransferError) as error:
+        future.wait(timeout=30)
+    assert error.value.code == "OutOfRange"
+    assert "task 0" in error.value.message
+    status = future.status()[0]
+    assert status.state == TransferState.FAILED and status.error.startswith("OutOfRange")
+    assert engine.read(segment, local.address, peer.address, 4096) == 4096
+
+
+def test_unregistered_local_addresses_are_rejected(start_peer, engine):
+    peer = start_peer()
+    segment = engine.open_segment(peer.segment)
+    scratch = ctypes.create_string_buffer(4096)
+    with pytest.raises(TransferError) as error:
+        engine.submit([Request(READ, segment, ctypes.addressof(scratch), peer.address, 4096)])
+    assert error.value.code == "InvalidArgument"
+    assert "local range" in error.value.message
+    with pytest.raises(TransferError) as error:
+        engine.transfer([])
+    assert error.value.code == "InvalidArgument"
+
+
+def test_unknown_segments_fail(engine):
+    with pytest.raises(TransferError) as error:
+        engine.open_segment("127.0.0.1:1")  # nobody listens on port 1
+    assert error.value.code == "Unavailable"
+    with pytest.raises(TransferError) as error:
+        engine.open_segment("")
+    assert error.value.code == "InvalidArgument"
+
+
+def test_closed_segments_are_unknown(start_peer, engine):
+    peer = start_peer()
+    segment = engine.open_segment(peer.segment)
+    local = engine.allocate(4096)
+    segment.close()
+    with pytest.raises(TransferError) as error:
+        engine.read(segment, local.address, peer.address, 4096)
+    assert error.value.code == "NotFound"
+
+
+def test_threads_transfer_at_once(start_peer, engine):
+    peer = start_peer()
+    segment = engine.open_segment(peer.segment)
+    threads, region, rounds = 8, 256 << 10, 10
+    local = engine.allocate(threads * region)
+
+    def work(thread):
+        base = thread * region
+        for round_ in range(rounds):
+            data = pattern(thread * 1000 + round_, region)
+            memoryview(local)[base : base + region] = data
+            engine.write(segment, local.address + base, peer.address + base, region)
+            memoryview(local)[base : base + region] = bytes(region)
+            future = engine.submit(
+                [Request(READ, segment, local.address + base, peer.address + base, region)]
+            )
+            future.wait(timeout=30)
+            assert memoryview(local)[base : base + region] == data
+        return data
+
+    with ThreadPoolExecutor(threads) as pool:
+        last = list(pool.map(work, range(threads), timeout=120))
+    for thread, data in enumerate(last):
+        assert peer.digest(thread * region, region) == sha256(data)
+
+
+def test_notifications_go_both_ways(start_peer, engine):
+    peer = start_peer()
+    segment = engine.open_segment(peer.segment)
+    engine.notify(segment, "kv ready: req-1 ✓")
+    assert peer.notifications(timeout=10) == [[engine.segment_name, "kv ready: req-1 ✓"]]
+    peer.notify(engine.segment_name, "ack req-1")
+    received = engine.notifications(timeout=10)
+    assert [(n.sender, n.message) for n in received] == [(peer.segment, "ack req-1")]
+    assert engine.notifications() == []
+
+
+def test_buffers_are_zero_copy_views(engine):
+    buffer = engine.allocate(1 << 16)
+    assert buffer.address % 4096 == 0 and len(buffer) == buffer.size == 1 << 16
+    view = memoryview(buffer)
+    assert not view.readonly and view.nbytes == buffer.size
+    view[:5] = b"hello"
+    assert ctypes.string_at(buffer.address, 5) == b"hello"
+    numpy = pytest.importorskip("numpy")
+    array = buffer.numpy()
+    assert array.ctypes.data == buffer.address and array.flags.writeable
+    array[5:10] = numpy.frombuffer(b"world", dtype=numpy.uint8)
+    assert ctypes.string_at(buffer.address, 10) == b"helloworld"
+    del buffer, array
+    gc.collect()
+    assert view[:10] == b"helloworld"  # the view keeps the memory
+
+
+def test_register_python_memory(start_peer, engine):
+    peer = start_peer()
+    segment = engine.open_segment(peer.segment)
+    peer.fill(11, 0, 4096)
+    target = bytearray(4096)
+    address = engine.register(target, permission=Permission.LOCAL_ONLY)
+    assert engine.read(segment, address, peer.address, 4096) == 4096
+    assert target == pattern(11, 4096)
+    with pytest.raises(BufferError):
+        target.extend(b"x")  # held in place while registered
+    engine.unregister(target)
+    with pytest.raises(TransferError) as error:
+        engine.read(segment, address, peer.address, 4096)
+    assert error.value.code == "InvalidArgument"
+    target.extend(b"x")
+    with pytest.raises(ValueError):
+        engine.register(b"read-only bytes")
+    with pytest.raises(TypeError):
+        engine.register(address)  # an address needs a length
+
+
+def test_configuration_sources(tmp_path, monkeypatch):
+    path = tmp_path / "te.json"
+    path.write_text(json.dumps({"local_segment_name": "127.0.0.1", "transports": ["tcp"]}))
+    with TransferEngine.from_file(path) as engine:
+        assert engine.segment_name.startswith("127.0.0.1:")
+        assert engine.open_segment(engine.segment_name).info().transports == ["tcp"]
+    config = {"local_segment_name": "127.0.0.1", "transports": ["tcp"]}
+    with TransferEngine(config, transports=["local", "tcp"]) as engine:
+        assert sorted(engine.open_segment(engine.segment_name).info().transports) == ["local", "tcp"]
+    with pytest.raises(TransferError) as error:
+        TransferEngine(no_such_field=1)
+    assert error.value.code == "InvalidArgument"
+    monkeypatch.setenv("TE_TRANSPORTS", "warp")
+    with pytest.raises(TransferError) as error:
+        TransferEngine.from_env(local_segment_name="127.0.0.1")
+    assert error.value.code == "NotSupported"
+    with TransferEngine(local_segment_name="127.0.0.1"):  # the environment is not read
+        pass
+
+
+def test_a_closed_engine_refuses_calls_but_keeps_buffers():
+    engine = make_engine()
+    buffer = engine.allocate(4096)
+    engine.close()
+    with pytest.raises(TransferError) as error:
+        engine.allocate(4096)
+    assert error.value.code == "FailedPrecondition"
+    memoryview(buffer)[:3] = b"abc"
+    assert ctypes.string_at(buffer.address, 3) == b"abc"
