@@ -67,9 +67,9 @@ TransferFuture::TransferFuture(EnginePtr engine, const std::vector<RequestSpec>&
   std::vector<Request> requests(specs.size());
   for (size_t i = 0; i < specs.size(); ++i) {
     const RequestSpec& spec = specs[i];
-    if (!spec.segment) {
-      throw StatusError(
-          Status::InvalidArgument("request " + std::to_string(i) + " has no segment"));
+    if (!spec.segment || !spec.segment->OpenedBy(engine_)) {
+      throw StatusError(Status::InvalidArgument("request " + std::to_string(i) +
+                                                ": the segment was not opened by this engine"));
     }
     requests[i].opcode = spec.opcode;
     requests[i].source = reinterpret_cast<void*>(spec.local);
@@ -256,6 +256,9 @@ uint64_t Engine::Transfer(const std::vector<RequestSpec>& requests) {
 
 void Engine::Notify(const Segment& segment, const std::string& message) {
   EnginePtr engine = Get();
+  if (!segment.OpenedBy(engine)) {
+    throw StatusError(Status::InvalidArgument("the segment was not opened by this engine"));
+  }
   Status status;
   WithoutGil([&] { status = engine->sendNotification(segment.handle(), message); });
   ThrowIfError(status);

@@ -50,6 +50,9 @@ class Segment {
 
   const std::string& name() const { return name_; }
   SegmentHandle handle() const { return handle_; }
+  // Handles are numbers per engine: one from another engine would name some other
+  // segment there.
+  bool OpenedBy(const EnginePtr& engine) const { return engine_ == engine; }
   SegmentInfo Info() const;
   void Refresh();
   void Close();
@@ -102,6 +105,7 @@ class TransferFuture {
   BatchID batch_ = 0;
   size_t size_ = 0;
   std::vector<std::shared_ptr<Segment>> segments_;  // released when finished
+  // Taken only without the GIL: a thread holding it may need the GIL (warnings).
   std::mutex mu_;
   std::atomic<bool> finished_{false};
   std::vector<TransferStatus> final_;  // written once under mu_, before finished_

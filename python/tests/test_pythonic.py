@@ -261,6 +261,19 @@ def test_closed_segments_are_unknown(start_peer, engine):
     assert error.value.code == "NotFound"
 
 
+def test_segments_of_another_engine_are_refused(start_peer, engine):
+    peer = start_peer()
+    local = engine.allocate(4096)
+    with make_engine() as other:
+        foreign = other.open_segment(peer.segment)
+        with pytest.raises(TransferError) as error:
+            engine.read(foreign, local.address, peer.address, 4096)
+        assert error.value.code == "InvalidArgument"
+        with pytest.raises(TransferError) as error:
+            engine.notify(foreign, "hello")
+        assert error.value.code == "InvalidArgument"
+
+
 def test_threads_transfer_at_once(start_peer, engine):
     peer = start_peer()
     segment = engine.open_segment(peer.segment)
