@@ -6,7 +6,7 @@ command read from stdin:
     fill SEED OFFSET LENGTH      write pattern(SEED, LENGTH) at OFFSET       -> ok
     digest OFFSET LENGTH         sha256 of the bytes at OFFSET               -> hex
     notifications TIMEOUT        notifications received (waits up to TIMEOUT
-                                 seconds for the first)                      -> JSON [[sender, message]]
+                                 seconds for the first)            -> JSON [[sender, message]]
     notify SEGMENT MESSAGE       send MESSAGE to SEGMENT                     -> ok
     quit
 
@@ -22,7 +22,7 @@ import os
 import sys
 import time
 
-from patterns import pattern
+from helpers import pattern
 
 import transfer_engine
 from transfer_engine import compat

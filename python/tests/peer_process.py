@@ -5,6 +5,7 @@ Every wait on a peer is bounded, so a stuck peer fails the test instead of hangi
 the suite.
 """
 
+import contextlib
 import json
 import os
 import queue
@@ -84,6 +85,15 @@ class Peer:
 
     def resume(self):
         os.kill(self.process.pid, signal.SIGCONT)
+
+    @contextlib.contextmanager
+    def paused(self):
+        """Stopped (SIGSTOP) inside the block: requests to it wait on the wire."""
+        self.pause()
+        try:
+            yield
+        finally:
+            self.resume()
 
     def close(self):
         if self.process.poll() is None:

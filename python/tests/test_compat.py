@@ -2,17 +2,15 @@
 results), as initiator against a compat target in another process."""
 
 import ctypes
-import hashlib
 import os
 import re
 import socket
 import subprocess
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from patterns import pattern
+from helpers import pattern, run_threads, sha256
 
 from transfer_engine import STATUS_CODES, TransferError, compat
 
@@ -23,10 +21,6 @@ KiB = 1 << 10
 def failed_with(code):
     """The integer a compat call returns for a failure with status `code`."""
     return -STATUS_CODES[code]
-
-
-def sha256(data):
-    return hashlib.sha256(data).hexdigest()
 
 
 @pytest.fixture
@@ -63,7 +57,8 @@ def test_initialize_failures_are_negative(initiator):
         "NotSupported"
     )
     assert fresh.last_error.code == "NotSupported"
-    assert fresh.initialize("127.0.0.1", "zookeeper://h:1", "tcp", "") == failed_with("NotSupported")
+    unknown_server = "zookeeper://h:1"
+    assert fresh.initialize("127.0.0.1", unknown_server, "tcp", "") == failed_with("NotSupported")
     assert initiator.initialize("127.0.0.1", compat.P2PHANDSHAKE, "tcp", "") == failed_with(
         "FailedPrecondition"
     )
@@ -93,7 +88,8 @@ def test_sync_read_and_write(target, initiator):
     assert initiator.read_bytes_from_buffer(local, MiB) == pattern(5, MiB)
     data = os.urandom(MiB + 3)
     assert initiator.write_bytes_to_buffer(local + 7, data, len(data)) == 0
-    assert initiator.transfer_sync_write(target.segment, local + 7, target.address + MiB, len(data)) == 0
+    remote = target.address + MiB
+    assert initiator.transfer_sync_write(target.segment, local + 7, remote, len(data)) == 0
     assert target.digest(MiB, len(data)) == sha256(data)
 
 
@@ -113,12 +109,9 @@ def test_batch_sync_read_and_write(target, initiator):
     )
     for i, offset in enumerate(offsets):
         assert target.digest(2 * offset, size) == sha256(data[offset : offset + size])
-    back = local + count * size
-    assert (
-        initiator.batch_transfer_sync_read(target.segment, [back + o for o in offsets], remote, lengths)
-        == 0
-    )
-    assert initiator.read_bytes_from_buffer(back, count * size) == data
+    back = [local + count * size + o for o in offsets]
+    assert initiator.batch_transfer_sync_read(target.segment, back, remote, lengths) == 0
+    assert initiator.read_bytes_from_buffer(back[0], count * size) == data
 
 
 def test_batch_async_and_status(target, initiator):
@@ -208,9 +201,8 @@ def test_register_memory(target, initiator):
     assert memory.raw == pattern(31, 64 * KiB)
     assert initiator.unregister_memory(address) == 0
     assert initiator.unregister_memory(address) == failed_with("NotFound")
-    assert initiator.transfer_sync_read(target.segment, address, target.address, 4096) == failed_with(
-        "InvalidArgument"
-    )
+    result = initiator.transfer_sync_read(target.segment, address, target.address, 4096)
+    assert result == failed_with("InvalidArgument")
 
 
 def test_batch_register_memory(target, initiator):
@@ -252,16 +244,12 @@ def test_threads_call_at_once(target, initiator):
             assert batch > 0
             assert initiator.get_batch_transfer_status([batch]) == 0
             assert initiator.write_bytes_to_buffer(local + base, bytes(region), region) == 0
-            assert (
-                initiator.transfer_sync_read(target.segment, local + base, target.address + base, region)
-                == 0
-            )
+            remote = target.address + base
+            assert initiator.transfer_sync_read(target.segment, local + base, remote, region) == 0
             assert initiator.read_bytes_from_buffer(local + base, region) == data
         return data
 
-    with ThreadPoolExecutor(threads) as pool:
-        last = list(pool.map(work, range(threads), timeout=120))
-    for thread, data in enumerate(last):
+    for thread, data in enumerate(run_threads(work, threads)):
         assert target.digest(thread * region, region) == sha256(data)
 
 
@@ -269,7 +257,6 @@ def test_calls_release_the_gil(target, initiator):
     # As in test_pythonic: only this thread can resume the stopped target.
     local = initiator.allocate_managed_buffer(2 * MiB)
     initiator.transfer_sync_read(target.segment, local, target.address, 1)  # opens the segment
-    target.pause()
     results = {}
 
     def read():
@@ -282,13 +269,11 @@ def test_calls_release_the_gil(target, initiator):
         results["async"] = initiator.get_batch_transfer_status([batch])
 
     workers = [threading.Thread(target=read), threading.Thread(target=wait)]
-    try:
+    with target.paused():
         for worker in workers:
             worker.start()
         time.sleep(0.3)
         assert all(worker.is_alive() for worker in workers), results
-    finally:
-        target.resume()
     for worker in workers:
         worker.join(30)
     assert results == {"sync": 0, "async": 0}
@@ -315,11 +300,16 @@ def metadata_server():
     if not binary:
         pytest.skip("TE_METADATA_SERVER (transfer_engine_metadata_server) is not set")
     server = subprocess.Popen(
-        [binary, "--host=127.0.0.1", "--port=0"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        [binary, "--host=127.0.0.1", "--port=0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     try:
         lines = []
-        reader = threading.Thread(target=lambda: lines.append(server.stdout.readline()), daemon=True)
+        reader = threading.Thread(
+            target=lambda: lines.append(server.stdout.readline()), daemon=True
+        )
         reader.start()
         reader.join(10)
         match = re.search(r"listening on (http://\S+)", lines[0] if lines else "")

@@ -2,16 +2,15 @@
 
 import ctypes
 import gc
-import hashlib
 import json
 import os
 import signal
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from types import SimpleNamespace
 
 import pytest
-from patterns import pattern
+from helpers import pattern, run_threads, sha256
 from peer_process import make_engine
 
 from transfer_engine import (
@@ -38,8 +37,12 @@ def layout(sizes, gap=4096):
     return offsets
 
 
-def sha256(data):
-    return hashlib.sha256(data).hexdigest()
+@pytest.fixture
+def link(start_peer, engine):
+    """A TCP peer, its segment opened by ``engine``, and 1 MiB of local memory."""
+    peer = start_peer()
+    segment = engine.open_segment(peer.segment)
+    return SimpleNamespace(peer=peer, segment=segment, local=engine.allocate(MiB))
 
 
 @pytest.mark.parametrize("transports", ["tcp", "auto"])
@@ -100,8 +103,8 @@ def test_submitted_batches_complete(start_peer, engine):
     written = os.urandom(4 * MiB)
     memoryview(local)[4 * MiB :] = written
     reads = [
-        engine.submit([Request(READ, segment, local.address + i * MiB, peer.address + i * MiB, MiB)])
-        for i in range(4)
+        engine.submit([Request(READ, segment, local.address + o, peer.address + o, MiB)])
+        for o in range(0, 4 * MiB, MiB)
     ]
     write = engine.submit(
         [
@@ -119,102 +122,92 @@ def test_submitted_batches_complete(start_peer, engine):
     assert peer.digest(4 * MiB, 4 * MiB) == sha256(written)
 
 
-def test_done_turns_true_without_waiting(start_peer, engine):
-    peer = start_peer()
-    segment = engine.open_segment(peer.segment)
-    local = engine.allocate(MiB)
-    peer.fill(9, 0, MiB)
-    future = engine.submit([Request(READ, segment, local.address, peer.address, MiB)])
+def test_done_turns_true_without_waiting(link, engine):
+    link.peer.fill(9, 0, MiB)
+    request = Request(READ, link.segment, link.local.address, link.peer.address, MiB)
+    future = engine.submit([request])
     deadline = time.monotonic() + 30
     while not future.done():
         assert time.monotonic() < deadline, "the transfer never ended"
         time.sleep(0.001)
     assert future.wait(timeout=0) == MiB
-    assert memoryview(local) == pattern(9, MiB)
+    assert memoryview(link.local) == pattern(9, MiB)
 
 
-def test_wait_times_out_while_the_peer_is_stopped(start_peer, engine):
-    peer = start_peer()
-    segment = engine.open_segment(peer.segment)
-    local = engine.allocate(MiB)
-    peer.fill(3, 0, MiB)
-    peer.pause()
-    try:
-        future = engine.submit([Request(READ, segment, local.address, peer.address, MiB)])
+def test_wait_times_out_while_the_peer_is_stopped(link, engine):
+    link.peer.fill(3, 0, MiB)
+    with link.peer.paused():
+        request = Request(READ, link.segment, link.local.address, link.peer.address, MiB)
+        future = engine.submit([request])
         with pytest.raises(TimeoutError):
             future.wait(timeout=0.2)
         assert not future.done()
         assert future.status()[0].state == TransferState.PENDING
-    finally:
-        peer.resume()
     assert future.wait(timeout=30) == MiB
-    assert memoryview(local) == pattern(3, MiB)
+    assert memoryview(link.local) == pattern(3, MiB)
 
 
-def test_waiting_releases_the_gil(start_peer, engine):
+def test_waiting_releases_the_gil(link, engine):
     # The read cannot finish before this thread resumes the stopped peer, which
     # needs the GIL: were it held while waiting, the read would time out first.
-    peer = start_peer()
-    segment = engine.open_segment(peer.segment)
-    local = engine.allocate(MiB)
-    peer.fill(4, 0, MiB)
-    peer.pause()
+    link.peer.fill(4, 0, MiB)
     outcome = {}
 
     def read():
         try:
-            outcome["bytes"] = engine.read(segment, local.address, peer.address, MiB)
+            outcome["bytes"] = engine.read(link.segment, link.local.address, link.peer.address, MiB)
         except TransferError as error:
             outcome["error"] = error
 
     reader = threading.Thread(target=read)
-    try:
+    with link.peer.paused():
         reader.start()
         time.sleep(0.3)
         assert reader.is_alive(), outcome
-    finally:
-        peer.resume()
     reader.join(30)
     assert outcome == {"bytes": MiB}
-    assert memoryview(local) == pattern(4, MiB)
+    assert memoryview(link.local) == pattern(4, MiB)
 
 
-def test_a_signal_interrupts_a_wait(start_peer, engine):
-    peer = start_peer()
-    segment = engine.open_segment(peer.segment)
-    local = engine.allocate(MiB)
+def test_a_signal_interrupts_a_wait(link, engine):
+    # The handler must run while the read waits on the stopped peer, not once it
+    # returned: the peer is resumed well after the signal.
+    peer, segment, local = link.peer, link.segment, link.local
+    events = {}
 
     class Interrupted(Exception):
         pass
 
     def interrupt(signum, frame):
+        events["handled"] = time.monotonic()
         raise Interrupted
+
+    def resume():
+        events["resumed"] = time.monotonic()
+        peer.resume()
 
     previous = signal.signal(signal.SIGUSR1, interrupt)
     peer.pause()
     timers = [
         threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGUSR1)),
         # Dropping the interrupted batch waits for its bytes on the wire.
-        threading.Timer(0.5, peer.resume),
+        threading.Timer(1.0, resume),
     ]
     try:
         for timer in timers:
             timer.start()
-        start = time.monotonic()
         with pytest.raises(Interrupted):
             engine.read(segment, local.address, peer.address, MiB)
-        assert time.monotonic() - start < 3  # the transfer timeout is 5 s
     finally:
         for timer in timers:
             timer.join()
         signal.signal(signal.SIGUSR1, previous)
+    assert events["handled"] < events["resumed"]
     assert engine.read(segment, local.address, peer.address, MiB) == MiB
 
 
-def test_unregistered_remote_addresses_fail(start_peer, engine):
-    peer = start_peer()
-    segment = engine.open_segment(peer.segment)
-    local = engine.allocate(MiB)
+def test_unregistered_remote_addresses_fail(link, engine):
+    peer, segment, local = link.peer, link.segment, link.local
     with pytest.raises(TransferError) as error:
         engine.read(segment, local.address, peer.address + peer.size, 4096)
     assert error.value.code == "OutOfRange"
@@ -229,12 +222,11 @@ def test_unregistered_remote_addresses_fail(start_peer, engine):
     assert engine.read(segment, local.address, peer.address, 4096) == 4096
 
 
-def test_unregistered_local_addresses_are_rejected(start_peer, engine):
-    peer = start_peer()
-    segment = engine.open_segment(peer.segment)
+def test_unregistered_local_addresses_are_rejected(link, engine):
     scratch = ctypes.create_string_buffer(4096)
+    request = Request(READ, link.segment, ctypes.addressof(scratch), link.peer.address, 4096)
     with pytest.raises(TransferError) as error:
-        engine.submit([Request(READ, segment, ctypes.addressof(scratch), peer.address, 4096)])
+        engine.submit([request])
     assert error.value.code == "InvalidArgument"
     assert "local range" in error.value.message
     with pytest.raises(TransferError) as error:
@@ -251,23 +243,18 @@ def test_unknown_segments_fail(engine):
     assert error.value.code == "InvalidArgument"
 
 
-def test_closed_segments_are_unknown(start_peer, engine):
-    peer = start_peer()
-    segment = engine.open_segment(peer.segment)
-    local = engine.allocate(4096)
-    segment.close()
+def test_closed_segments_are_unknown(link, engine):
+    link.segment.close()
     with pytest.raises(TransferError) as error:
-        engine.read(segment, local.address, peer.address, 4096)
+        engine.read(link.segment, link.local.address, link.peer.address, 4096)
     assert error.value.code == "NotFound"
 
 
-def test_segments_of_another_engine_are_refused(start_peer, engine):
-    peer = start_peer()
-    local = engine.allocate(4096)
+def test_segments_of_another_engine_are_refused(link, engine):
     with make_engine() as other:
-        foreign = other.open_segment(peer.segment)
+        foreign = other.open_segment(link.peer.segment)
         with pytest.raises(TransferError) as error:
-            engine.read(foreign, local.address, peer.address, 4096)
+            engine.read(foreign, link.local.address, link.peer.address, 4096)
         assert error.value.code == "InvalidArgument"
         with pytest.raises(TransferError) as error:
             engine.notify(foreign, "hello")
@@ -294,16 +281,13 @@ def test_threads_transfer_at_once(start_peer, engine):
             assert memoryview(local)[base : base + region] == data
         return data
 
-    with ThreadPoolExecutor(threads) as pool:
-        last = list(pool.map(work, range(threads), timeout=120))
-    for thread, data in enumerate(last):
+    for thread, data in enumerate(run_threads(work, threads)):
         assert peer.digest(thread * region, region) == sha256(data)
 
 
-def test_notifications_go_both_ways(start_peer, engine):
-    peer = start_peer()
-    segment = engine.open_segment(peer.segment)
-    engine.notify(segment, "kv ready: req-1 ✓")
+def test_notifications_go_both_ways(link, engine):
+    peer = link.peer
+    engine.notify(link.segment, "kv ready: req-1 ✓")
     assert peer.notifications(timeout=10) == [[engine.segment_name, "kv ready: req-1 ✓"]]
     peer.notify(engine.segment_name, "ack req-1")
     received = engine.notifications(timeout=10)
@@ -328,9 +312,8 @@ def test_buffers_are_zero_copy_views(engine):
     assert view[:10] == b"helloworld"  # the view keeps the memory
 
 
-def test_register_python_memory(start_peer, engine):
-    peer = start_peer()
-    segment = engine.open_segment(peer.segment)
+def test_register_python_memory(link, engine):
+    peer, segment = link.peer, link.segment
     peer.fill(11, 0, 4096)
     target = bytearray(4096)
     address = engine.register(target, permission=Permission.LOCAL_ONLY)
@@ -357,7 +340,8 @@ def test_configuration_sources(tmp_path, monkeypatch):
         assert engine.open_segment(engine.segment_name).info().transports == ["tcp"]
     config = {"local_segment_name": "127.0.0.1", "transports": ["tcp"]}
     with TransferEngine(config, transports=["local", "tcp"]) as engine:
-        assert sorted(engine.open_segment(engine.segment_name).info().transports) == ["local", "tcp"]
+        own = engine.open_segment(engine.segment_name)
+        assert sorted(own.info().transports) == ["local", "tcp"]
     with pytest.raises(TransferError) as error:
         TransferEngine(no_such_field=1)
     assert error.value.code == "InvalidArgument"

@@ -73,7 +73,9 @@ class TransferEngine:
 
     def initialize(self, local_hostname, metadata_server, protocol, device_name):
         if metadata_server == P2PHANDSHAKE:
-            return self.initialize_ext(local_hostname, metadata_server, protocol, device_name, "p2p")
+            return self.initialize_ext(
+                local_hostname, metadata_server, protocol, device_name, "p2p"
+            )
         scheme, separator, _ = metadata_server.partition("://")
         # A server without a scheme is etcd, as in Mooncake.
         metadata_type = scheme if separator else "etcd"
@@ -124,7 +126,9 @@ class TransferEngine:
         if len(buffer_addresses) != len(capacities):
             return self._failed(
                 "batch_register_memory",
-                TransferError("InvalidArgument", "buffer_addresses and capacities differ in length"),
+                TransferError(
+                    "InvalidArgument", "buffer_addresses and capacities differ in length"
+                ),
             )
         for i, (address, capacity) in enumerate(zip(buffer_addresses, capacities)):
             result = self.register_memory(address, capacity, location)
@@ -181,22 +185,36 @@ class TransferEngine:
     # ---- transfers ----
 
     def transfer_sync_write(self, target_hostname, buffer, peer_buffer_address, length):
-        return self._transfer(Opcode.WRITE, target_hostname, [buffer], [peer_buffer_address], [length])
+        return self._transfer(
+            Opcode.WRITE, target_hostname, [buffer], [peer_buffer_address], [length]
+        )
 
     def transfer_sync_read(self, target_hostname, buffer, peer_buffer_address, length):
-        return self._transfer(Opcode.READ, target_hostname, [buffer], [peer_buffer_address], [length])
+        return self._transfer(
+            Opcode.READ, target_hostname, [buffer], [peer_buffer_address], [length]
+        )
 
     def batch_transfer_sync_write(self, target_hostname, buffers, peer_buffer_addresses, lengths):
-        return self._transfer(Opcode.WRITE, target_hostname, buffers, peer_buffer_addresses, lengths)
+        return self._transfer(
+            Opcode.WRITE, target_hostname, buffers, peer_buffer_addresses, lengths
+        )
 
     def batch_transfer_sync_read(self, target_hostname, buffers, peer_buffer_addresses, lengths):
-        return self._transfer(Opcode.READ, target_hostname, buffers, peer_buffer_addresses, lengths)
+        return self._transfer(
+            Opcode.READ, target_hostname, buffers, peer_buffer_addresses, lengths
+        )
 
     def batch_transfer_async_write(self, target_hostname, buffers, peer_buffer_addresses, lengths):
-        return self._submit(Opcode.WRITE, target_hostname, buffers, peer_buffer_addresses, lengths)
+        """A batch id for get_batch_transfer_status, negative on failure."""
+        return self._submit(
+            Opcode.WRITE, target_hostname, buffers, peer_buffer_addresses, lengths
+        )
 
     def batch_transfer_async_read(self, target_hostname, buffers, peer_buffer_addresses, lengths):
-        return self._submit(Opcode.READ, target_hostname, buffers, peer_buffer_addresses, lengths)
+        """A batch id for get_batch_transfer_status, negative on failure."""
+        return self._submit(
+            Opcode.READ, target_hostname, buffers, peer_buffer_addresses, lengths
+        )
 
     def get_batch_transfer_status(self, batch_ids):
         """Wait for the batches; 0 when all completed, else the first failure's code."""
@@ -247,17 +265,18 @@ class TransferEngine:
             for local, remote, length in zip(buffers, peer_buffer_addresses, lengths)
         ]
 
-    def _transfer(self, opcode, target_hostname, buffers, peer_buffer_addresses, lengths):
+    def _transfer(self, opcode, target_hostname, *lists):
+        """lists: buffers, peer_buffer_addresses, lengths."""
+
         def transfer():
-            requests = self._requests(opcode, target_hostname, buffers, peer_buffer_addresses, lengths)
-            self._require().transfer(requests)
+            self._require().transfer(self._requests(opcode, target_hostname, *lists))
 
         return self._run(f"{opcode.name} with {target_hostname}", transfer)
 
-    def _submit(self, opcode, target_hostname, buffers, peer_buffer_addresses, lengths):
+    def _submit(self, opcode, target_hostname, *lists):
+        """lists: buffers, peer_buffer_addresses, lengths."""
         try:
-            requests = self._requests(opcode, target_hostname, buffers, peer_buffer_addresses, lengths)
-            future = self._require().submit(requests)
+            future = self._require().submit(self._requests(opcode, target_hostname, *lists))
         except TransferError as error:
             return self._failed(f"{opcode.name} with {target_hostname}", error)
         self._batches[future.id] = future
