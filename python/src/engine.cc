@@ -12,7 +12,7 @@ namespace {
 // "unraisable" report when warnings are turned into errors.
 void WarnFailure(const char* what, const Status& status) {
   if (status.ok()) return;
-  py::gil_scoped_acquire acquire;
+  GilAcquire acquire;
   const std::string text = std::string(what) + ": " + status.ToString();
   if (PyErr_WarnEx(PyExc_RuntimeWarning, text.c_str(), 1) != 0) PyErr_WriteUnraisable(nullptr);
 }

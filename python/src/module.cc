@@ -7,6 +7,7 @@
 #include <string>
 
 #include "engine.h"
+#include "gil.h"
 #include "status_error.h"
 
 namespace py = pybind11;
@@ -188,6 +189,7 @@ void BindEngine(py::module_& m) {
 
 PYBIND11_MODULE(_te, m) {
   m.doc() = "Bindings of the te transfer engine (use the transfer_engine package).";
+  te::python::InitGil();
   te::python::RegisterStatusError();
   m.attr("STATUS_CODES") = te::python::StatusCodes();
   te::python::BindValueTypes(m);

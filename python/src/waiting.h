@@ -3,27 +3,14 @@
 // polls so that a waiting thread neither stalls other Python threads nor burns a core.
 #pragma once
 
-#include <pybind11/pybind11.h>
-
 #include <algorithm>
 #include <chrono>
 #include <optional>
 #include <thread>
 
-namespace te::python {
+#include "gil.h"
 
-// Runs f() without the GIL when the calling thread holds it (Python calls,
-// destructors run by Python), and as is otherwise (an engine reference dropped by
-// a thread that already released the GIL).
-template <typename F>
-void WithoutGil(F&& f) {
-  if (PyGILState_Check()) {
-    pybind11::gil_scoped_release release;
-    f();
-  } else {
-    f();
-  }
-}
+namespace te::python {
 
 // Pauses between polls: a few yields first, so a transfer that ends within
 // microseconds is seen at once, then sleeps doubling up to kMaxSleep. The cap
@@ -65,7 +52,7 @@ WaitResult WaitWithoutGil(Ready&& ready, std::optional<double> timeout_s) {
                                           std::chrono::duration<double>(std::max(0.0, *timeout_s)))
                             : Clock::time_point::max();
   auto next_signal_check = start + kSignalCheckPeriod;
-  pybind11::gil_scoped_release release;
+  GilRelease release;
   Backoff backoff;
   for (;;) {
     if (ready()) return WaitResult::kReady;
@@ -73,7 +60,7 @@ WaitResult WaitWithoutGil(Ready&& ready, std::optional<double> timeout_s) {
     if (now >= deadline) return WaitResult::kTimeout;
     if (now >= next_signal_check) {
       next_signal_check = now + kSignalCheckPeriod;
-      pybind11::gil_scoped_acquire acquire;
+      GilAcquire acquire;
       if (PyErr_CheckSignals() != 0) return WaitResult::kInterrupted;
     }
     backoff.Pause();

@@ -5,6 +5,9 @@ import gc
 import json
 import os
 import signal
+import subprocess
+import sys
+import textwrap
 import threading
 import time
 from types import SimpleNamespace
@@ -362,3 +365,33 @@ def test_a_closed_engine_refuses_calls_but_keeps_buffers():
     assert error.value.code == "FailedPrecondition"
     memoryview(buffer)[:3] = b"abc"
     assert ctypes.string_at(buffer.address, 3) == b"abc"
+
+
+def test_exit_while_a_daemon_thread_waits():
+    # Python unwinds a thread that takes the GIL during shutdown, which C++ frames
+    # cannot survive: a daemon thread inside a transfer must not abort the exit.
+    script = textwrap.dedent(
+        """
+        import threading
+        from transfer_engine import READ, Request, TransferEngine
+
+        target = TransferEngine(local_segment_name="127.0.0.1", transports=["tcp"])
+        initiator = TransferEngine(local_segment_name="127.0.0.1", transports=["tcp"])
+        remote, local = target.allocate(1 << 20), initiator.allocate(1 << 20)
+        segment = initiator.open_segment(target.segment_name)
+        request = Request(READ, segment, local.address, remote.address, 1 << 20)
+
+        def copy_forever():
+            while True:
+                initiator.transfer([request])
+
+        threading.Thread(target=copy_forever, daemon=True).start()
+        initiator.transfer([request])
+        print("exiting")
+        """
+    )
+    for _ in range(3):
+        run = subprocess.run(
+            [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
+        )
+        assert (run.returncode, run.stdout) == (0, "exiting\n"), run.stderr
