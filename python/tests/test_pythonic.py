@@ -48,42 +48,44 @@ def link(start_peer, engine):
     return SimpleNamespace(peer=peer, segment=segment, local=engine.allocate(MiB))
 
 
-@pytest.mark.parametrize("transports", ["tcp", "auto"])
-def test_read_brings_the_peers_bytes(start_peer, transports):
-    peer = start_peer(transports=transports)
-    with make_engine(transports) as engine:
-        local = engine.allocate(peer.size)
+@pytest.fixture(params=["tcp", "auto"])
+def pair(request, start_peer):
+    """A peer and an initiator over TCP, then over the engine's default transports
+    (same-host paths); the initiator has as much memory as the peer."""
+    peer = start_peer(transports=request.param)
+    with make_engine(request.param) as engine:
         segment = engine.open_segment(peer.segment)
-        offsets = layout(SIZES)
-        for seed, (offset, size) in enumerate(zip(offsets, SIZES)):
-            peer.fill(seed, offset, size)
-        requests = [
-            Request(READ, segment, local.address + offset, peer.address + offset, size)
-            for offset, size in zip(offsets, SIZES)
-        ]
-        assert engine.transfer(requests) == sum(SIZES)
-        view = memoryview(local)
-        for seed, (offset, size) in enumerate(zip(offsets, SIZES)):
-            assert view[offset : offset + size] == pattern(seed, size)
+        yield SimpleNamespace(
+            peer=peer, engine=engine, segment=segment, local=engine.allocate(peer.size)
+        )
 
 
-@pytest.mark.parametrize("transports", ["tcp", "auto"])
-def test_write_lands_in_the_peers_memory(start_peer, transports):
-    peer = start_peer(transports=transports)
-    with make_engine(transports) as engine:
-        local = engine.allocate(peer.size)
-        segment = engine.open_segment(peer.segment)
-        offsets = layout(SIZES)
-        data = [os.urandom(size) for size in SIZES]
-        for offset, chunk in zip(offsets, data):
-            memoryview(local)[offset : offset + len(chunk)] = chunk
-        requests = [
-            Request(WRITE, segment, local.address + offset, peer.address + offset, len(chunk))
-            for offset, chunk in zip(offsets, data)
-        ]
-        assert engine.transfer(requests) == sum(SIZES)
-        for offset, chunk in zip(offsets, data):
-            assert peer.digest(offset, len(chunk)) == sha256(chunk)
+def test_read_brings_the_peers_bytes(pair):
+    offsets = layout(SIZES)
+    for seed, (offset, size) in enumerate(zip(offsets, SIZES)):
+        pair.peer.fill(seed, offset, size)
+    requests = [
+        Request(READ, pair.segment, pair.local.address + o, pair.peer.address + o, size)
+        for o, size in zip(offsets, SIZES)
+    ]
+    assert pair.engine.transfer(requests) == sum(SIZES)
+    view = memoryview(pair.local)
+    for seed, (offset, size) in enumerate(zip(offsets, SIZES)):
+        assert view[offset : offset + size] == pattern(seed, size)
+
+
+def test_write_lands_in_the_peers_memory(pair):
+    offsets = layout(SIZES)
+    data = [os.urandom(size) for size in SIZES]
+    for offset, chunk in zip(offsets, data):
+        memoryview(pair.local)[offset : offset + len(chunk)] = chunk
+    requests = [
+        Request(WRITE, pair.segment, pair.local.address + o, pair.peer.address + o, len(chunk))
+        for o, chunk in zip(offsets, data)
+    ]
+    assert pair.engine.transfer(requests) == sum(SIZES)
+    for offset, chunk in zip(offsets, data):
+        assert pair.peer.digest(offset, len(chunk)) == sha256(chunk)
 
 
 def test_read_and_write_helpers(start_peer, engine):

@@ -185,36 +185,28 @@ class TransferEngine:
     # ---- transfers ----
 
     def transfer_sync_write(self, target_hostname, buffer, peer_buffer_address, length):
-        return self._transfer(
-            Opcode.WRITE, target_hostname, [buffer], [peer_buffer_address], [length]
+        return self.batch_transfer_sync_write(
+            target_hostname, [buffer], [peer_buffer_address], [length]
         )
 
     def transfer_sync_read(self, target_hostname, buffer, peer_buffer_address, length):
-        return self._transfer(
-            Opcode.READ, target_hostname, [buffer], [peer_buffer_address], [length]
+        return self.batch_transfer_sync_read(
+            target_hostname, [buffer], [peer_buffer_address], [length]
         )
 
     def batch_transfer_sync_write(self, target_hostname, buffers, peer_buffer_addresses, lengths):
-        return self._transfer(
-            Opcode.WRITE, target_hostname, buffers, peer_buffer_addresses, lengths
-        )
+        return self._sync(Opcode.WRITE, target_hostname, buffers, peer_buffer_addresses, lengths)
 
     def batch_transfer_sync_read(self, target_hostname, buffers, peer_buffer_addresses, lengths):
-        return self._transfer(
-            Opcode.READ, target_hostname, buffers, peer_buffer_addresses, lengths
-        )
+        return self._sync(Opcode.READ, target_hostname, buffers, peer_buffer_addresses, lengths)
 
     def batch_transfer_async_write(self, target_hostname, buffers, peer_buffer_addresses, lengths):
         """A batch id for get_batch_transfer_status, negative on failure."""
-        return self._submit(
-            Opcode.WRITE, target_hostname, buffers, peer_buffer_addresses, lengths
-        )
+        return self._async(Opcode.WRITE, target_hostname, buffers, peer_buffer_addresses, lengths)
 
     def batch_transfer_async_read(self, target_hostname, buffers, peer_buffer_addresses, lengths):
         """A batch id for get_batch_transfer_status, negative on failure."""
-        return self._submit(
-            Opcode.READ, target_hostname, buffers, peer_buffer_addresses, lengths
-        )
+        return self._async(Opcode.READ, target_hostname, buffers, peer_buffer_addresses, lengths)
 
     def get_batch_transfer_status(self, batch_ids):
         """Wait for the batches; 0 when all completed, else the first failure's code."""
@@ -265,7 +257,7 @@ class TransferEngine:
             for local, remote, length in zip(buffers, peer_buffer_addresses, lengths)
         ]
 
-    def _transfer(self, opcode, target_hostname, *lists):
+    def _sync(self, opcode, target_hostname, *lists):
         """lists: buffers, peer_buffer_addresses, lengths."""
 
         def transfer():
@@ -273,7 +265,7 @@ class TransferEngine:
 
         return self._run(f"{opcode.name} with {target_hostname}", transfer)
 
-    def _submit(self, opcode, target_hostname, *lists):
+    def _async(self, opcode, target_hostname, *lists):
         """lists: buffers, peer_buffer_addresses, lengths."""
         try:
             future = self._require().submit(self._requests(opcode, target_hostname, *lists))
