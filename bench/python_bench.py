@@ -5,9 +5,9 @@ workload and thread count runs, one after the other for --duration seconds each:
 the Pythonic API (TransferEngine.transfer of one batch at a time), the compat API
 (batch_transfer_sync_read/write) and the C++ initiator (transfer_engine_bench
 --transport=tcp) with the same size, batch and threads; --rounds times in turn,
-so that load from elsewhere hits all alike. It prints the median of each with the
-Python/C++ ratio, and every run. GB/s are 10^9 bytes per second, as the C++
-benchmark reports them.
+so that load from elsewhere hits all alike. It prints the median GB/s of each, the
+median over rounds of the Python/C++ ratio of the round, and every run. GB/s are
+10^9 bytes per second, as the C++ benchmark reports them.
 
     PYTHONPATH=build/python python3 bench/python_bench.py [--threads=1,2] [--rounds=3]
 
@@ -230,10 +230,13 @@ def main():
                 case = f"{workload} {args.size >> 10}KiBx{args.batch} t={threads}"
                 for api in python:
                     gbps = statistics.median(runs[api])
-                    ratios.append(gbps / cpp)
+                    # Each run beside the C++ run of its round: load that drifts
+                    # between rounds cancels out of the ratio.
+                    ratio = statistics.median(p / c for p, c in zip(runs[api], runs["C++"]))
+                    ratios.append(ratio)
                     pairs = " ".join(f"{p:.2f}/{c:.2f}" for p, c in zip(runs[api], runs["C++"]))
                     print(
-                        f"{case:24} {api:9} {gbps:11.2f} {cpp:9.2f} {gbps / cpp:5.2f}x  {pairs}",
+                        f"{case:24} {api:9} {gbps:11.2f} {cpp:9.2f} {ratio:5.2f}x  {pairs}",
                         flush=True,
                     )
         print(f"lowest Python/C++ ratio: {min(ratios):.2f}x")
