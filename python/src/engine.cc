@@ -88,10 +88,7 @@ TransferFuture::TransferFuture(EnginePtr engine, const std::vector<RequestSpec>&
     status = engine_->submitTransfer(batch_, requests);
     if (!status.ok()) engine_->freeBatch(batch_);
   });
-  if (!status.ok()) {
-    finished_.store(true);  // nothing for the destructor to free
-    throw StatusError(status);
-  }
+  ThrowIfError(status);  // the destructor does not run: nothing is left to free
 }
 
 TransferFuture::~TransferFuture() {
@@ -106,28 +103,24 @@ bool TransferFuture::Poll() {
   TransferStatus overall;
   Status status = engine_->getTransferStatus(batch_, &overall);
   if (status.ok() && overall.state == TransferState::kPending) return false;
-  // Closed outside the lock: closing may warn, which takes the GIL.
-  std::vector<std::shared_ptr<Segment>> done_with;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    // Another thread may have finished (and freed the batch) since the check above.
-    if (!finished_.load(std::memory_order_relaxed)) {
-      ThrowIfError(status);
-      FinishLocked();
-      done_with.swap(segments_);
-    }
+  std::lock_guard<std::mutex> lock(mu_);
+  // Another thread may have finished (and freed the batch) since the check above.
+  if (!finished_.load(std::memory_order_relaxed)) {
+    ThrowIfError(status);
+    FinishLocked();
   }
   return true;
 }
 
 void TransferFuture::FinishLocked() {
   Status status = engine_->getTransferStatus(batch_, &final_);
-  if (!status.ok())
+  if (!status.ok()) {
     final_.assign(size_, TransferStatus{TransferState::kFailed, 0, status.ToString()});
+  }
   finished_.store(true, std::memory_order_release);
   // Every task ended, so this returns at once.
-  status = engine_->freeBatch(batch_);
-  if (!status.ok()) WarnFailure("freeing a finished batch", status);
+  WarnFailure("freeing a finished batch", engine_->freeBatch(batch_));
+  segments_.clear();  // the requests no longer need them open
 }
 
 bool TransferFuture::Done() {
