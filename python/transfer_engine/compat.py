@@ -72,12 +72,9 @@ class TransferEngine:
     # ---- setup ----
 
     def initialize(self, local_hostname, metadata_server, protocol, device_name):
-        if metadata_server == P2PHANDSHAKE:
-            return self.initialize_ext(
-                local_hostname, metadata_server, protocol, device_name, "p2p"
-            )
+        # The type is the server's URL scheme; without one it is etcd, as in Mooncake
+        # (P2PHANDSHAKE is p2p whatever the type).
         scheme, separator, _ = metadata_server.partition("://")
-        # A server without a scheme is etcd, as in Mooncake.
         metadata_type = scheme if separator else "etcd"
         return self.initialize_ext(
             local_hostname, metadata_server, protocol, device_name, metadata_type
