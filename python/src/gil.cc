@@ -16,9 +16,7 @@ bool InterpreterFinalizing() {
 #endif
 }
 
-// A thread that finalization would unwind waits here until the process exits. (A
-// thread that passes the check just before finalization starts can still be
-// unwound: the window is the few instructions before it takes the GIL.)
+// A thread that finalization would unwind waits here until the process exits.
 void ParkIfExiting() {
   if (!InterpreterFinalizing() || PyThread_get_thread_ident() == main_thread) return;
   for (;;) std::this_thread::sleep_for(std::chrono::hours(1));
@@ -35,7 +33,7 @@ void InitGil() {
 
 GilRelease::GilRelease() : state_(PyEval_SaveThread()) {}
 
-GilRelease::~GilRelease() {
+GilRelease::~GilRelease() noexcept(false) {
   ParkIfExiting();
   PyEval_RestoreThread(state_);
 }

@@ -1,8 +1,10 @@
 // The GIL around engine calls. Python ends a thread that takes the GIL while another
-// thread finalizes the interpreter by unwinding it (pthread_exit), which C++ frames
-// cannot survive (std::terminate). A daemon thread still waiting on a transfer when
-// the program exits would do that, so such a thread parks instead of taking the GIL:
-// the process is about to exit. Hence these classes rather than pybind11's.
+// thread finalizes the interpreter by unwinding it (pthread_exit): a daemon thread
+// still in a transfer when the program exits. pybind11's guards have noexcept
+// destructors, where that unwinding ends in std::terminate. These guards park such a
+// thread when the interpreter is already finalizing (the process is about to exit),
+// and let the unwinding through when finalization begins while the thread waits for
+// the GIL.
 #pragma once
 
 #include <pybind11/pybind11.h>
@@ -16,7 +18,8 @@ void InitGil();
 class GilRelease {
  public:
   GilRelease();
-  ~GilRelease();
+  // Taking the GIL back may unwind the thread (abi::__forced_unwind), which must pass.
+  ~GilRelease() noexcept(false);
   GilRelease(const GilRelease&) = delete;
   GilRelease& operator=(const GilRelease&) = delete;
 

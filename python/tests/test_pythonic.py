@@ -392,7 +392,7 @@ def test_exit_while_a_daemon_thread_waits():
         print("exiting")
         """
     )
-    for _ in range(3):
+    for _ in range(5):  # the thread is caught at a random point of its loop
         run = subprocess.run(
             [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
         )
