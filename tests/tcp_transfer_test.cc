@@ -811,6 +811,43 @@ TEST_F(TcpTransferTest, StalledTargetTimesOutThenRecovers) {
   EXPECT_EQ(FirstPatternMismatch(local, 4 * kMiB, BufferSeed(18, 0)), -1);
 }
 
+// Small requests on an idle channel are sent by the submitting thread without waiting;
+// against a stopped target the socket fills up, and the unsent rest of such a send
+// goes on in the channel's sender thread. Every byte still lands, in order, once the
+// target runs again.
+TEST_F(TcpTransferTest, SmallWritesFillingStoppedTargetsSocketsLandAfterItResumes) {
+  const uint64_t size = 128 * kMiB;  // more than the connections' socket buffers hold
+  const uint64_t block = 16 * kKiB;
+  PeerProcess* peer;
+  ASSERT_NO_FATAL_FAILURE(StartPeer(Args(1, size, "rw", 19), &peer));
+  const uint64_t remote = peer->buffers()[0].base;
+  te::SegmentHandle seg;
+  ASSERT_NO_FATAL_FAILURE(OpenPeer(*peer, &seg));
+  void* local;
+  ASSERT_NO_FATAL_FAILURE(AllocLocal(size, &local));
+  // Connections up, so that later submissions find them idle.
+  ASSERT_TRUE(RunOne(*engine_, Request::READ, local, seg, remote, 4096).completed());
+  FillPattern(local, size, 77);
+
+  peer->Signal(SIGSTOP);
+  std::vector<te::BatchID> batches(size / block);
+  for (uint64_t i = 0; i < batches.size(); ++i) {
+    ASSERT_TRUE(engine_->allocateBatch(1, &batches[i]).ok());
+    ASSERT_TRUE(engine_
+                    ->submitTransfer(batches[i], {MakeRequest(Request::WRITE, Ptr(local, i * block),
+                                                              seg, remote + i * block, block)})
+                    .ok());
+  }
+  std::this_thread::sleep_for(100ms);
+  peer->Signal(SIGCONT);
+  for (te::BatchID batch : batches) {
+    te::TransferStatus overall = WaitBatch(*engine_, batch, 20s);
+    ASSERT_EQ(overall.state, TransferState::kCompleted) << overall.error;
+    ASSERT_TRUE(engine_->freeBatch(batch).ok());
+  }
+  EXPECT_EQ(PeerChecksum(*peer, remote, size), Checksum(local, size));
+}
+
 // A target that shuts down cleanly (EXIT, or SIGTERM) destroys its engine while this
 // one is connected: it exits 0 in time, and later requests to it fail in bounded time.
 TEST_F(TcpTransferTest, TargetShutsDownCleanly) {
