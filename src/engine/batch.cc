@@ -1,6 +1,17 @@
 #include "engine/batch.h"
 
 namespace te {
+namespace {
+
+inline void CpuRelax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield");
+#endif
+}
+
+}  // namespace
 
 Slice* Task::PrepareSlices(uint32_t count) {
   pending_slices.store(count, std::memory_order_relaxed);
@@ -59,13 +70,39 @@ void Batch::OnSliceDone(Slice* slice, const te::Status& status) {
     }
     if (!task->has_error.exchange(true, std::memory_order_acq_rel)) task->error = status.ToString();
   }
+  Batch* batch = task->batch;
   if (task->pending_slices.fetch_sub(1, std::memory_order_acq_rel) == 1) {
     task->state.store(task->has_error.load(std::memory_order_acquire) ? TransferState::kFailed
                                                                       : TransferState::kCompleted,
                       std::memory_order_release);
+    // seq_cst on both sides: either the sleeper sees this task done, or we see it.
+    batch->done_tasks_.fetch_add(1, std::memory_order_seq_cst);
+    if (batch->sleepers_.load(std::memory_order_seq_cst) > 0) {
+      std::lock_guard<std::mutex> lock(batch->wait_mu_);
+      batch->task_done_.notify_all();
+    }
   }
   // Last touch: once in-flight reaches zero, freeBatch may release the batch.
-  task->batch->in_flight_.fetch_sub(1, std::memory_order_acq_rel);
+  batch->in_flight_.fetch_sub(1, std::memory_order_acq_rel);
+}
+
+bool Batch::WaitDone(std::chrono::steady_clock::time_point deadline,
+                     std::chrono::nanoseconds spin) {
+  using Clock = std::chrono::steady_clock;
+  // A short transfer completes within a few microseconds: catching it by spinning
+  // saves the wake-up, which costs about as much again.
+  const auto spin_end = std::min(deadline, Clock::now() + spin);
+  for (unsigned i = 0; !Done(); ++i) {
+    if (i % 64 == 0 && Clock::now() >= spin_end) break;
+    CpuRelax();
+  }
+  if (Done()) return true;
+  std::unique_lock<std::mutex> lock(wait_mu_);
+  sleepers_.fetch_add(1, std::memory_order_seq_cst);
+  while (!Done() && task_done_.wait_until(lock, deadline) == std::cv_status::no_timeout) {
+  }
+  sleepers_.fetch_sub(1, std::memory_order_relaxed);
+  return Done();
 }
 
 }  // namespace te

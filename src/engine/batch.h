@@ -1,9 +1,13 @@
 // Batch and Task: completion tracking for submitted requests. A task completes when
 // all its slices are done; the first failing slice's error is kept. Slices report
-// through OnSliceDone from transport threads; status reads are lock-free.
+// through OnSliceDone from transport threads; status reads are lock-free. A waiting
+// caller spins briefly, then sleeps until a task completes; completions look for
+// sleepers with one load and take a lock only when there is one.
 #pragma once
 
 #include <atomic>
+#include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -55,6 +59,13 @@ class Batch {
 
   // The overall state: pending while any task is, failed if any failed.
   TransferStatus Overall() const;
+  // True once every published task is done.
+  bool Done() const {
+    return done_tasks_.load(std::memory_order_seq_cst) >= size_.load(std::memory_order_acquire);
+  }
+  // Waits until Done() or `deadline`: spinning (no system calls) for up to `spin`,
+  // then sleeping until a task completes. Returns Done().
+  bool WaitDone(std::chrono::steady_clock::time_point deadline, std::chrono::nanoseconds spin);
 
   // Transport callback for slices owned by this batch's tasks.
   static void OnSliceDone(Slice* slice, const te::Status& status);
@@ -68,6 +79,10 @@ class Batch {
   std::atomic<size_t> size_{0};
   std::atomic<int64_t> in_flight_{0};
   std::atomic<bool> cancelled_{false};
+  std::atomic<size_t> done_tasks_{0};
+  std::atomic<uint32_t> sleepers_{0};  // threads in WaitDone's sleeping phase
+  std::mutex wait_mu_;
+  std::condition_variable task_done_;
 };
 
 }  // namespace te

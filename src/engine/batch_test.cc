@@ -3,12 +3,15 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <chrono>
 #include <string>
 #include <thread>
 #include <vector>
 
 namespace te {
 namespace {
+
+using Clock = std::chrono::steady_clock;
 
 // Sets up task `index` of batch with one slice per entry of lengths, the way the
 // engine does, and returns the slices. The task is published (visible to status
@@ -305,6 +308,48 @@ TEST(BatchTest, ConcurrentSliceCompletions) {
   EXPECT_EQ(st.error.rfind("IoError: slice ", 0), 0u) << st.error;  // exactly one, whole
   EXPECT_EQ(batch.in_flight(), 0);
   EXPECT_EQ(batch.task(0).pending_slices.load(), 0u);
+}
+
+TEST(BatchTest, WaitDoneReturnsAtOnceWhenDone) {
+  Batch batch(1);
+  Slice* a = PrepareTask(&batch, 0, {1});
+  batch.Publish(1);
+  EXPECT_FALSE(batch.Done());
+  Done(&a[0]);
+  EXPECT_TRUE(batch.Done());
+  EXPECT_TRUE(batch.WaitDone(Clock::now(), std::chrono::nanoseconds(0)));
+}
+
+TEST(BatchTest, WaitDoneTimesOutWhilePending) {
+  Batch batch(2);
+  Slice* a = PrepareTask(&batch, 0, {1});
+  PrepareTask(&batch, 1, {1});
+  batch.Publish(2);
+  Done(&a[0]);
+  EXPECT_FALSE(
+      batch.WaitDone(Clock::now() + std::chrono::milliseconds(20), std::chrono::microseconds(5)));
+  EXPECT_FALSE(batch.Done());
+}
+
+TEST(BatchTest, WaitDoneWakesOnTheLastCompletion) {
+  // Every round completes from another thread, past the spin, while the waiter
+  // sleeps or is about to: a lost wake-up would run into the (long) deadline.
+  for (int round = 0; round < 200; ++round) {
+    Batch batch(2);
+    Slice* a = PrepareTask(&batch, 0, {1});
+    Slice* b = PrepareTask(&batch, 1, {1, 1});
+    batch.Publish(2);
+    std::thread completer([&] {
+      Done(&a[0]);
+      std::this_thread::sleep_for(std::chrono::microseconds(round % 4 * 50));
+      Done(&b[0], Status::IoError("x"));
+      Done(&b[1]);
+    });
+    EXPECT_TRUE(
+        batch.WaitDone(Clock::now() + std::chrono::seconds(30), std::chrono::nanoseconds(0)));
+    completer.join();
+    EXPECT_EQ(batch.Overall().state, TransferState::kFailed);
+  }
 }
 
 }  // namespace
