@@ -408,14 +408,17 @@ Status EngineImpl::Submit(BatchID id, const std::vector<Request>& requests) {
   if (!batch) return Status::NotFound("unknown batch " + std::to_string(id));
   if (requests.empty()) return Status::OK();
 
-  // Validate and route everything before queuing anything.
-  std::vector<const Route*> routes(requests.size());
+  // Validate and route everything before queuing anything. One allocation for all
+  // the per-request state: allocations were most of a small batch's cost.
+  struct Routed {
+    const Route* route = nullptr;
+    std::shared_ptr<const SegmentRoutes> segment;  // keeps *route alive
+    std::shared_ptr<std::atomic<bool>> stale;
+  };
+  std::vector<Routed> routed(requests.size());
   auto local_table = registry_.Snapshot();
   SegmentHandle cached_handle = 0;
   std::shared_ptr<const SegmentRoutes> segment;
-  // Keeps every segment's routes alive while routes[] points into them.
-  std::vector<std::shared_ptr<const SegmentRoutes>> held;
-  std::vector<std::shared_ptr<std::atomic<bool>>> stale_flags(requests.size());
   std::shared_ptr<std::atomic<bool>> stale_flag;
   std::shared_ptr<OpenSegmentState> cached_state, refreshed;
   for (size_t i = 0; i < requests.size(); ++i) {
@@ -439,7 +442,6 @@ Status EngineImpl::Submit(BatchID id, const std::vector<Request>& requests) {
       cached_handle = r.target_id;
       cached_state = state;
       segment = RoutesOf(state.get());
-      held.push_back(segment);
       stale_flag = state->stale;
       // Never waits: the refresh runs in the background and later submissions use it.
       if (stale_flag->exchange(false, std::memory_order_relaxed)) QueueRefresh(state);
@@ -453,12 +455,13 @@ Status EngineImpl::Submit(BatchID id, const std::vector<Request>& requests) {
     }
     for (const Route& route : segment->routes) {
       if (route.peer->CanServe(remote)) {
-        routes[i] = &route;
+        routed[i].route = &route;
         break;
       }
     }
-    stale_flags[i] = stale_flag;
-    if (!routes[i]) {
+    routed[i].segment = segment;
+    routed[i].stale = stale_flag;
+    if (!routed[i].route) {
       return Status::OutOfRange(which() + "remote range is not inside a known buffer of segment '" +
                                 segment->descriptor->name +
                                 "', and no enabled transport can check it remotely");
@@ -477,16 +480,17 @@ Status EngineImpl::Submit(BatchID id, const std::vector<Request>& requests) {
   for (const Request& r : requests)
     total_slices += static_cast<int64_t>((r.length + slice_size - 1) / slice_size);
   batch->AddInFlight(total_slices);
+  run.reserve(static_cast<size_t>(total_slices));
   // Consecutive requests to the same peer go to the transport in one call.
   for (size_t i = 0; i < requests.size();) {
     run.clear();
     size_t j = i;
-    for (; j < requests.size() && routes[j]->peer == routes[i]->peer; ++j) {
+    for (; j < requests.size() && routed[j].route->peer == routed[i].route->peer; ++j) {
       const Request& r = requests[j];
       Task& task = batch->task(first + j);
       const uint32_t count = static_cast<uint32_t>((r.length + slice_size - 1) / slice_size);
       Slice* slices = task.PrepareSlices(count);
-      task.segment_stale = std::move(stale_flags[j]);
+      task.segment_stale = std::move(routed[j].stale);
       for (uint32_t k = 0; k < count; ++k) {
         const uint64_t offset = k * slice_size;
         Slice& s = slices[k];
@@ -499,10 +503,11 @@ Status EngineImpl::Submit(BatchID id, const std::vector<Request>& requests) {
         s.owner = &task;
         run.push_back(&s);
       }
-      transport_bytes_[routes[j]->transport_index].fetch_add(r.length, std::memory_order_relaxed);
+      transport_bytes_[routed[j].route->transport_index].fetch_add(r.length,
+                                                                   std::memory_order_relaxed);
     }
     batch->Publish(first + j);
-    routes[i]->peer->Submit(run.data(), run.size());
+    routed[i].route->peer->Submit(run.data(), run.size());
     i = j;
   }
   return Status::OK();
