@@ -86,17 +86,19 @@ void Batch::OnSliceDone(Slice* slice, const te::Status& status) {
   batch->in_flight_.fetch_sub(1, std::memory_order_acq_rel);
 }
 
-bool Batch::WaitDone(std::chrono::steady_clock::time_point deadline,
-                     std::chrono::nanoseconds spin) {
+bool Batch::WaitDone(std::chrono::steady_clock::time_point deadline, SpinBudget* budget) {
   using Clock = std::chrono::steady_clock;
-  // A short transfer completes within a few microseconds: catching it by spinning
-  // saves the wake-up, which costs about as much again.
-  const auto spin_end = std::min(deadline, Clock::now() + spin);
+  const auto start = Clock::now();
+  const auto spin_end = std::min(deadline, start + budget->Next());
   for (unsigned i = 0; !Done(); ++i) {
     if (i % 64 == 0 && Clock::now() >= spin_end) break;
     CpuRelax();
   }
-  if (Done()) return true;
+  if (Done()) {
+    budget->Learn(true, Clock::now() - start);
+    return true;
+  }
+  budget->Learn(false, std::chrono::nanoseconds(0));
   std::unique_lock<std::mutex> lock(wait_mu_);
   sleepers_.fetch_add(1, std::memory_order_seq_cst);
   while (!Done() && task_done_.wait_until(lock, deadline) == std::cv_status::no_timeout) {
@@ -104,5 +106,4 @@ bool Batch::WaitDone(std::chrono::steady_clock::time_point deadline,
   sleepers_.fetch_sub(1, std::memory_order_relaxed);
   return Done();
 }
-
 }  // namespace te

@@ -5,6 +5,7 @@
 // sleepers with one load and take a lock only when there is one.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -19,6 +20,29 @@
 namespace te {
 
 class Batch;
+
+// How long a waiter spins before it sleeps, learnt per waiting thread. Spinning
+// catches a short transfer without a wake-up (on a virtual machine often a third of
+// a small round trip), but on a busy machine it takes the CPU from the very threads
+// that finish the transfer. So a wait that ended while spinning keeps a budget of
+// twice what it took, one that had to sleep halves it, and every 32nd wait spins the
+// full budget again to see whether spinning pays once more.
+class SpinBudget {
+ public:
+  static constexpr std::chrono::nanoseconds kMax = std::chrono::microseconds(50);
+  static constexpr uint32_t kProbeEvery = 32;
+
+  // The budget for the next wait.
+  std::chrono::nanoseconds Next() { return ++waits_ % kProbeEvery == 0 ? kMax : budget_; }
+  // What that wait found: done after `took` while spinning (`caught`), or not.
+  void Learn(bool caught, std::chrono::nanoseconds took) {
+    budget_ = caught ? std::min(kMax, std::max(budget_, 2 * took)) : budget_ / 2;
+  }
+
+ private:
+  std::chrono::nanoseconds budget_ = kMax;
+  uint32_t waits_ = 0;
+};
 
 struct Task {
   std::atomic<uint32_t> pending_slices{0};
@@ -63,9 +87,9 @@ class Batch {
   bool Done() const {
     return done_tasks_.load(std::memory_order_seq_cst) >= size_.load(std::memory_order_acquire);
   }
-  // Waits until Done() or `deadline`: spinning (no system calls) for up to `spin`,
-  // then sleeping until a task completes. Returns Done().
-  bool WaitDone(std::chrono::steady_clock::time_point deadline, std::chrono::nanoseconds spin);
+  // Waits until Done() or `deadline`: spinning (no system calls) for up to the
+  // budget's next spin, then sleeping until a task completes. Returns Done().
+  bool WaitDone(std::chrono::steady_clock::time_point deadline, SpinBudget* budget);
 
   // Transport callback for slices owned by this batch's tasks.
   static void OnSliceDone(Slice* slice, const te::Status& status);

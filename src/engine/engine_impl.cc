@@ -547,10 +547,9 @@ Status EngineImpl::WaitBatch(BatchID id, TransferStatus* overall, uint32_t timeo
   if (!overall) return Status::InvalidArgument("status is null");
   std::shared_ptr<Batch> batch = batches_.Find(id);
   if (!batch) return Status::NotFound("unknown batch " + std::to_string(id));
-  // About one loopback round trip: a small transfer is caught without a wake-up, and
-  // a long one burns no more than this before sleeping.
-  constexpr auto kSpin = std::chrono::microseconds(50);
-  batch->WaitDone(std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms), kSpin);
+  // Per thread: a thread's waits are alike (its batches), other threads' need not be.
+  thread_local SpinBudget spin;
+  batch->WaitDone(std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms), &spin);
   *overall = batch->Overall();
   return Status::OK();
 }
