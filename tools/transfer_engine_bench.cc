@@ -605,10 +605,14 @@ int RunInitiator(te::TransferEngine& engine, const BenchFlags& flags,
 
 int main(int argc, char** argv) {
   gflags::SetUsageMessage(
-      "transfer engine throughput benchmark.\n"
+      "transfer engine benchmark: throughput and batch latency.\n"
       "  target:    transfer_engine_bench [--local_segment=host[:port]]\n"
       "  initiator: transfer_engine_bench --remote_segment=NAME [--workload=read|write|mix]\n"
-      "Other engine settings come from TE_* environment variables (see te::Config::FromEnv).");
+      "  sweep:     ... --size=4K:4M --threads=1,2 [--json]: a table row (and a JSON\n"
+      "             line) per combination of --size, --batch and --threads\n"
+      "Latency is per batch, from submitTransfer until every request completed; each\n"
+      "case runs --warmup seconds before it is measured. Other engine settings come\n"
+      "from TE_* environment variables (see te::Config::FromEnv).");
   gflags::ParseCommandLineFlags(&argc, &argv, true);
   if (argc > 1) return Error(std::string("unexpected argument '") + argv[1] + "'");
 
