@@ -71,19 +71,25 @@ void Batch::OnSliceDone(Slice* slice, const te::Status& status) {
     if (!task->has_error.exchange(true, std::memory_order_acq_rel)) task->error = status.ToString();
   }
   Batch* batch = task->batch;
+  std::shared_ptr<Batch> wake;  // set when a sleeper waits for this completion
   if (task->pending_slices.fetch_sub(1, std::memory_order_acq_rel) == 1) {
     task->state.store(task->has_error.load(std::memory_order_acquire) ? TransferState::kFailed
                                                                       : TransferState::kCompleted,
                       std::memory_order_release);
     // seq_cst on both sides: either the sleeper sees this task done, or we see it.
     batch->done_tasks_.fetch_add(1, std::memory_order_seq_cst);
-    if (batch->sleepers_.load(std::memory_order_seq_cst) > 0) {
-      std::lock_guard<std::mutex> lock(batch->wait_mu_);
-      batch->task_done_.notify_all();
-    }
+    if (batch->sleepers_.load(std::memory_order_seq_cst) > 0) wake = batch->shared_from_this();
   }
-  // Last touch: once in-flight reaches zero, freeBatch may release the batch.
+  // Last touch of the batch unless `wake` holds it: once in-flight reaches zero,
+  // freeBatch may release it. The sleeper is woken only after this, so that it never
+  // finds the batch done but still in flight and has to wait in freeBatch.
   batch->in_flight_.fetch_sub(1, std::memory_order_acq_rel);
+  if (wake) {
+    // Taking the lock orders us after a sleeper that checked Done() but is not yet
+    // waiting; notifying after unlocking spares the woken thread blocking on it.
+    { std::lock_guard<std::mutex> lock(wake->wait_mu_); }
+    wake->task_done_.notify_all();
+  }
 }
 
 bool Batch::WaitDone(std::chrono::steady_clock::time_point deadline, SpinBudget* budget) {

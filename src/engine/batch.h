@@ -62,7 +62,9 @@ struct Task {
   TransferStatus Status() const;
 };
 
-class Batch {
+// Lives in a shared_ptr: a completion that wakes a sleeper keeps the batch alive
+// past its last in-flight decrement.
+class Batch : public std::enable_shared_from_this<Batch> {
  public:
   explicit Batch(size_t capacity);
   size_t capacity() const { return capacity_; }

@@ -311,7 +311,8 @@ TEST(BatchTest, ConcurrentSliceCompletions) {
 }
 
 TEST(BatchTest, WaitDoneReturnsAtOnceWhenDone) {
-  Batch batch(1);
+  auto shared = std::make_shared<Batch>(1);
+  Batch& batch = *shared;
   Slice* a = PrepareTask(&batch, 0, {1});
   batch.Publish(1);
   EXPECT_FALSE(batch.Done());
@@ -322,7 +323,8 @@ TEST(BatchTest, WaitDoneReturnsAtOnceWhenDone) {
 }
 
 TEST(BatchTest, WaitDoneTimesOutWhilePending) {
-  Batch batch(2);
+  auto shared = std::make_shared<Batch>(2);
+  Batch& batch = *shared;
   Slice* a = PrepareTask(&batch, 0, {1});
   PrepareTask(&batch, 1, {1});
   batch.Publish(2);
@@ -337,7 +339,8 @@ TEST(BatchTest, WaitDoneWakesOnTheLastCompletion) {
   // sleeps or is about to: a lost wake-up would run into the (long) deadline.
   SpinBudget spin;
   for (int round = 0; round < 200; ++round) {
-    Batch batch(2);
+    auto shared = std::make_shared<Batch>(2);
+    Batch& batch = *shared;
     Slice* a = PrepareTask(&batch, 0, {1});
     Slice* b = PrepareTask(&batch, 1, {1, 1});
     batch.Publish(2);

@@ -320,7 +320,8 @@ Status TcpChannel::ReceiveOne(int fd, bool* idle) {
   } else if (h.payload_len != 0) {
     s = Status::ProtocolError("WRITE response with a payload");
   }
-  AwaitReleased(slice);
+  // A READ request's send reads only its header, never the caller's buffer.
+  if (slice->opcode == Request::WRITE) AwaitReleased(slice);
   slice->on_done(slice, s.ok() ? result : s);
   return s;
 }
