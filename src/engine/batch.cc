@@ -1,17 +1,8 @@
 #include "engine/batch.h"
 
+#include <thread>
+
 namespace te {
-namespace {
-
-inline void CpuRelax() {
-#if defined(__x86_64__) || defined(__i386__)
-  __builtin_ia32_pause();
-#elif defined(__aarch64__)
-  asm volatile("yield");
-#endif
-}
-
-}  // namespace
 
 Slice* Task::PrepareSlices(uint32_t count) {
   pending_slices.store(count, std::memory_order_relaxed);
@@ -96,10 +87,10 @@ bool Batch::WaitDone(std::chrono::steady_clock::time_point deadline, SpinBudget*
   using Clock = std::chrono::steady_clock;
   const auto start = Clock::now();
   const auto spin_end = std::min(deadline, start + budget->Next());
-  for (unsigned i = 0; !Done(); ++i) {
-    if (i % 64 == 0 && Clock::now() >= spin_end) break;
-    CpuRelax();
-  }
+  // Yielding, not pausing: the threads that finish a small transfer (the receiver, a
+  // same-host target) often run on this very CPU, woken by the waiter's own send;
+  // a pausing spinner would hold them off until its budget ran out.
+  while (!Done() && Clock::now() < spin_end) std::this_thread::yield();
   if (Done()) {
     budget->Learn(true, Clock::now() - start);
     return true;

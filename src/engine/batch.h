@@ -22,9 +22,9 @@ namespace te {
 class Batch;
 
 // How long a waiter spins before it sleeps, learnt per waiting thread. Spinning
-// catches a short transfer without a wake-up (on a virtual machine often a third of
-// a small round trip), but on a busy machine it takes the CPU from the very threads
-// that finish the transfer. So a wait that ended while spinning keeps a budget of
+// catches a short transfer without the sleep and wake-up (each a system call and a
+// context switch), but for a long transfer, or on a busy machine, it only burns CPU
+// that other threads could use. So a wait that ended while spinning keeps a budget of
 // twice what it took, one that had to sleep halves it, and every 32nd wait spins the
 // full budget again to see whether spinning pays once more.
 class SpinBudget {
@@ -89,7 +89,7 @@ class Batch : public std::enable_shared_from_this<Batch> {
   bool Done() const {
     return done_tasks_.load(std::memory_order_seq_cst) >= size_.load(std::memory_order_acquire);
   }
-  // Waits until Done() or `deadline`: spinning (no system calls) for up to the
+  // Waits until Done() or `deadline`: spinning (yielding the CPU) for up to the
   // budget's next spin, then sleeping until a task completes. Returns Done().
   bool WaitDone(std::chrono::steady_clock::time_point deadline, SpinBudget* budget);
 
