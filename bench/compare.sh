@@ -1,95 +1,214 @@
 #!/usr/bin/env bash
-# One command, one table: the engine's throughput on this machine beside its baselines,
-# all measured in the same run. TCP cases are compared with iperf3 over loopback with
-# as many streams as the benchmark has threads; shared-memory and CMA cases with a
-# plain memcpy of the same pattern in one process (bench/memcpy_baseline.cc).
+# One command, one table: the engine on this machine beside its baselines, all
+# measured in the same run.
+#
+#   tcp  engine READ/WRITE, 64 KiB and 1 MiB x16, 1 and 2 threads, beside iperf3 over
+#        loopback with as many streams as threads, and (when ucx_perftest is
+#        installed) beside UCX over TCP with one thread: ucp_put_bw for WRITE,
+#        ucp_get for READ. One 4 KiB READ round trip (batch 1, one thread): p50 and
+#        p99 beside a 4 KiB TCP ping-pong (sockperf, when installed). The target's
+#        CPU while idle afterwards.
+#   shm, cma  the same throughput cases beside a plain memcpy of the same pattern in
+#        one process (bench/memcpy_baseline.cc).
 #
 #   bench/compare.sh [seconds per case, default 4] [transports, default "tcp shm cma"]
-# Environment: BUILD_DIR (default build-release; configured and built if needed).
+# Environment: BUILD_DIR (see bench/lib.sh).
 set -euo pipefail
+# shellcheck source=bench/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 SECS=${1:-4}
 TRANSPORTS=${2:-tcp shm cma}
-BUILD_DIR=${BUILD_DIR:-$ROOT/build-release}
-BENCH=$BUILD_DIR/tools/transfer_engine_bench
-MEMCPY=$BUILD_DIR/bench/te_memcpy_baseline
-
-if [[ ! -x $BENCH || ! -x $MEMCPY ]]; then
-  cmake -S "$ROOT" -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Release -DTE_BUILD_TESTS=OFF >/dev/null
-  cmake --build "$BUILD_DIR" -j2 --target transfer_engine_bench te_memcpy_baseline >/dev/null
-fi
-
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
-trap cleanup EXIT
-
-field() {  # prints the number after "throughput"
-  awk '/throughput/ { for (i = 1; i <= NF; i++) if ($i == "throughput") print $(i + 1) }'
-}
-
-declare -A BASE
-if [[ " $TRANSPORTS " == *" tcp "* ]]; then
-  command -v iperf3 >/dev/null || { echo "iperf3 is missing (scripts/install_deps.sh)" >&2; exit 1; }
-  port=$((20000 + RANDOM % 20000))
-  iperf3 -s -p "$port" >/dev/null 2>&1 &
-  PIDS+=($!)
-  sleep 0.5
-  for streams in 1 2; do
-    BASE[iperf3-$streams]=$(iperf3 -c 127.0.0.1 -p "$port" -t "$SECS" -P "$streams" -f M 2>/dev/null |
-      awk '/receiver/ { for (i = 1; i <= NF; i++) if ($i == "MBytes/sec") v = $(i - 1) }
-           END { printf "%.2f", v * 1048576 / 1e9 }')
-  done
-fi
-if [[ " $TRANSPORTS " == *" shm "* || " $TRANSPORTS " == *" cma "* ]]; then
-  for size in 65536 1048576; do
-    for threads in 1 2; do
-      for dir in read write; do
-        BASE[memcpy-$size-$threads-$dir]=$("$MEMCPY" --size=$size --batch=16 --threads=$threads \
-          --duration="$SECS" --direction=$dir | field)
-      done
-    done
-  done
-fi
-
-# Starts a target pinned to one transport; sets SEGMENT. Runs in this shell (not in
-# a command substitution) so the cleanup trap knows the target's pid.
-start_target() {
-  local log=$BUILD_DIR/compare_target_$1.log extra=()
-  [[ $1 == shm ]] && extra=(--shmfs)
-  "$BENCH" --transport="$1" "${extra[@]}" >"$log" 2>&1 &
-  PIDS+=($!)
-  SEGMENT=
-  for _ in $(seq 100); do
-    SEGMENT=$(grep -o -- '--remote_segment=[^ ]*' "$log" | head -1 | cut -d= -f2 || true)
-    [[ -n $SEGMENT ]] && return
-    sleep 0.1
-  done
-  echo "target for $1 did not start:" >&2
-  cat "$log" >&2
-  exit 1
-}
-
-echo "date: $(date -u '+%Y-%m-%d %H:%M UTC')  host: $(uname -n)  cpus: $(nproc)  kernel: $(uname -r)  seconds/case: $SECS"
-printf '%-32s %9s  %-28s %9s %7s\n' "case" "GB/s" "baseline" "GB/s" "ratio"
+[[ $SECS =~ ^[1-9][0-9]*$ ]] || die "seconds per case must be a whole number above 0 (got '$SECS')"
 for transport in $TRANSPORTS; do
-  start_target "$transport"
-  for size in 65536 1048576; do
-    for threads in 1 2; do
+  [[ $transport =~ ^(tcp|shm|cma)$ ]] || die "unknown transport '$transport' (expected tcp, shm or cma)"
+done
+[[ " $TRANSPORTS " == *" tcp "* ]] && need_tool iperf3
+build_bench
+
+SIZES=(65536 1048576)
+THREADS=(1 2)
+ROWS=()
+NOTES=()
+
+note() { echo "[compare] $*" >&2; }
+
+# A number with $2 decimals (default 2), or nothing for nothing.
+fixed() {
+  if [[ -n $1 ]]; then printf "%.${2:-2}f" "$1"; fi
+}
+
+# row CASE FIGURE UNIT BASELINE BASE_FIGURE [lower]: one table line with the ratio
+# figure / baseline; "lower" marks rows where less is better (latency).
+row() {
+  local ratio
+  ratio=$(awk -v a="$2" -v b="$5" 'BEGIN { if (a != "" && b > 0) printf "%.2fx", a / b; else print "n/a" }')
+  ROWS+=("$(printf '%-36s %9s %-4s  %-34s %9s %-4s %7s%s' "$1" "${2:-n/a}" "$3" "$4" "${5:-n/a}" "$3" \
+    "$ratio" "${6:+  (lower is better)}")")
+}
+
+# GB/s of iperf3 over loopback with $1 parallel streams.
+iperf3_gbps() {
+  local port=$((20000 + RANDOM % 20000))
+  start_bg iperf3 -s -p "$port" >/dev/null 2>&1
+  local server=$BG_PID
+  sleep 0.5
+  iperf3 -c 127.0.0.1 -p "$port" -t "$SECS" -P "$1" -f M 2>/dev/null |
+    awk '/receiver/ { for (i = 1; i <= NF; i++) if ($i == "MBytes/sec") v = $(i - 1) }
+         END { if (v != "") printf "%.2f", v * 1048576 / 1e9 }'
+  stop_bg "$server"
+}
+
+# GB/s of ucx_perftest test $1 with messages of $2 bytes over TCP on loopback.
+ucx_gbps() {
+  local port=$((20000 + RANDOM % 20000)) expected=1000000000 count
+  [[ $1 == ucp_get ]] && expected=100000000 # bytes/s, to size the run near $SECS
+  count=$((SECS * expected / $2 + 100))
+  start_bg env UCX_TLS=tcp,self UCX_NET_DEVICES=lo ucx_perftest -p "$port" \
+    >"$BENCH_TMP/ucx_server.log" 2>&1
+  local server=$BG_PID
+  sleep 0.5
+  timeout $((SECS * 10 + 30)) env UCX_TLS=tcp,self UCX_NET_DEVICES=lo \
+    ucx_perftest 127.0.0.1 -p "$port" -t "$1" -s "$2" -n "$count" -w $((count / 10 + 1)) -f 2>&1 |
+    awk 'NF == 8 && $1 ~ /^[0-9]+$/ { bw = $6 } END { if (bw != "") printf "%.3f", bw * 1048576 / 1e9 }' ||
+    true
+  stop_bg "$server"
+}
+
+# "P50 P99" in microseconds of a 4 KiB TCP ping-pong round trip (sockperf).
+pingpong_us() {
+  local port=$((20000 + RANDOM % 20000)) out
+  start_bg sockperf server --tcp -i 127.0.0.1 -p "$port" >/dev/null 2>&1
+  local server=$BG_PID
+  sleep 0.5
+  out=$(sockperf ping-pong --tcp -i 127.0.0.1 -p "$port" -m 4096 -t "$SECS" --full-rtt 2>&1 || true)
+  stop_bg "$server"
+  echo "$(sed -n 's/.*percentile 50.000 = *\([0-9.]*\).*/\1/p' <<<"$out")" \
+    "$(sed -n 's/.*percentile 99.000 = *\([0-9.]*\).*/\1/p' <<<"$out")"
+}
+
+# CPU of process $1 over $2 seconds, in percent of one core.
+idle_cpu_percent() {
+  local ticks before after
+  ticks=$(getconf CLK_TCK)
+  before=$(awk '{ print $14 + $15 }' "/proc/$1/stat")
+  sleep "$2"
+  after=$(awk '{ print $14 + $15 }' "/proc/$1/stat")
+  awk -v d=$((after - before)) -v hz="$ticks" -v s="$2" 'BEGIN { printf "%.1f", 100 * d / hz / s }'
+}
+
+# The engine's throughput cases against a target pinned to $1, as JSON lines.
+engine_sweeps() {
+  local workload sizes threads
+  sizes=$(IFS=,; echo "${SIZES[*]}")
+  threads=$(IFS=,; echo "${THREADS[*]}")
+  for workload in read write; do
+    note "engine $1 $workload"
+    run_engine "$1" --workload=$workload --size="$sizes" --threads="$threads" --batch=16 \
+      --duration="$SECS"
+  done
+}
+
+# Sets BASE_NAME and BASE_FIGURE: the baseline of transport $1's case $2 (workload)
+# $3 (size) $4 (threads).
+declare -A BASE
+baseline_for() {
+  if [[ $1 == tcp ]]; then
+    BASE_NAME="iperf3 -P $4"
+    BASE_FIGURE=${BASE[iperf3-$4]}
+  else
+    BASE_NAME="memcpy $2 t=$4"
+    BASE_FIGURE=${BASE[memcpy-$3-$4-$2]}
+  fi
+}
+
+# Rows for transport $1's throughput cases, from its JSON lines in $2.
+throughput_rows() {
+  local size threads workload figure
+  for size in "${SIZES[@]}"; do
+    for threads in "${THREADS[@]}"; do
       for workload in read write; do
-        got=$("$BENCH" --remote_segment="$SEGMENT" --transport="$transport" --workload=$workload \
-          --size=$size --batch=16 --threads=$threads --duration="$SECS" | field)
-        if [[ $transport == tcp ]]; then
-          base_name="iperf3 -P $threads"
-          base=${BASE[iperf3-$threads]}
-        else
-          base_name="memcpy $workload t=$threads"
-          base=${BASE[memcpy-$size-$threads-$workload]}
-        fi
-        ratio=$(awk -v a="$got" -v b="$base" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }')
-        printf '%-32s %9s  %-28s %9s %7s\n' "$transport $workload $((size / 1024))KiBx16 t=$threads" \
-          "$got" "$base_name" "$base" "${ratio}x"
+        figure=$(json_case $workload "$size" "$threads" 16 <<<"$2" | json_value throughput)
+        baseline_for "$1" $workload "$size" "$threads"
+        row "$1 $workload $((size / 1024))KiB x16 t=$threads" "$(fixed "$figure")" GB/s \
+          "$BASE_NAME" "$BASE_FIGURE"
       done
     done
   done
+}
+
+LOAD=$(cut -d' ' -f1-3 /proc/loadavg)
+for transport in $TRANSPORTS; do
+  if [[ $transport == tcp ]]; then
+    for streams in "${THREADS[@]}"; do
+      note "iperf3 -P $streams"
+      BASE[iperf3-$streams]=$(iperf3_gbps "$streams")
+    done
+    declare -A UCX=()
+    if command -v ucx_perftest >/dev/null; then
+      for size in "${SIZES[@]}"; do
+        for test in ucp_put_bw ucp_get; do
+          note "ucx_perftest $test $size"
+          UCX[$test-$size]=$(ucx_gbps $test "$size")
+        done
+      done
+    else
+      NOTES+=("ucx_perftest is not installed: no UCX rows (apt-get install ucx-utils)")
+    fi
+    PINGPONG=()
+    if command -v sockperf >/dev/null; then
+      note "sockperf ping-pong 4 KiB"
+      read -r -a PINGPONG <<<"$(pingpong_us)"
+    else
+      NOTES+=("sockperf is not installed: no ping-pong baseline (apt-get install sockperf)")
+    fi
+
+    start_target tcp
+    TCP_JSON=$(engine_sweeps tcp)
+    note "engine tcp 4 KiB read round trips"
+    LATENCY=$(run_engine tcp --workload=read --size=4096 --batch=1 --threads=1 --duration="$SECS")
+    note "idle target CPU"
+    IDLE=$(idle_cpu_percent "$TARGET_PID" 2)
+    stop_bg "$TARGET_PID"
+
+    throughput_rows tcp "$TCP_JSON"
+    for size in "${SIZES[@]}"; do
+      [[ -n ${UCX[ucp_put_bw-$size]+set} ]] || continue
+      for workload in read write; do
+        test=ucp_get
+        [[ $workload == write ]] && test=ucp_put_bw
+        figure=$(json_case $workload "$size" 1 16 <<<"$TCP_JSON" | json_value throughput)
+        row "tcp $workload $((size / 1024))KiB x16 t=1" "$(fixed "$figure")" GB/s \
+          "ucx_perftest $test $((size / 1024))KiB" "${UCX[$test-$size]}"
+      done
+    done
+    p50=$(json_value latency_p50_us <<<"$LATENCY")
+    p99=$(json_value latency_p99_us <<<"$LATENCY")
+    row "tcp read 4KiB x1 t=1 p50" "$(fixed "$p50" 1)" us "sockperf ping-pong 4KiB p50" \
+      "${PINGPONG[0]:-}" lower
+    row "tcp read 4KiB x1 t=1 p99" "$(fixed "$p99" 1)" us "sockperf ping-pong 4KiB p99" \
+      "${PINGPONG[1]:-}" lower
+    ROWS+=("$(printf '%-36s %9s %-4s  (target process, 2 s idle after the runs)' "tcp target idle CPU" "$IDLE" "%")")
+  else
+    for size in "${SIZES[@]}"; do
+      for threads in "${THREADS[@]}"; do
+        for workload in read write; do
+          [[ -n ${BASE[memcpy-$size-$threads-$workload]+set} ]] && continue
+          note "memcpy $workload $size t=$threads"
+          BASE[memcpy-$size-$threads-$workload]=$("$MEMCPY" --size="$size" --batch=16 \
+            --threads="$threads" --duration="$SECS" --direction=$workload |
+            awk '{ for (i = 1; i <= NF; i++) if ($i == "throughput") print $(i + 1) }')
+        done
+      done
+    done
+    start_target "$transport"
+    throughput_rows "$transport" "$(engine_sweeps "$transport")"
+    stop_bg "$TARGET_PID"
+  fi
 done
+
+echo "date: $(date -u '+%Y-%m-%d %H:%M UTC')  host: $(uname -n)  cpus: $(nproc)  kernel: $(uname -r)"
+echo "load average before: $LOAD  seconds/case: $SECS (+1 s warm-up)"
+printf '%-36s %14s  %-34s %14s %7s\n' "case" "figure" "baseline" "figure" "ratio"
+printf '%s\n' "${ROWS[@]}"
+for n in "${NOTES[@]}"; do echo "note: $n"; done

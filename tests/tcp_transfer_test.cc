@@ -694,12 +694,10 @@ TEST_F(TcpTransferTest, OpenAndNotifyStalledPeerAreBounded) {
 TEST_F(TcpTransferTest, TargetKilledWhileStalledFailsTasks) {
   const uint64_t size = 64 * kMiB;
   PeerProcess* peer;
-  ASSERT_NO_FATAL_FAILURE(StartPeer(Args(1, size, "rw", 15), &peer));
-  const uint64_t remote = peer->buffers()[0].base;
   te::SegmentHandle seg;
-  ASSERT_NO_FATAL_FAILURE(OpenPeer(*peer, &seg));
   void* local;
-  ASSERT_NO_FATAL_FAILURE(AllocLocal(size, &local));
+  ASSERT_NO_FATAL_FAILURE(StartPeerWithLocal(size, 15, &peer, &seg, &local));
+  const uint64_t remote = peer->buffers()[0].base;
   // Warm the connections up so the kill hits established ones.
   ASSERT_TRUE(RunOne(*engine_, Request::READ, local, seg, remote, 4096).completed());
 
@@ -754,12 +752,10 @@ TEST_F(TcpTransferTest, TargetKilledWhileStalledFailsTasks) {
 TEST_F(TcpTransferTest, TargetKilledDuringActiveTransferDoesNotHang) {
   const uint64_t size = 64 * kMiB;
   PeerProcess* peer;
-  ASSERT_NO_FATAL_FAILURE(StartPeer(Args(1, size, "rw", 17), &peer));
-  const uint64_t remote = peer->buffers()[0].base;
   te::SegmentHandle seg;
-  ASSERT_NO_FATAL_FAILURE(OpenPeer(*peer, &seg));
   void* local;
-  ASSERT_NO_FATAL_FAILURE(AllocLocal(size, &local));
+  ASSERT_NO_FATAL_FAILURE(StartPeerWithLocal(size, 17, &peer, &seg, &local));
+  const uint64_t remote = peer->buffers()[0].base;
 
   std::vector<Request> requests;
   for (uint64_t i = 0; i < 64; ++i) {
@@ -784,12 +780,10 @@ TEST_F(TcpTransferTest, StalledTargetTimesOutThenRecovers) {
   config.transfer_timeout_ms = 1000;
   ASSERT_NO_FATAL_FAILURE(StartEngine(config));
   PeerProcess* peer;
-  ASSERT_NO_FATAL_FAILURE(StartPeer(Args(1, 4 * kMiB, "rw", 18), &peer));
-  const uint64_t remote = peer->buffers()[0].base;
   te::SegmentHandle seg;
-  ASSERT_NO_FATAL_FAILURE(OpenPeer(*peer, &seg));
   void* local;
-  ASSERT_NO_FATAL_FAILURE(AllocLocal(4 * kMiB, &local));
+  ASSERT_NO_FATAL_FAILURE(StartPeerWithLocal(4 * kMiB, 18, &peer, &seg, &local));
+  const uint64_t remote = peer->buffers()[0].base;
   ASSERT_TRUE(RunOne(*engine_, Request::READ, local, seg, remote, 4096).completed());
 
   peer->Signal(SIGSTOP);
@@ -809,6 +803,41 @@ TEST_F(TcpTransferTest, StalledTargetTimesOutThenRecovers) {
   } while (!ok.completed() && Clock::now() < deadline);
   ASSERT_TRUE(ok.completed()) << ok.Describe();
   EXPECT_EQ(FirstPatternMismatch(local, 4 * kMiB, BufferSeed(18, 0)), -1);
+}
+
+// Small requests on an idle channel are sent by the submitting thread without waiting;
+// against a stopped target the socket fills up, and the unsent rest of such a send
+// goes on in the channel's sender thread. Every byte still lands, in order, once the
+// target runs again.
+TEST_F(TcpTransferTest, SmallWritesFillingStoppedTargetsSocketsLandAfterItResumes) {
+  const uint64_t size = 128 * kMiB;  // more than the connections' socket buffers hold
+  const uint64_t block = 16 * kKiB;
+  PeerProcess* peer;
+  te::SegmentHandle seg;
+  void* local;
+  ASSERT_NO_FATAL_FAILURE(StartPeerWithLocal(size, 19, &peer, &seg, &local));
+  const uint64_t remote = peer->buffers()[0].base;
+  // Connections up, so that later submissions find them idle.
+  ASSERT_TRUE(RunOne(*engine_, Request::READ, local, seg, remote, 4096).completed());
+  FillPattern(local, size, 77);
+
+  peer->Signal(SIGSTOP);
+  std::vector<te::BatchID> batches(size / block);
+  for (uint64_t i = 0; i < batches.size(); ++i) {
+    ASSERT_TRUE(engine_->allocateBatch(1, &batches[i]).ok());
+    ASSERT_TRUE(engine_
+                    ->submitTransfer(batches[i], {MakeRequest(Request::WRITE, Ptr(local, i * block),
+                                                              seg, remote + i * block, block)})
+                    .ok());
+  }
+  std::this_thread::sleep_for(100ms);
+  peer->Signal(SIGCONT);
+  for (te::BatchID batch : batches) {
+    te::TransferStatus overall = WaitBatch(*engine_, batch, 20s);
+    ASSERT_EQ(overall.state, TransferState::kCompleted) << overall.error;
+    ASSERT_TRUE(engine_->freeBatch(batch).ok());
+  }
+  EXPECT_EQ(PeerChecksum(*peer, remote, size), Checksum(local, size));
 }
 
 // A target that shuts down cleanly (EXIT, or SIGTERM) destroys its engine while this
@@ -849,12 +878,10 @@ TEST_F(TcpTransferTest, TargetShutsDownCleanly) {
 TEST_F(TcpTransferTest, FreeBatchWhileInFlight) {
   const uint64_t size = 64 * kMiB;
   PeerProcess* peer;
-  ASSERT_NO_FATAL_FAILURE(StartPeer(Args(1, size, "rw", 19), &peer));
-  const uint64_t remote = peer->buffers()[0].base;
   te::SegmentHandle seg;
-  ASSERT_NO_FATAL_FAILURE(OpenPeer(*peer, &seg));
   void* local;
-  ASSERT_NO_FATAL_FAILURE(AllocLocal(size, &local));
+  ASSERT_NO_FATAL_FAILURE(StartPeerWithLocal(size, 19, &peer, &seg, &local));
+  const uint64_t remote = peer->buffers()[0].base;
   FillPattern(local, size, 20);
 
   for (auto op : {Request::WRITE, Request::READ}) {

@@ -173,6 +173,15 @@ class PeerTransferTest : public ::testing::Test {
     peers_.push_back(std::move(peer));
   }
 
+  // A peer with one read-write buffer of `size` bytes holding pattern `fill`, opened
+  // as *seg, and a local buffer of the same size.
+  void StartPeerWithLocal(uint64_t size, uint64_t fill, PeerProcess** peer, te::SegmentHandle* seg,
+                          void** local) {
+    ASSERT_NO_FATAL_FAILURE(StartPeer(Args(1, size, "rw", fill), peer));
+    ASSERT_NO_FATAL_FAILURE(OpenPeer(**peer, seg));
+    ASSERT_NO_FATAL_FAILURE(AllocLocal(size, local));
+  }
+
   void OpenPeer(const PeerProcess& peer, te::SegmentHandle* handle) {
     te::Status s = engine_->openSegment(handle, peer.segment_name());
     ASSERT_TRUE(s.ok()) << "openSegment(" << peer.segment_name() << "): " << s.ToString();

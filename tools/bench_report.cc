@@ -1,5 +1,6 @@
 #include "bench_report.h"
 
+#include <algorithm>
 #include <array>
 #include <cinttypes>
 #include <cstdio>
@@ -54,7 +55,7 @@ bool ParseReportUnit(const std::string& name, uint64_t* bytes_per_unit) {
   return false;
 }
 
-Status ValidateBenchFlags(const BenchFlags& flags) {
+Status ValidateBenchFlags(const BenchFlags& flags, std::vector<BenchCase>* cases) {
   if (flags.use_vram_set && flags.use_vram) {
     return Status::NotSupported("--use_vram needs a build with -DUSE_CUDA=ON");
   }
@@ -72,18 +73,24 @@ Status ValidateBenchFlags(const BenchFlags& flags) {
     return Status::InvalidArgument("unknown --report_unit " + Quoted(flags.report_unit) +
                                    " (expected GB, GiB, Gb, MB, MiB, Mb, KB, KiB or Kb)");
   }
-  if (flags.batch < 1) {
-    return Status::InvalidArgument("--batch must be at least 1 (got " +
-                                   std::to_string(flags.batch) + ")");
-  }
-  if (flags.size < 1) return Status::InvalidArgument("--size must be at least 1 (got 0)");
-  if (flags.threads < 1) {
-    return Status::InvalidArgument("--threads must be at least 1 (got " +
-                                   std::to_string(flags.threads) + ")");
+  std::vector<uint64_t> batches, sizes, threads;
+  TE_RETURN_IF_ERROR(ParseSweep("batch", flags.batch, false, &batches));
+  TE_RETURN_IF_ERROR(ParseSweep("size", flags.size, true, &sizes));
+  TE_RETURN_IF_ERROR(ParseSweep("threads", flags.threads, false, &threads));
+  if (batches.size() * sizes.size() * threads.size() > kMaxSweepCases) {
+    return Status::InvalidArgument("--threads x --batch x --size make more than " +
+                                   std::to_string(kMaxSweepCases) + " cases");
   }
   if (flags.duration < 1) {
     return Status::InvalidArgument("--duration must be at least 1 second (got " +
                                    std::to_string(flags.duration) + ")");
+  }
+  if (!(flags.warmup >= 0 && flags.warmup <= kMaxWarmupSeconds)) {
+    char got[64];
+    std::snprintf(got, sizeof(got), "%g", flags.warmup);
+    return Status::InvalidArgument("--warmup must be between 0 and " +
+                                   std::to_string(static_cast<int>(kMaxWarmupSeconds)) +
+                                   " seconds (got " + got + ")");
   }
   if (flags.report_precision > kMaxReportPrecision) {
     return Status::InvalidArgument("--report_precision must be at most " +
@@ -106,11 +113,16 @@ Status ValidateBenchFlags(const BenchFlags& flags) {
     return Status::InvalidArgument("unknown --transport " + Quoted(flags.transport) +
                                    " (expected auto, tcp, shm or cma)");
   }
-  uint64_t working_set;
-  if (!WorkingSetBytes(flags.size, static_cast<uint64_t>(flags.batch),
-                       static_cast<uint64_t>(flags.threads), &working_set)) {
-    return Status::InvalidArgument("--size x --batch x --threads does not fit in 64 bits");
+  std::vector<BenchCase> expanded = ExpandCases(threads, batches, sizes);
+  for (const BenchCase& c : expanded) {
+    uint64_t working_set;
+    if (!WorkingSetBytes(c.size, c.batch, c.threads, &working_set)) {
+      return Status::InvalidArgument("--size x --batch x --threads does not fit in 64 bits (" +
+                                     std::to_string(c.size) + " x " + std::to_string(c.batch) +
+                                     " x " + std::to_string(c.threads) + ")");
+    }
   }
+  if (cases) *cases = std::move(expanded);
   return Status::OK();
 }
 
@@ -184,15 +196,67 @@ std::string JsonLine(const BenchResult& result) {
       {"batch", result.batch},
       {"size", result.size},
       {"duration_s", result.seconds},
+      {"warmup_s", result.warmup_seconds},
       {"batch_count", result.batch_count},
       {"bytes", result.bytes},
       {"unit", result.unit},
       {"throughput", RateInUnit(result.bytes, result.seconds, result.unit)},
       {"bytes_per_second", result.seconds > 0 ? result.bytes / result.seconds : 0.0},
+      {"latency_avg_us", result.latency_avg_us},
+      {"latency_p50_us", result.latency_p50_us},
+      {"latency_p99_us", result.latency_p99_us},
+      {"latency_p999_us", result.latency_p999_us},
+      {"latency_max_us", result.latency_max_us},
+      {"cpu_seconds", result.cpu_seconds},
       {"integrity_check", result.integrity_check},
       {"verified_batches", result.verified_batches},
   };
   return json.dump();
+}
+
+namespace {
+constexpr const char* kTableFormat = "%-8s %-9s %7s %5s %8s %7s %10s %10s %9s %9s %9s %9s %5s";
+}  // namespace
+
+std::string TableHeader(const std::string& unit) {
+  char line[256];
+  std::snprintf(line, sizeof(line), kTableFormat, "workload", "transport", "threads", "batch",
+                "size", "seconds", "batches", (unit + "/s").c_str(), "avg_us", "p50_us", "p99_us",
+                "p999_us", "cpu%");
+  return line;
+}
+
+std::string TableRow(const BenchResult& result) {
+  auto fixed = [](double value, int decimals) {
+    char text[64];
+    std::snprintf(text, sizeof(text), "%.*f", decimals, value);
+    return std::string(text);
+  };
+  const int precision = static_cast<int>(std::min(result.precision, kMaxReportPrecision));
+  const std::string rate = fixed(RateInUnit(result.bytes, result.seconds, result.unit), precision);
+  const std::string cpu =
+      fixed(result.seconds > 0 ? 100 * result.cpu_seconds / result.seconds : 0.0, 0);
+  char line[512];
+  std::snprintf(line, sizeof(line), kTableFormat, result.workload.c_str(), result.transport.c_str(),
+                std::to_string(result.threads).c_str(), std::to_string(result.batch).c_str(),
+                FormatSize(result.size).c_str(), fixed(result.seconds, 2).c_str(),
+                std::to_string(result.batch_count).c_str(), rate.c_str(),
+                fixed(result.latency_avg_us, 1).c_str(), fixed(result.latency_p50_us, 1).c_str(),
+                fixed(result.latency_p99_us, 1).c_str(), fixed(result.latency_p999_us, 1).c_str(),
+                cpu.c_str());
+  return line;
+}
+
+std::string ProgressLine(const Progress& progress) {
+  char line[256];
+  std::snprintf(line, sizeof(line), "[%zu/%zu] %s %s x%" PRIu64 " t=%" PRIu64 ": %s %.1f/%.1f s",
+                progress.case_index + 1, progress.case_count, progress.workload.c_str(),
+                FormatSize(progress.bench_case.size).c_str(), progress.bench_case.batch,
+                progress.bench_case.threads, progress.warming_up ? "warm-up" : "measuring",
+                progress.elapsed_seconds, progress.phase_seconds);
+  std::string text = line;
+  if (!progress.warming_up && !progress.rate.empty()) text += ", " + progress.rate;
+  return text;
 }
 
 }  // namespace te::bench

@@ -1,11 +1,13 @@
 // Pieces of transfer_engine_bench that need no engine: flag validation, the
-// throughput units and their formatting, the initiator command the target prints
-// and the JSON result line. Kept apart so they can be unit tested.
+// throughput units and their formatting, the initiator command the target prints,
+// the result table and JSON lines. Kept apart so they can be unit tested.
 #pragma once
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
+#include "bench_sweep.h"
 #include "te/status.h"
 
 namespace te::bench {
@@ -20,10 +22,12 @@ struct BenchFlags {
   std::string remote_segment;
   bool integrity_check = false;  // --integrity_check or --check
   bool shmfs = false;
-  int64_t batch = 16;
-  uint64_t size = 65536;
+  // One value as in the spec, or a sweep (see ParseSweep).
+  std::string batch = "16";
+  std::string size = "65536";
+  std::string threads = "4";
   int64_t duration = 10;
-  int64_t threads = 4;
+  double warmup = 1;
   std::string report_unit = "GB";
   uint64_t report_precision = 2;
   bool use_dram = true;
@@ -34,10 +38,12 @@ struct BenchFlags {
 
 // The most digits --report_precision may ask for.
 inline constexpr uint64_t kMaxReportPrecision = 12;
+inline constexpr double kMaxWarmupSeconds = 3600;
 
 // Checks every flag before anything is started. InvalidArgument for bad values,
-// NotSupported for what this build cannot do (VRAM, the shm and cma transports).
-Status ValidateBenchFlags(const BenchFlags& flags);
+// NotSupported for what this build cannot do (VRAM). *cases (if given) receives the
+// combinations of the --threads, --batch and --size sweeps, in the order they run.
+Status ValidateBenchFlags(const BenchFlags& flags, std::vector<BenchCase>* cases = nullptr);
 
 // "read", "write" or "mix"; false for anything else.
 bool ParseWorkload(const std::string& name, Workload* workload);
@@ -63,7 +69,7 @@ std::string ShellQuote(const std::string& word);
 std::string InitiatorCommand(const std::string& program, const std::string& metadata_type,
                              const std::string& metadata_servers, const std::string& segment);
 
-// What an initiator measured.
+// What an initiator measured in one case.
 struct BenchResult {
   std::string workload;
   std::string transport;  // engine.primaryTransport()
@@ -77,11 +83,38 @@ struct BenchResult {
   uint64_t verified_batches = 0;
   std::string unit;
   uint64_t precision = 2;
+  double warmup_seconds = 0;
+  // Per batch, from submitTransfer until every task completed, in microseconds.
+  double latency_avg_us = 0;
+  double latency_p50_us = 0;
+  double latency_p99_us = 0;
+  double latency_p999_us = 0;
+  double latency_max_us = 0;
+  // User plus system CPU time of the initiator process while measuring.
+  double cpu_seconds = 0;
 };
 
 // "Test completed: duration 10.00s, batch count 1234, throughput 2.34 GB/s"
 std::string SummaryLine(const BenchResult& result);
-// The same as one JSON object on one line.
+// The same, with latency and CPU, as one JSON object on one line.
 std::string JsonLine(const BenchResult& result);
+// The result table: a header naming the columns (throughput in `unit`/s), then one
+// row per case, columns aligned.
+std::string TableHeader(const std::string& unit);
+std::string TableRow(const BenchResult& result);
+
+// The live progress line of a case, e.g.
+// "[2/6] read 64KiB x16 t=2: measuring 3/10 s, 2.34 GB/s"; a warm-up shows no rate.
+struct Progress {
+  size_t case_index = 0;  // from 0
+  size_t case_count = 1;
+  std::string workload;
+  BenchCase bench_case;
+  bool warming_up = false;
+  double elapsed_seconds = 0;  // in the current phase
+  double phase_seconds = 0;
+  std::string rate;  // e.g. "2.34 GB/s" over the last update; empty for none
+};
+std::string ProgressLine(const Progress& progress);
 
 }  // namespace te::bench

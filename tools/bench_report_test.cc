@@ -4,6 +4,7 @@
 
 #include <cstring>
 #include <nlohmann/json.hpp>
+#include <sstream>
 #include <vector>
 
 #include "bench_pattern.h"
@@ -82,6 +83,32 @@ TEST(WorkingSetTest, Overflow) {
 
 TEST(ValidateTest, DefaultsAreValid) { EXPECT_TRUE(ValidateBenchFlags(BenchFlags{}).ok()); }
 
+TEST(ValidateTest, DefaultsAreTheSpecsOneCase) {
+  std::vector<BenchCase> cases;
+  ASSERT_TRUE(ValidateBenchFlags(BenchFlags{}, &cases).ok());
+  ASSERT_EQ(cases.size(), 1u);
+  EXPECT_EQ(cases[0].threads, 4u);
+  EXPECT_EQ(cases[0].batch, 16u);
+  EXPECT_EQ(cases[0].size, 65536u);
+}
+
+TEST(ValidateTest, SweepsExpandToEveryCombination) {
+  BenchFlags f;
+  f.size = "4K:16K";
+  f.batch = "1,16";
+  f.threads = "1:2";
+  f.warmup = 0;
+  std::vector<BenchCase> cases;
+  ASSERT_TRUE(ValidateBenchFlags(f, &cases).ok());
+  ASSERT_EQ(cases.size(), 12u);
+  EXPECT_EQ(cases.front().threads, 1u);
+  EXPECT_EQ(cases.front().batch, 1u);
+  EXPECT_EQ(cases.front().size, 4096u);
+  EXPECT_EQ(cases.back().threads, 2u);
+  EXPECT_EQ(cases.back().batch, 16u);
+  EXPECT_EQ(cases.back().size, 16384u);
+}
+
 TEST(ValidateTest, AcceptsValidVariants) {
   BenchFlags f;
   f.workload = "mix";
@@ -122,16 +149,31 @@ INSTANTIATE_TEST_SUITE_P(
                               Status::Code::kInvalidArgument, "--workload 'bogus'"},
                       BadCase{"unit", [](BenchFlags* f) { f->report_unit = "TB"; },
                               Status::Code::kInvalidArgument, "--report_unit 'TB'"},
-                      BadCase{"batch", [](BenchFlags* f) { f->batch = 0; },
+                      BadCase{"batch", [](BenchFlags* f) { f->batch = "0"; },
                               Status::Code::kInvalidArgument, "--batch"},
-                      BadCase{"negative_batch", [](BenchFlags* f) { f->batch = -3; },
+                      BadCase{"negative_batch", [](BenchFlags* f) { f->batch = "-3"; },
                               Status::Code::kInvalidArgument, "(got -3)"},
-                      BadCase{"size", [](BenchFlags* f) { f->size = 0; },
+                      BadCase{"size", [](BenchFlags* f) { f->size = "0"; },
                               Status::Code::kInvalidArgument, "--size"},
-                      BadCase{"threads", [](BenchFlags* f) { f->threads = 0; },
+                      BadCase{"threads", [](BenchFlags* f) { f->threads = "0"; },
                               Status::Code::kInvalidArgument, "--threads"},
+                      BadCase{"sweep", [](BenchFlags* f) { f->size = "64K:4K"; },
+                              Status::Code::kInvalidArgument, "--size: range '64K:4K' goes down"},
+                      BadCase{"threads_suffix", [](BenchFlags* f) { f->threads = "2K"; },
+                              Status::Code::kInvalidArgument, "--threads: '2K' is not a number"},
+                      BadCase{"too_many_cases",
+                              [](BenchFlags* f) {
+                                f->size = "1:1000:+1";
+                                f->batch = "1:11:+1";
+                              },
+                              Status::Code::kInvalidArgument, "more than 10000 cases"},
                       BadCase{"duration", [](BenchFlags* f) { f->duration = 0; },
                               Status::Code::kInvalidArgument, "--duration"},
+                      BadCase{"negative_warmup", [](BenchFlags* f) { f->warmup = -1; },
+                              Status::Code::kInvalidArgument,
+                              "--warmup must be between 0 and 3600"},
+                      BadCase{"huge_warmup", [](BenchFlags* f) { f->warmup = 1e9; },
+                              Status::Code::kInvalidArgument, "(got 1e+09)"},
                       BadCase{"precision", [](BenchFlags* f) { f->report_precision = 13; },
                               Status::Code::kInvalidArgument, "--report_precision"},
                       BadCase{"servers", [](BenchFlags* f) { f->metadata_type = "etcd"; },
@@ -155,10 +197,16 @@ INSTANTIATE_TEST_SUITE_P(
                               Status::Code::kInvalidArgument, "--transport 'rdma'"},
                       BadCase{"overflow",
                               [](BenchFlags* f) {
-                                f->size = 1ULL << 50;
-                                f->batch = 1 << 20;
+                                f->size = "1125899906842624";
+                                f->batch = "1048576";
                               },
-                              Status::Code::kInvalidArgument, "64 bits"}),
+                              Status::Code::kInvalidArgument, "64 bits"},
+                      BadCase{"overflow_in_one_case",
+                              [](BenchFlags* f) {
+                                f->size = "4K,1125899906842624";
+                                f->batch = "1048576";
+                              },
+                              Status::Code::kInvalidArgument, "(1125899906842624 x 1048576 x 4)"}),
     [](const ::testing::TestParamInfo<BadCase>& info) { return std::string(info.param.what); });
 
 TEST(ShellQuoteTest, QuotesOnlyWhenNeeded) {
@@ -192,6 +240,13 @@ BenchResult SampleResult() {
   r.verified_batches = 617;
   r.unit = "MB";
   r.precision = 3;
+  r.warmup_seconds = 1;
+  r.latency_avg_us = 12.34;
+  r.latency_p50_us = 11.5;
+  r.latency_p99_us = 30.0;
+  r.latency_p999_us = 80.0;
+  r.latency_max_us = 900.0;
+  r.cpu_seconds = 1.5;
   return r;
 }
 
@@ -213,6 +268,59 @@ TEST(SummaryTest, Json) {
   EXPECT_NEAR(json["bytes_per_second"].get<double>(), 10108928.0, 1e-6);
   EXPECT_EQ(json["integrity_check"], true);
   EXPECT_EQ(json["verified_batches"], 617);
+  EXPECT_EQ(json["threads"], 2);
+  EXPECT_EQ(json["batch"], 4);
+  EXPECT_EQ(json["size"], 4096);
+  EXPECT_EQ(json["warmup_s"], 1.0);
+  EXPECT_EQ(json["latency_avg_us"], 12.34);
+  EXPECT_EQ(json["latency_p50_us"], 11.5);
+  EXPECT_EQ(json["latency_p99_us"], 30.0);
+  EXPECT_EQ(json["latency_p999_us"], 80.0);
+  EXPECT_EQ(json["latency_max_us"], 900.0);
+  EXPECT_EQ(json["cpu_seconds"], 1.5);
+}
+
+TEST(SummaryTest, TableRowsLineUpWithTheHeader) {
+  const std::string header = TableHeader("MB");
+  const std::string row = TableRow(SampleResult());
+  EXPECT_EQ(header.size(), row.size()) << header << "\n" << row;
+  EXPECT_NE(header.find("MB/s"), std::string::npos);
+  EXPECT_NE(header.find("p999_us"), std::string::npos);
+  // workload transport threads batch size seconds batches rate avg p50 p99 p999 cpu%
+  std::istringstream fields(row);
+  std::vector<std::string> words;
+  for (std::string w; fields >> w;) words.push_back(w);
+  ASSERT_EQ(words.size(), 13u) << row;
+  EXPECT_EQ(words[0], "mix");
+  EXPECT_EQ(words[1], "tcp");
+  EXPECT_EQ(words[2], "2");
+  EXPECT_EQ(words[3], "4");
+  EXPECT_EQ(words[4], "4KiB");
+  EXPECT_EQ(words[5], "2.00");
+  EXPECT_EQ(words[6], "1234");
+  EXPECT_EQ(words[7], "10.109");  // --report_precision 3
+  EXPECT_EQ(words[8], "12.3");
+  EXPECT_EQ(words[9], "11.5");
+  EXPECT_EQ(words[10], "30.0");
+  EXPECT_EQ(words[11], "80.0");
+  EXPECT_EQ(words[12], "75");  // 1.5 s of CPU in 2 s
+}
+
+TEST(SummaryTest, ProgressLine) {
+  Progress p;
+  p.case_index = 1;
+  p.case_count = 6;
+  p.workload = "read";
+  p.bench_case = {2, 16, 65536};
+  p.warming_up = true;
+  p.elapsed_seconds = 0.5;
+  p.phase_seconds = 1;
+  p.rate = "9.99 GB/s";
+  EXPECT_EQ(ProgressLine(p), "[2/6] read 64KiB x16 t=2: warm-up 0.5/1.0 s");
+  p.warming_up = false;
+  p.elapsed_seconds = 3;
+  p.phase_seconds = 10;
+  EXPECT_EQ(ProgressLine(p), "[2/6] read 64KiB x16 t=2: measuring 3.0/10.0 s, 9.99 GB/s");
 }
 
 TEST(PatternTest, RoundTripAndOddLengths) {

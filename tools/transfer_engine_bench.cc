@@ -6,12 +6,19 @@
 //
 // Initiator mode: opens --remote_segment and runs --threads workers for --duration
 // seconds, each submitting batches of --batch requests of --size bytes (READ, WRITE,
-// or both in turn with --workload=mix), then prints the throughput.
+// or both in turn with --workload=mix), then prints the throughput and the latency
+// of a batch (submitTransfer until every task completed: average and percentiles
+// from a histogram). --size, --batch and --threads may be sweeps (lists, ranges):
+// each combination is a case, warmed up for --warmup seconds, then measured, and
+// printed as one table row (and with --json one JSON line). On a terminal a progress
+// line on stderr shows how far a case is.
 //
 // Errors are one line on stderr starting with "error: "; the exit code is then 1.
 #include <gflags/gflags.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -32,6 +39,7 @@
 
 #include "bench_pattern.h"
 #include "bench_report.h"
+#include "latency_histogram.h"
 #include "te/transfer_engine.h"
 
 DEFINE_string(metadata_type, "p2p", "Metadata backend: p2p | etcd | redis | http");
@@ -43,10 +51,15 @@ DEFINE_string(remote_segment, "",
 DEFINE_bool(integrity_check, false, "Verify the data read back (--workload=mix only)");
 DEFINE_bool(check, false, "Same as --integrity_check");
 DEFINE_bool(shmfs, false, "Allocate buffers in POSIX shared memory");
-DEFINE_int32(batch, 16, "Requests per batch");
-DEFINE_uint64(size, 65536, "Bytes per request");
-DEFINE_int32(duration, 10, "Benchmark duration in seconds");
-DEFINE_int32(threads, 4, "Concurrent worker threads");
+DEFINE_string(batch, "16", "Requests per batch; a sweep as for --size");
+DEFINE_string(size, "65536",
+              "Bytes per request, with optional K, M or G (x1024). A sweep runs one case per "
+              "value: a list 4K,64K,1M, a range 4K:1M (doubling), 1:8:+1 (step) or 1K:1M:*4 "
+              "(factor); lists may hold ranges");
+DEFINE_int32(duration, 10, "Seconds each case is measured");
+DEFINE_string(threads, "4", "Concurrent worker threads; a sweep as for --size");
+DEFINE_double(warmup, 1,
+              "Seconds each case runs before it is measured, left out of its figures; 0: none");
 DEFINE_string(report_unit, "GB", "Throughput unit: GB | GiB | Gb | MB | MiB | Mb | KB | KiB | Kb");
 DEFINE_uint32(report_precision, 2, "Decimals in the reported throughput (at most 12)");
 DEFINE_bool(use_dram, true, "Allocate buffers from CPU DRAM");
@@ -54,17 +67,22 @@ DEFINE_bool(use_vram, true, "Allocate buffers from GPU VRAM (needs a build with 
 DEFINE_string(transport, "auto",
               "Transport: auto (per request: shm, then cma, then tcp) | tcp | shm | cma; "
               "give the same value to target and initiator");
-DEFINE_bool(json, false, "Also print the initiator's result as one JSON line");
+DEFINE_bool(json, false, "Also print one JSON line per case, after the table");
 DEFINE_string(cluster_secret, "",
               "Cluster secret both sides must prove (default: $TE_CLUSTER_SECRET; the "
               "variable keeps it out of the process list)");
 
 namespace {
 
+using te::bench::BenchCase;
 using te::bench::BenchFlags;
+using te::bench::LatencyHistogram;
 using te::bench::Workload;
 
 constexpr uint64_t kTargetMinCapacity = 1ULL << 30;
+// The longest a worker sleeps before it looks at the batch again; the engine fails a
+// stuck transfer within its own timeout.
+constexpr uint32_t kWaitSliceMs = 1000;
 
 // Prints `message` as the one error line and gives the exit code for it.
 int Error(std::string message) {
@@ -88,6 +106,13 @@ void RunOnNode(int node) {
 #endif
 }
 
+// The bytes the largest case uses at once: what target and initiator allocate.
+uint64_t LargestWorkingSet(const std::vector<BenchCase>& cases) {
+  uint64_t largest = 0;
+  for (const BenchCase& c : cases) largest = std::max(largest, c.size * c.batch * c.threads);
+  return largest;
+}
+
 bool FlagGiven(const char* name) {
   gflags::CommandLineFlagInfo info;
   return gflags::GetCommandLineFlagInfo(name, &info) && !info.is_default;
@@ -105,6 +130,7 @@ BenchFlags FlagsFromCommandLine(const te::Config& config) {
   flags.size = FLAGS_size;
   flags.duration = FLAGS_duration;
   flags.threads = FLAGS_threads;
+  flags.warmup = FLAGS_warmup;
   flags.report_unit = FLAGS_report_unit;
   flags.report_precision = FLAGS_report_precision;
   flags.use_dram = FLAGS_use_dram;
@@ -189,11 +215,10 @@ class LocalBuffers {
 // Target
 
 int RunTarget(te::TransferEngine& engine, const te::Config& config, const BenchFlags& flags,
-              const sigset_t& stop_signals, const char* program) {
-  uint64_t working_set = 0;
-  te::bench::WorkingSetBytes(flags.size, flags.batch, flags.threads, &working_set);
+              const std::vector<BenchCase>& cases, const sigset_t& stop_signals,
+              const char* program) {
   // An initiator started with the same flags always fits.
-  const uint64_t capacity = std::max(kTargetMinCapacity, working_set);
+  const uint64_t capacity = std::max(kTargetMinCapacity, LargestWorkingSet(cases));
   LocalBuffers buffers(&engine);
   te::Status status = buffers.Allocate(NumaNodes(), capacity, flags.shmfs);
   if (!status.ok()) return Error(status.ToString());
@@ -213,9 +238,11 @@ int RunTarget(te::TransferEngine& engine, const te::Config& config, const BenchF
 // ---------------------------------------------------------------------------
 // Initiator
 
-// State the workers share with the main thread.
+// State the workers of one case share with the main thread.
 struct RunState {
   std::atomic<bool> running{true};
+  // Set once the warm-up is over: only batches submitted after it count.
+  std::atomic<bool> measuring{false};
   std::atomic<uint64_t> batch_count{0};
   std::atomic<uint64_t> verified_batches{0};
 
@@ -248,7 +275,8 @@ struct WorkerArgs {
   uint64_t size;
   Workload workload;
   bool integrity_check;
-  int numa_node;  // -1: do not pin
+  int numa_node;                // -1: do not pin
+  LatencyHistogram* histogram;  // this thread's; nanoseconds per measured batch
 };
 
 const char* OpName(te::Request::OpCode opcode) {
@@ -269,9 +297,10 @@ std::vector<te::Request> BatchRequests(const WorkerArgs& args) {
 }
 
 // One batch from allocateBatch to freeBatch, every request as `opcode`. False with
-// *error set when it failed.
+// *error set when it failed; *nanoseconds receives submitTransfer-to-complete.
 bool SubmitRequestSync(const WorkerArgs& args, te::Request::OpCode opcode,
-                       std::vector<te::Request>* requests, std::string* error) {
+                       std::vector<te::Request>* requests, uint64_t* nanoseconds,
+                       std::string* error) {
   te::TransferEngine& engine = *args.engine;
   te::BatchID batch_id = 0;
   te::Status status = engine.allocateBatch(requests->size(), &batch_id);
@@ -281,13 +310,18 @@ bool SubmitRequestSync(const WorkerArgs& args, te::Request::OpCode opcode,
   }
   for (te::Request& request : *requests) request.opcode = opcode;
   te::TransferStatus overall;
+  const auto submitted = std::chrono::steady_clock::now();
   status = engine.submitTransfer(batch_id, *requests);
-  if (status.ok()) {
-    while ((status = engine.getTransferStatus(batch_id, &overall)).ok() &&
-           overall.state == te::TransferState::kPending) {
-      std::this_thread::yield();
-    }
+  // The spec's benchmark polls getTransferStatus in a loop; waitTransferStatus gives the
+  // same answer, but sleeps while a long transfer is in flight instead of burning the
+  // core the engine's own threads need.
+  while (status.ok() &&
+         (status = engine.waitTransferStatus(batch_id, &overall, kWaitSliceMs)).ok() &&
+         overall.state == te::TransferState::kPending) {
   }
+  *nanoseconds = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                           std::chrono::steady_clock::now() - submitted)
+                                           .count());
   te::Status freed = engine.freeBatch(batch_id);
   if (!status.ok()) {
     *error = std::string(OpName(opcode)) + " batch: " + status.ToString();
@@ -310,11 +344,16 @@ void InitiatorWorker(const WorkerArgs& args, RunState* state) {
   std::vector<te::Request> requests = BatchRequests(args);
   std::string error;
   auto run = [&](te::Request::OpCode opcode) {
-    if (!SubmitRequestSync(args, opcode, &requests, &error)) {
+    const bool measured = state->measuring.load(std::memory_order_relaxed);
+    uint64_t nanoseconds = 0;
+    if (!SubmitRequestSync(args, opcode, &requests, &nanoseconds, &error)) {
       state->Fail("thread " + std::to_string(args.thread_id) + ": " + error);
       return false;
     }
-    state->batch_count.fetch_add(1, std::memory_order_relaxed);
+    if (measured) {
+      args.histogram->Record(nanoseconds);
+      state->batch_count.fetch_add(1, std::memory_order_relaxed);
+    }
     return true;
   };
   for (uint64_t iteration = 0; state->running.load(std::memory_order_relaxed); ++iteration) {
@@ -352,65 +391,84 @@ void InitiatorWorker(const WorkerArgs& args, RunState* state) {
   }
 }
 
-int RunInitiator(te::TransferEngine& engine, const BenchFlags& flags) {
-  Workload workload = Workload::kRead;
-  te::bench::ParseWorkload(flags.workload, &workload);
-  const uint64_t batch = static_cast<uint64_t>(flags.batch);
-  const uint64_t threads = static_cast<uint64_t>(flags.threads);
-  const uint64_t region = flags.size * batch;
-  uint64_t working_set = 0;
-  te::bench::WorkingSetBytes(flags.size, batch, threads, &working_set);
+double CpuSeconds() {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  auto seconds = [](const timeval& tv) { return tv.tv_sec + tv.tv_usec / 1e6; };
+  return seconds(usage.ru_utime) + seconds(usage.ru_stime);
+}
 
-  te::SegmentHandle segment = 0;
-  te::Status status = engine.openSegment(&segment, flags.remote_segment);
-  if (!status.ok()) {
-    return Error("cannot open the remote segment: " + status.ToString());
-  }
-  te::SegmentInfo info;
-  status = engine.getSegmentInfo(segment, &info);
-  if (!status.ok()) return Error("cannot describe segment: " + status.ToString());
-  if (info.buffers.empty()) {
-    return Error("segment '" + flags.remote_segment + "' has no registered buffers");
-  }
-  // Thread i works at offset i * region of the target's buffer i % n.
-  std::vector<uint64_t> remote(threads);
-  const te::Permission needed =
-      workload == Workload::kRead ? te::Permission::kRemoteRead : te::Permission::kRemoteReadWrite;
-  for (uint64_t i = 0; i < threads; ++i) {
-    const te::BufferInfo& buffer = info.buffers[i % info.buffers.size()];
-    if ((i + 1) * region > buffer.length) {
-      return Error("size x batch x threads (" + std::to_string(working_set) +
-                   " bytes) exceeds remote buffer (" + std::to_string(buffer.length) + " bytes)");
+// What every case of a run shares.
+struct Setup {
+  te::TransferEngine* engine;
+  te::SegmentHandle segment;
+  const te::SegmentInfo* info;
+  const BenchFlags* flags;
+  Workload workload;
+  LocalBuffers* buffers;
+  size_t case_count;
+  bool show_progress;  // stderr is a terminal
+};
+
+// Waits `seconds` while the workers run, updating the progress line about once a
+// second. False when a worker failed.
+bool RunPhase(const Setup& setup, RunState* state, te::bench::Progress* progress, double seconds,
+              uint64_t region) {
+  using Clock = std::chrono::steady_clock;
+  const auto start = Clock::now();
+  const auto end =
+      start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds));
+  auto last = start;
+  uint64_t last_count = state->batch_count.load();
+  std::unique_lock<std::mutex> lock(state->mutex);
+  for (auto now = start; now < end; now = Clock::now()) {
+    if (state->stopped.wait_for(lock, std::min<Clock::duration>(end - now, std::chrono::seconds(1)),
+                                [&] { return state->failed; })) {
+      return false;
     }
-    if (static_cast<int>(buffer.permission) < static_cast<int>(needed)) {
-      return Error("remote buffer " + std::to_string(i % info.buffers.size()) + " is " +
-                   te::PermissionName(buffer.permission) + " but --workload=" + flags.workload +
-                   " needs " + te::PermissionName(needed));
-    }
-    remote[i] = buffer.base + i * region;
+    if (!setup.show_progress) continue;
+    const auto at = Clock::now();
+    const uint64_t count = state->batch_count.load();
+    progress->elapsed_seconds = std::chrono::duration<double>(at - start).count();
+    progress->phase_seconds = seconds;
+    progress->rate = te::bench::FormatRate((count - last_count) * region,
+                                           std::chrono::duration<double>(at - last).count(),
+                                           setup.flags->report_unit, setup.flags->report_precision);
+    last = at;
+    last_count = count;
+    std::fprintf(stderr, "\r%s\033[K", te::bench::ProgressLine(*progress).c_str());
   }
+  return !state->failed;
+}
 
-  const int nodes = NumaNodes();
-  LocalBuffers buffers(&engine);
-  status = buffers.Allocate(nodes, working_set, flags.shmfs);
-  if (!status.ok()) return Error(status.ToString());
-
+// Runs one case. False with *error set when it failed.
+bool RunCase(const Setup& setup, const BenchCase& c, size_t index, te::bench::BenchResult* result,
+             std::string* error) {
+  const BenchFlags& flags = *setup.flags;
+  const uint64_t region = c.size * c.batch;
   RunState state;
+  std::vector<LatencyHistogram> histograms(c.threads);
   std::vector<std::thread> workers;
-  workers.reserve(threads);
-  const auto start = std::chrono::steady_clock::now();
-  for (uint64_t i = 0; i < threads; ++i) {
+  workers.reserve(c.threads);
+  const bool warm_up = flags.warmup > 0;
+  state.measuring.store(!warm_up);
+  auto start = std::chrono::steady_clock::now();
+  double cpu_start = CpuSeconds();
+  for (uint64_t i = 0; i < c.threads; ++i) {
+    // Thread i works at offset i * region of the target's buffer i % n.
+    const te::BufferInfo& remote = setup.info->buffers[i % setup.info->buffers.size()];
     WorkerArgs args;
-    args.engine = &engine;
-    args.segment = segment;
+    args.engine = setup.engine;
+    args.segment = setup.segment;
     args.thread_id = static_cast<int>(i);
-    args.local = buffers.at(i % buffers.count()) + i * region;
-    args.remote = remote[i];
-    args.batch = batch;
-    args.size = flags.size;
-    args.workload = workload;
+    args.local = setup.buffers->at(i % setup.buffers->count()) + i * region;
+    args.remote = remote.base + i * region;
+    args.batch = c.batch;
+    args.size = c.size;
+    args.workload = setup.workload;
     args.integrity_check = flags.integrity_check;
-    args.numa_node = nodes > 1 ? static_cast<int>(i % buffers.count()) : -1;
+    args.numa_node = setup.buffers->count() > 1 ? static_cast<int>(i % setup.buffers->count()) : -1;
+    args.histogram = &histograms[i];
     try {
       workers.emplace_back(InitiatorWorker, args, &state);
     } catch (const std::system_error& e) {
@@ -418,40 +476,131 @@ int RunInitiator(te::TransferEngine& engine, const BenchFlags& flags) {
       break;
     }
   }
-  {
-    std::unique_lock<std::mutex> lock(state.mutex);
-    state.stopped.wait_for(lock, std::chrono::seconds(flags.duration),
-                           [&] { return state.failed; });
+  te::bench::Progress progress;
+  progress.case_index = index;
+  progress.case_count = setup.case_count;
+  progress.workload = flags.workload;
+  progress.bench_case = c;
+  progress.warming_up = warm_up;
+  bool ok = !warm_up || RunPhase(setup, &state, &progress, flags.warmup, region);
+  if (ok && warm_up) {
+    start = std::chrono::steady_clock::now();
+    cpu_start = CpuSeconds();
+    state.measuring.store(true);
+    progress.warming_up = false;
   }
+  ok = ok && RunPhase(setup, &state, &progress, static_cast<double>(flags.duration), region);
   state.running.store(false);
   for (std::thread& worker : workers) worker.join();
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-
-  engine.closeSegment(segment);
-  if (state.failed) return Error(state.error);
-
-  te::bench::BenchResult result;
-  result.workload = flags.workload;
-  result.transport = engine.primaryTransport();
-  result.threads = threads;
-  result.batch = batch;
-  result.size = flags.size;
-  result.seconds = seconds;
-  result.batch_count = state.batch_count.load();
-  result.bytes = result.batch_count * region;
-  result.integrity_check = flags.integrity_check;
-  result.verified_batches = state.verified_batches.load();
-  result.unit = flags.report_unit;
-  result.precision = flags.report_precision;
-
-  std::printf("%s\n", te::bench::SummaryLine(result).c_str());
-  std::printf("transport: %s\n", result.transport.c_str());
-  if (result.integrity_check) {
-    std::printf("integrity check passed (%llu batches verified)\n",
-                static_cast<unsigned long long>(result.verified_batches));
+  const double cpu_seconds = CpuSeconds() - cpu_start;
+  if (setup.show_progress) std::fprintf(stderr, "\r\033[K");
+  if (state.failed) {
+    *error = state.error;
+    return false;
   }
-  if (FLAGS_json) std::printf("%s\n", te::bench::JsonLine(result).c_str());
+
+  LatencyHistogram latency;
+  for (const LatencyHistogram& h : histograms) latency.Merge(h);
+  result->workload = flags.workload;
+  result->transport = setup.engine->primaryTransport();
+  result->threads = c.threads;
+  result->batch = c.batch;
+  result->size = c.size;
+  result->seconds = seconds;
+  result->warmup_seconds = flags.warmup;
+  result->batch_count = state.batch_count.load();
+  result->bytes = result->batch_count * region;
+  result->integrity_check = flags.integrity_check;
+  result->verified_batches = state.verified_batches.load();
+  result->unit = flags.report_unit;
+  result->precision = flags.report_precision;
+  result->latency_avg_us = latency.mean() / 1e3;
+  result->latency_p50_us = static_cast<double>(latency.Percentile(50)) / 1e3;
+  result->latency_p99_us = static_cast<double>(latency.Percentile(99)) / 1e3;
+  result->latency_p999_us = static_cast<double>(latency.Percentile(99.9)) / 1e3;
+  result->latency_max_us = static_cast<double>(latency.max()) / 1e3;
+  result->cpu_seconds = cpu_seconds;
+  return true;
+}
+
+int RunInitiator(te::TransferEngine& engine, const BenchFlags& flags,
+                 const std::vector<BenchCase>& cases) {
+  Setup setup;
+  setup.engine = &engine;
+  setup.flags = &flags;
+  setup.case_count = cases.size();
+  setup.show_progress = isatty(STDERR_FILENO);
+  te::bench::ParseWorkload(flags.workload, &setup.workload);
+
+  te::Status status = engine.openSegment(&setup.segment, flags.remote_segment);
+  if (!status.ok()) {
+    return Error("cannot open the remote segment: " + status.ToString());
+  }
+  te::SegmentInfo info;
+  status = engine.getSegmentInfo(setup.segment, &info);
+  if (!status.ok()) return Error("cannot describe segment: " + status.ToString());
+  if (info.buffers.empty()) {
+    return Error("segment '" + flags.remote_segment + "' has no registered buffers");
+  }
+  setup.info = &info;
+  // Every case must fit before the first starts: a sweep fails now, not after an hour.
+  const te::Permission needed = setup.workload == Workload::kRead
+                                    ? te::Permission::kRemoteRead
+                                    : te::Permission::kRemoteReadWrite;
+  for (const BenchCase& c : cases) {
+    const uint64_t region = c.size * c.batch;
+    for (uint64_t i = 0; i < std::min<uint64_t>(c.threads, info.buffers.size()); ++i) {
+      const te::BufferInfo& buffer = info.buffers[i];
+      // The last thread on this buffer ends highest in it.
+      const uint64_t last = i + (c.threads - 1 - i) / info.buffers.size() * info.buffers.size();
+      if ((last + 1) * region > buffer.length) {
+        return Error("size x batch x threads (" + std::to_string(region * c.threads) +
+                     " bytes) exceeds remote buffer (" + std::to_string(buffer.length) + " bytes)");
+      }
+      if (static_cast<int>(buffer.permission) < static_cast<int>(needed)) {
+        return Error("remote buffer " + std::to_string(i) + " is " +
+                     te::PermissionName(buffer.permission) + " but --workload=" + flags.workload +
+                     " needs " + te::PermissionName(needed));
+      }
+    }
+  }
+
+  LocalBuffers buffers(&engine);
+  status = buffers.Allocate(NumaNodes(), LargestWorkingSet(cases), flags.shmfs);
+  if (!status.ok()) return Error(status.ToString());
+  setup.buffers = &buffers;
+
+  std::printf("%s\n", te::bench::TableHeader(flags.report_unit).c_str());
+  std::fflush(stdout);
+  std::vector<te::bench::BenchResult> results(cases.size());
+  for (size_t i = 0; i < cases.size(); ++i) {
+    std::string error;
+    if (!RunCase(setup, cases[i], i, &results[i], &error)) {
+      engine.closeSegment(setup.segment);
+      return Error(error);
+    }
+    std::printf("%s\n", te::bench::TableRow(results[i]).c_str());
+    std::fflush(stdout);
+  }
+  engine.closeSegment(setup.segment);
+
+  uint64_t verified = 0;
+  for (const te::bench::BenchResult& result : results) verified += result.verified_batches;
+  if (cases.size() == 1) {
+    std::printf("%s\n", te::bench::SummaryLine(results[0]).c_str());
+    std::printf("transport: %s\n", results[0].transport.c_str());
+  }
+  if (flags.integrity_check) {
+    std::printf("integrity check passed (%llu batches verified)\n",
+                static_cast<unsigned long long>(verified));
+  }
+  if (FLAGS_json) {
+    for (const te::bench::BenchResult& result : results) {
+      std::printf("%s\n", te::bench::JsonLine(result).c_str());
+    }
+  }
   std::fflush(stdout);
   return 0;
 }
@@ -460,10 +609,14 @@ int RunInitiator(te::TransferEngine& engine, const BenchFlags& flags) {
 
 int main(int argc, char** argv) {
   gflags::SetUsageMessage(
-      "transfer engine throughput benchmark.\n"
+      "transfer engine benchmark: throughput and batch latency.\n"
       "  target:    transfer_engine_bench [--local_segment=host[:port]]\n"
       "  initiator: transfer_engine_bench --remote_segment=NAME [--workload=read|write|mix]\n"
-      "Other engine settings come from TE_* environment variables (see te::Config::FromEnv).");
+      "  sweep:     ... --size=4K:4M --threads=1,2 [--json]: a table row (and a JSON\n"
+      "             line) per combination of --size, --batch and --threads\n"
+      "Latency is per batch, from submitTransfer until every request completed; each\n"
+      "case runs --warmup seconds before it is measured. Other engine settings come\n"
+      "from TE_* environment variables (see te::Config::FromEnv).");
   gflags::ParseCommandLineFlags(&argc, &argv, true);
   if (argc > 1) return Error(std::string("unexpected argument '") + argv[1] + "'");
 
@@ -471,7 +624,8 @@ int main(int argc, char** argv) {
   te::Status status = BuildConfig(&config);
   if (!status.ok()) return Error("bad configuration: " + status.ToString());
   const BenchFlags flags = FlagsFromCommandLine(config);
-  status = te::bench::ValidateBenchFlags(flags);
+  std::vector<BenchCase> cases;
+  status = te::bench::ValidateBenchFlags(flags, &cases);
   if (!status.ok()) return Error(status.message());
 
   const bool target = flags.remote_segment.empty();
@@ -495,8 +649,8 @@ int main(int argc, char** argv) {
     if (!engine.available()) {
       return Error("cannot start the transfer engine: " + engine.status().ToString());
     }
-    exit_code = target ? RunTarget(engine, config, flags, stop_signals, argv[0])
-                       : RunInitiator(engine, flags);
+    exit_code = target ? RunTarget(engine, config, flags, cases, stop_signals, argv[0])
+                       : RunInitiator(engine, flags, cases);
   }
   gflags::ShutDownCommandLineFlags();
   return exit_code;

@@ -317,11 +317,12 @@ TEST(TransferEngineBenchTest, ClusterSecretAdmitsOnlyItsHolders) {
   std::string segment;
   ASSERT_TRUE(StartTarget(&target, &segment, {secret}));
   EXPECT_EQ(target.out().find("bench-test-secret"), std::string::npos)
-      << "the printed initiator command must not carry the secret\n" << target.Describe();
+      << "the printed initiator command must not carry the secret\n"
+      << target.Describe();
 
   Child member;
-  ASSERT_TRUE(RunToExit(&member, {"--remote_segment=" + segment, "--duration=1", "--threads=1",
-                                  secret},
+  ASSERT_TRUE(RunToExit(&member,
+                        {"--remote_segment=" + segment, "--duration=1", "--threads=1", secret},
                         seconds(60)));
   EXPECT_EQ(member.exit_code(), 0) << member.Describe();
   EXPECT_TRUE(std::regex_search(member.out(), kSummary)) << member.Describe();
@@ -331,6 +332,102 @@ TEST(TransferEngineBenchTest, ClusterSecretAdmitsOnlyItsHolders) {
   EXPECT_EQ(stranger.exit_code(), 1) << stranger.Describe();
   EXPECT_NE(stranger.err().find("error: "), std::string::npos) << stranger.Describe();
   EXPECT_NE(stranger.err().find("cluster secret"), std::string::npos) << stranger.Describe();
+  ExpectStopsCleanly(&target, SIGTERM);
+}
+
+// The JSON lines of an initiator's stdout, parsed; a failure for any that is not JSON.
+std::vector<nlohmann::json> JsonLines(const std::string& out) {
+  std::vector<nlohmann::json> lines;
+  std::istringstream stream(out);
+  for (std::string line; std::getline(stream, line);) {
+    if (line.empty() || line.front() != '{') continue;
+    lines.push_back(nlohmann::json::parse(line, nullptr, false));
+    EXPECT_FALSE(lines.back().is_discarded()) << line;
+  }
+  return lines;
+}
+
+// The table rows (lines after the header that start with the workload).
+std::vector<std::string> TableRows(const std::string& out, const std::string& workload) {
+  std::vector<std::string> rows;
+  std::istringstream stream(out);
+  bool header = false;
+  for (std::string line; std::getline(stream, line);) {
+    if (line.rfind("workload ", 0) == 0) header = true;
+    if (header && line.rfind(workload + " ", 0) == 0) rows.push_back(line);
+  }
+  EXPECT_TRUE(header) << out;
+  return rows;
+}
+
+TEST(TransferEngineBenchTest, SweepPrintsOneRowAndOneJsonLinePerCase) {
+  Child target;
+  std::string segment;
+  ASSERT_TRUE(StartTarget(&target, &segment));
+
+  Child initiator;  // stderr is a pipe here: no progress line may appear on it
+  ASSERT_TRUE(
+      RunToExit(&initiator,
+                {"--remote_segment=" + segment, "--duration=1", "--warmup=0", "--workload=write",
+                 "--size=4K:8K", "--batch=1,3", "--threads=1", "--json"},
+                seconds(60)));
+  EXPECT_EQ(initiator.exit_code(), 0) << initiator.Describe();
+  // Piped, so no progress line (it redraws with '\r'); the engine's one warning may be there.
+  EXPECT_EQ(initiator.err().find('\r'), std::string::npos) << initiator.Describe();
+  const std::vector<std::string> rows = TableRows(initiator.out(), "write");
+  ASSERT_EQ(rows.size(), 4u) << initiator.Describe();
+  // Threads outermost, then batch, then size.
+  const std::vector<std::pair<uint64_t, uint64_t>> expected = {
+      {1, 4096}, {1, 8192}, {3, 4096}, {3, 8192}};
+  const std::vector<nlohmann::json> json = JsonLines(initiator.out());
+  ASSERT_EQ(json.size(), 4u) << initiator.Describe();
+  for (size_t i = 0; i < 4; ++i) {
+    SCOPED_TRACE(rows[i]);
+    EXPECT_EQ(json[i]["batch"], expected[i].first);
+    EXPECT_EQ(json[i]["size"], expected[i].second);
+    EXPECT_EQ(json[i]["threads"], 1);
+    EXPECT_EQ(json[i]["workload"], "write");
+    EXPECT_EQ(json[i]["warmup_s"], 0.0);
+    EXPECT_GT(json[i]["batch_count"].get<uint64_t>(), 0u);
+    EXPECT_EQ(json[i]["bytes"].get<uint64_t>(),
+              json[i]["batch_count"].get<uint64_t>() * expected[i].first * expected[i].second);
+    // Percentiles of one histogram: ordered, and within [0, max].
+    const double p50 = json[i]["latency_p50_us"], p99 = json[i]["latency_p99_us"],
+                 p999 = json[i]["latency_p999_us"], max = json[i]["latency_max_us"];
+    EXPECT_GT(p50, 0.0);
+    EXPECT_LE(p50, p99);
+    EXPECT_LE(p99, p999);
+    EXPECT_LE(p999, max);
+    EXPECT_GT(json[i]["latency_avg_us"].get<double>(), 0.0);
+    EXPECT_GE(json[i]["cpu_seconds"].get<double>(), 0.0);
+    EXPECT_NE(rows[i].find(i % 2 ? "8KiB" : "4KiB"), std::string::npos);
+  }
+  // The spec's summary line belongs to a run of one case.
+  EXPECT_EQ(initiator.out().find("Test completed"), std::string::npos) << initiator.Describe();
+
+  ExpectStopsCleanly(&target, SIGTERM);
+}
+
+TEST(TransferEngineBenchTest, WarmupIsReported) {
+  Child target;
+  std::string segment;
+  ASSERT_TRUE(StartTarget(&target, &segment));
+
+  Child initiator;
+  ASSERT_TRUE(RunToExit(&initiator,
+                        {"--remote_segment=" + segment, "--duration=1", "--warmup=0.5",
+                         "--threads=2", "--batch=2", "--size=4096", "--json"},
+                        seconds(60)));
+  EXPECT_EQ(initiator.exit_code(), 0) << initiator.Describe();
+  // Piped, so no progress line (it redraws with '\r'); the engine's one warning may be there.
+  EXPECT_EQ(initiator.err().find('\r'), std::string::npos) << initiator.Describe();
+  EXPECT_TRUE(std::regex_search(initiator.out(), kSummary)) << initiator.Describe();
+  EXPECT_EQ(TableRows(initiator.out(), "read").size(), 1u);
+  const std::vector<nlohmann::json> json = JsonLines(initiator.out());
+  ASSERT_EQ(json.size(), 1u) << initiator.Describe();
+  EXPECT_EQ(json[0]["warmup_s"], 0.5);
+  EXPECT_GE(json[0]["duration_s"].get<double>(), 1.0);
+
   ExpectStopsCleanly(&target, SIGTERM);
 }
 
@@ -409,6 +506,9 @@ INSTANTIATE_TEST_SUITE_P(
         std::vector<std::string>{"--integrity_check"},
         std::vector<std::string>{"--check", "--workload=write"},
         std::vector<std::string>{"--size=1125899906842624", "--batch=1048576"},
+        std::vector<std::string>{"--size=64K:4K"}, std::vector<std::string>{"--size=4K,,8K"},
+        std::vector<std::string>{"--threads=1:4:2"},
+        std::vector<std::string>{"--batch=1:1000000:+1"}, std::vector<std::string>{"--warmup=-1"},
         std::vector<std::string>{"stray-argument"}));
 
 TEST(TransferEngineBenchTest, UseVramMessage) {

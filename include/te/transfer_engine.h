@@ -1,14 +1,16 @@
 // TransferEngine: moves bytes between registered memory of this process and the
 // segments of peers. One engine per process is the intended use; every method is
 // thread-safe, and none blocks on the network except openSegment/refreshSegment and
-// sendNotification (bounded by connect_timeout_ms).
+// sendNotification (bounded by connect_timeout_ms), and waitTransferStatus, which
+// waits for transfers by design (bounded by its timeout).
 //
 //   te::TransferEngine engine(config);
 //   if (!engine.available()) { ... engine.status() says why ... }
 //   engine.allocateLocalMemory(&buf, size);  engine.registerLocalMemory(buf, size);
 //   engine.openSegment(&seg, "10.0.0.2:17000");
 //   engine.allocateBatch(16, &batch);  engine.submitTransfer(batch, requests);
-//   ... poll engine.getTransferStatus(batch, &overall) until not kPending ...
+//   ... poll engine.getTransferStatus(batch, &overall) until not kPending, or
+//       engine.waitTransferStatus(batch, &overall, timeout_ms) ...
 //   engine.freeBatch(batch);
 #pragma once
 
@@ -80,6 +82,10 @@ class TransferEngine {
   // Overall: kPending while any task is, else kFailed if any failed, else kCompleted;
   // transferred_bytes is the sum over tasks.
   Status getTransferStatus(BatchID batch_id, TransferStatus* overall);
+  // Like the overall getTransferStatus, but first waits until no task is pending or
+  // timeout_ms passed (then the state is still kPending). It spins for about a round
+  // trip, then sleeps until a task completes: a waiting caller burns no core.
+  Status waitTransferStatus(BatchID batch_id, TransferStatus* overall, uint32_t timeout_ms);
 
   // Delivers message to the segment's engine; it is queued there until received.
   Status sendNotification(SegmentHandle handle, const std::string& message);

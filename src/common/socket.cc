@@ -182,26 +182,51 @@ void SetBulkBuffers(int fd) {
   ::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof(size));
 }
 
+namespace {
+
+// Drops the first n bytes from the front of *iov.
+void Advance(struct iovec** iov, int* iovcnt, size_t n) {
+  while (*iovcnt > 0 && n >= (*iov)->iov_len) {
+    n -= (*iov)->iov_len;
+    ++*iov;
+    --*iovcnt;
+  }
+  if (*iovcnt > 0) {
+    (*iov)->iov_base = static_cast<char*>((*iov)->iov_base) + n;
+    (*iov)->iov_len -= n;
+  }
+}
+
+ssize_t SendMsg(int fd, struct iovec* iov, int iovcnt, int flags) {
+  msghdr msg{};
+  msg.msg_iov = iov;
+  msg.msg_iovlen = static_cast<size_t>(iovcnt < IOV_MAX ? iovcnt : IOV_MAX);
+  return ::sendmsg(fd, &msg, flags | MSG_NOSIGNAL);
+}
+
+}  // namespace
+
 Status SendAll(int fd, struct iovec* iov, int iovcnt) {
   while (iovcnt > 0) {
-    msghdr msg{};
-    msg.msg_iov = iov;
-    msg.msg_iovlen = static_cast<size_t>(iovcnt < IOV_MAX ? iovcnt : IOV_MAX);
-    ssize_t n = ::sendmsg(fd, &msg, MSG_NOSIGNAL);
+    ssize_t n = SendMsg(fd, iov, iovcnt, 0);
     if (n < 0) {
       if (errno == EINTR) continue;
       return IoStatus("send", errno);
     }
-    size_t left = static_cast<size_t>(n);
-    while (iovcnt > 0 && left >= iov->iov_len) {
-      left -= iov->iov_len;
-      ++iov;
-      --iovcnt;
+    Advance(&iov, &iovcnt, static_cast<size_t>(n));
+  }
+  return Status::OK();
+}
+
+Status SendSome(int fd, struct iovec** iov, int* iovcnt) {
+  while (*iovcnt > 0) {
+    ssize_t n = SendMsg(fd, *iov, *iovcnt, MSG_DONTWAIT);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) return Status::OK();
+      return IoStatus("send", errno);
     }
-    if (iovcnt > 0) {
-      iov->iov_base = static_cast<char*>(iov->iov_base) + left;
-      iov->iov_len -= left;
-    }
+    Advance(iov, iovcnt, static_cast<size_t>(n));
   }
   return Status::OK();
 }
@@ -211,13 +236,16 @@ Status SendAll(int fd, const void* data, size_t len) {
   return SendAll(fd, &iov, 1);
 }
 
-Status RecvAll(int fd, void* data, size_t len) {
+namespace {
+
+// RecvAll that also says how many bytes arrived before a failure.
+Status RecvCounted(int fd, void* data, size_t len, size_t* received) {
   char* p = static_cast<char*>(data);
-  while (len > 0) {
-    ssize_t n = ::recv(fd, p, len, MSG_WAITALL);
+  *received = 0;
+  while (*received < len) {
+    ssize_t n = ::recv(fd, p + *received, len - *received, MSG_WAITALL);
     if (n > 0) {
-      p += n;
-      len -= static_cast<size_t>(n);
+      *received += static_cast<size_t>(n);
       continue;
     }
     if (n == 0) return Status::Unavailable("connection closed by peer");
@@ -225,6 +253,20 @@ Status RecvAll(int fd, void* data, size_t len) {
     return IoStatus("recv", errno);
   }
   return Status::OK();
+}
+
+}  // namespace
+
+Status RecvAll(int fd, void* data, size_t len) {
+  size_t received;
+  return RecvCounted(fd, data, len, &received);
+}
+
+Status RecvAllOrIdle(int fd, void* data, size_t len, bool* idle) {
+  size_t received;
+  Status s = RecvCounted(fd, data, len, &received);
+  *idle = s.code() == Status::Code::kTimeout && received == 0;
+  return s;
 }
 
 Status RecvDiscard(int fd, uint64_t len) {

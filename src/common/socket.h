@@ -50,9 +50,15 @@ void SetBulkBuffers(int fd);
 // Sends every byte of iov (modified in place). kUnavailable when the peer is gone.
 Status SendAll(int fd, struct iovec* iov, int iovcnt);
 Status SendAll(int fd, const void* data, size_t len);
+// Sends what the socket buffer takes without waiting, and advances *iov and *iovcnt
+// past it (*iovcnt is 0 once everything went). kUnavailable when the peer is gone.
+Status SendSome(int fd, struct iovec** iov, int* iovcnt);
 // Receives exactly len bytes. kUnavailable on orderly close, kTimeout after the
 // socket's receive timeout without any byte.
 Status RecvAll(int fd, void* data, size_t len);
+// RecvAll for a frame that may never come: *idle is set when the receive timeout
+// passed without a single byte, so the stream is still in step.
+Status RecvAllOrIdle(int fd, void* data, size_t len, bool* idle);
 // Discards len bytes.
 Status RecvDiscard(int fd, uint64_t len);
 // "ip:port" of the connected peer, or "unknown peer".

@@ -1,5 +1,7 @@
 #include "engine/batch.h"
 
+#include <thread>
+
 namespace te {
 
 Slice* Task::PrepareSlices(uint32_t count) {
@@ -83,13 +85,46 @@ void Batch::OnSliceDone(Slice* slice, const te::Status& status) {
     if (task->Retry(slice, status)) return;
     if (!task->has_error.exchange(true, std::memory_order_acq_rel)) task->error = status.ToString();
   }
+  Batch* batch = task->batch;
+  std::shared_ptr<Batch> wake;  // set when a sleeper waits for this completion
   if (task->pending_slices.fetch_sub(1, std::memory_order_acq_rel) == 1) {
     task->state.store(task->has_error.load(std::memory_order_acquire) ? TransferState::kFailed
                                                                       : TransferState::kCompleted,
                       std::memory_order_release);
+    // seq_cst on both sides: either the sleeper sees this task done, or we see it.
+    batch->done_tasks_.fetch_add(1, std::memory_order_seq_cst);
+    if (batch->sleepers_.load(std::memory_order_seq_cst) > 0) wake = batch->shared_from_this();
   }
-  // Last touch: once in-flight reaches zero, freeBatch may release the batch.
-  task->batch->in_flight_.fetch_sub(1, std::memory_order_acq_rel);
+  // Last touch of the batch unless `wake` holds it: once in-flight reaches zero,
+  // freeBatch may release it. The sleeper is woken only after this, so that it never
+  // finds the batch done but still in flight and has to wait in freeBatch.
+  batch->in_flight_.fetch_sub(1, std::memory_order_acq_rel);
+  if (wake) {
+    // Taking the lock orders us after a sleeper that checked Done() but is not yet
+    // waiting; notifying after unlocking spares the woken thread blocking on it.
+    { std::lock_guard<std::mutex> lock(wake->wait_mu_); }
+    wake->task_done_.notify_all();
+  }
 }
 
+bool Batch::WaitDone(std::chrono::steady_clock::time_point deadline, SpinBudget* budget) {
+  using Clock = std::chrono::steady_clock;
+  const auto start = Clock::now();
+  const auto spin_end = std::min(deadline, start + budget->Next());
+  // Yielding, not pausing: the threads that finish a small transfer (the receiver, a
+  // same-host target) often run on this very CPU, woken by the waiter's own send;
+  // a pausing spinner would hold them off until its budget ran out.
+  while (!Done() && Clock::now() < spin_end) std::this_thread::yield();
+  if (Done()) {
+    budget->Learn(true, Clock::now() - start);
+    return true;
+  }
+  budget->Learn(false, std::chrono::nanoseconds(0));
+  std::unique_lock<std::mutex> lock(wait_mu_);
+  sleepers_.fetch_add(1, std::memory_order_seq_cst);
+  while (!Done() && task_done_.wait_until(lock, deadline) == std::cv_status::no_timeout) {
+  }
+  sleepers_.fetch_sub(1, std::memory_order_relaxed);
+  return Done();
+}
 }  // namespace te

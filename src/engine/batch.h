@@ -1,9 +1,14 @@
 // Batch and Task: completion tracking for submitted requests. A task completes when
 // all its slices are done; the first failing slice's error is kept. Slices report
-// through OnSliceDone from transport threads; status reads are lock-free.
+// through OnSliceDone from transport threads; status reads are lock-free. A waiting
+// caller spins briefly, then sleeps until a task completes; completions look for
+// sleepers with one load and take a lock only when there is one.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
+#include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -16,6 +21,29 @@
 namespace te {
 
 class Batch;
+
+// How long a waiter spins before it sleeps, learnt per waiting thread. Spinning
+// catches a short transfer without the sleep and wake-up (each a system call and a
+// context switch), but for a long transfer, or on a busy machine, it only burns CPU
+// that other threads could use. So a wait that ended while spinning keeps a budget of
+// twice what it took, one that had to sleep halves it, and every 32nd wait spins the
+// full budget again to see whether spinning pays once more.
+class SpinBudget {
+ public:
+  static constexpr std::chrono::nanoseconds kMax = std::chrono::microseconds(50);
+  static constexpr uint32_t kProbeEvery = 32;
+
+  // The budget for the next wait.
+  std::chrono::nanoseconds Next() { return ++waits_ % kProbeEvery == 0 ? kMax : budget_; }
+  // What that wait found: done after `took` while spinning (`caught`), or not.
+  void Learn(bool caught, std::chrono::nanoseconds took) {
+    budget_ = caught ? std::min(kMax, std::max(budget_, 2 * took)) : budget_ / 2;
+  }
+
+ private:
+  std::chrono::nanoseconds budget_ = kMax;
+  uint32_t waits_ = 0;
+};
 
 struct Task {
   std::atomic<uint32_t> pending_slices{0};
@@ -45,7 +73,9 @@ struct Task {
   bool Retry(Slice* slice, const te::Status& status);
 };
 
-class Batch {
+// Lives in a shared_ptr: a completion that wakes a sleeper keeps the batch alive
+// past its last in-flight decrement.
+class Batch : public std::enable_shared_from_this<Batch> {
  public:
   // counters (optional) receive retried slices and their bytes.
   explicit Batch(size_t capacity, EngineCounters* counters = nullptr);
@@ -67,6 +97,13 @@ class Batch {
 
   // The overall state: pending while any task is, failed if any failed.
   TransferStatus Overall() const;
+  // True once every published task is done.
+  bool Done() const {
+    return done_tasks_.load(std::memory_order_seq_cst) >= size_.load(std::memory_order_acquire);
+  }
+  // Waits until Done() or `deadline`: spinning (yielding the CPU) for up to the
+  // budget's next spin, then sleeping until a task completes. Returns Done().
+  bool WaitDone(std::chrono::steady_clock::time_point deadline, SpinBudget* budget);
 
   // Transport callback for slices owned by this batch's tasks.
   static void OnSliceDone(Slice* slice, const te::Status& status);
@@ -82,6 +119,10 @@ class Batch {
   std::atomic<size_t> size_{0};
   std::atomic<int64_t> in_flight_{0};
   std::atomic<bool> cancelled_{false};
+  std::atomic<size_t> done_tasks_{0};
+  std::atomic<uint32_t> sleepers_{0};  // threads in WaitDone's sleeping phase
+  std::mutex wait_mu_;
+  std::condition_variable task_done_;
 };
 
 }  // namespace te

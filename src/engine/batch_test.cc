@@ -3,12 +3,15 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <chrono>
 #include <string>
 #include <thread>
 #include <vector>
 
 namespace te {
 namespace {
+
+using Clock = std::chrono::steady_clock;
 
 // Sets up task `index` of batch with one slice per entry of lengths, the way the
 // engine does, and returns the slices. The task is published (visible to status
@@ -405,6 +408,80 @@ TEST(BatchRetryTest, RoutesGoneMeansNoRetry) {
   a->Submit(&s, 1);
   EXPECT_EQ(f.batch.task(0).state.load(), TransferState::kFailed);
   EXPECT_EQ(b->submitted, 0);
+}
+
+TEST(BatchTest, WaitDoneReturnsAtOnceWhenDone) {
+  auto shared = std::make_shared<Batch>(1);
+  Batch& batch = *shared;
+  Slice* a = PrepareTask(&batch, 0, {1});
+  batch.Publish(1);
+  EXPECT_FALSE(batch.Done());
+  Done(&a[0]);
+  EXPECT_TRUE(batch.Done());
+  SpinBudget spin;
+  EXPECT_TRUE(batch.WaitDone(Clock::now(), &spin));
+}
+
+TEST(BatchTest, WaitDoneTimesOutWhilePending) {
+  auto shared = std::make_shared<Batch>(2);
+  Batch& batch = *shared;
+  Slice* a = PrepareTask(&batch, 0, {1});
+  PrepareTask(&batch, 1, {1});
+  batch.Publish(2);
+  Done(&a[0]);
+  SpinBudget spin;
+  EXPECT_FALSE(batch.WaitDone(Clock::now() + std::chrono::milliseconds(20), &spin));
+  EXPECT_FALSE(batch.Done());
+}
+
+TEST(BatchTest, WaitDoneWakesOnTheLastCompletion) {
+  // Every round completes from another thread, past the spin, while the waiter
+  // sleeps or is about to: a lost wake-up would run into the (long) deadline.
+  SpinBudget spin;
+  for (int round = 0; round < 200; ++round) {
+    auto shared = std::make_shared<Batch>(2);
+    Batch& batch = *shared;
+    Slice* a = PrepareTask(&batch, 0, {1});
+    Slice* b = PrepareTask(&batch, 1, {1, 1});
+    batch.Publish(2);
+    std::thread completer([&] {
+      Done(&a[0]);
+      std::this_thread::sleep_for(std::chrono::microseconds(round % 4 * 50));
+      Done(&b[0], Status::IoError("x"));
+      Done(&b[1]);
+    });
+    EXPECT_TRUE(batch.WaitDone(Clock::now() + std::chrono::seconds(30), &spin));
+    completer.join();
+    EXPECT_EQ(batch.Overall().state, TransferState::kFailed);
+  }
+}
+
+TEST(SpinBudgetTest, LearnsFromWhatWaitsFound) {
+  using std::chrono::microseconds;
+  SpinBudget spin;
+  EXPECT_EQ(spin.Next(), SpinBudget::kMax);
+  spin.Learn(false, microseconds(0));  // had to sleep: half
+  EXPECT_EQ(spin.Next(), SpinBudget::kMax / 2);
+  spin.Learn(false, microseconds(0));
+  EXPECT_EQ(spin.Next(), SpinBudget::kMax / 4);
+  spin.Learn(true, microseconds(3));  // caught in time: keeps what it has, >= 2x the wait
+  EXPECT_EQ(spin.Next(), SpinBudget::kMax / 4);
+  spin.Learn(true, microseconds(20));
+  EXPECT_EQ(spin.Next(), microseconds(40));
+  spin.Learn(true, microseconds(45));  // never above the cap
+  EXPECT_EQ(spin.Next(), SpinBudget::kMax);
+  for (int i = 0; i < 20; ++i) spin.Learn(false, microseconds(0));
+  EXPECT_EQ(spin.Next().count(), 0);
+}
+
+TEST(SpinBudgetTest, ProbesTheFullBudgetNowAndThen) {
+  SpinBudget spin;
+  int full = 0;
+  for (uint32_t i = 1; i <= 4 * SpinBudget::kProbeEvery; ++i) {
+    if (spin.Next() == SpinBudget::kMax) ++full;
+    spin.Learn(false, std::chrono::nanoseconds(0));
+  }
+  EXPECT_EQ(full, 4 + 1);  // the probes, and the first wait before anything was learnt
 }
 
 }  // namespace

@@ -386,9 +386,9 @@ Status EngineImpl::FreeBatch(BatchID id) {
   batch->Cancel();
   // Slices on the wire end within the transfer timeout (or sooner, cancelled); wait
   // so that no byte lands in the caller's memory after we return.
-  const auto deadline =
-      std::chrono::steady_clock::now() +
-      std::chrono::milliseconds(config_.transfer_timeout_ms + config_.connect_timeout_ms + 1000);
+  const auto freed = std::chrono::steady_clock::now();
+  const auto deadline = freed + std::chrono::milliseconds(config_.transfer_timeout_ms +
+                                                          config_.connect_timeout_ms + 1000);
   while (batch->in_flight() > 0) {
     if (std::chrono::steady_clock::now() > deadline) {
       TE_LOG(Error) << "batch " << id << " still has " << batch->in_flight()
@@ -397,7 +397,13 @@ Status EngineImpl::FreeBatch(BatchID id) {
       new std::shared_ptr<Batch>(std::move(batch));
       return Status::Timeout("batch " + std::to_string(id) + " did not drain");
     }
-    std::this_thread::sleep_for(std::chrono::microseconds(100));
+    // The usual wait is for the last completion's final bookkeeping, a moment after
+    // its task turned done: yield first, sleep only for slices still on the wire.
+    if (std::chrono::steady_clock::now() - freed < std::chrono::microseconds(50)) {
+      std::this_thread::yield();
+    } else {
+      std::this_thread::sleep_for(std::chrono::microseconds(100));
+    }
   }
   return Status::OK();
 }
@@ -407,14 +413,19 @@ Status EngineImpl::Submit(BatchID id, const std::vector<Request>& requests) {
   if (!batch) return Status::NotFound("unknown batch " + std::to_string(id));
   if (requests.empty()) return Status::OK();
 
-  // Validate and route everything before queuing anything.
-  std::vector<int> route_of(requests.size());
-  // Each task remembers the routes it was submitted with, for retries.
-  std::vector<std::shared_ptr<const SegmentRoutes>> segment_of(requests.size());
+  // Validate and route everything before queuing anything. One allocation for all
+  // the per-request state: allocations were most of a small batch's cost.
+  struct Routed {
+    int route = -1;                                // index into segment->routes
+    std::shared_ptr<const SegmentRoutes> segment;  // keeps the route alive; tasks keep
+                                                   // a weak reference for retries
+    std::shared_ptr<std::atomic<bool>> stale;
+    const Route& Get() const { return segment->routes[static_cast<size_t>(route)]; }
+  };
+  std::vector<Routed> routed(requests.size());
   auto local_table = registry_.Snapshot();
   SegmentHandle cached_handle = 0;
   std::shared_ptr<const SegmentRoutes> segment;
-  std::vector<std::shared_ptr<std::atomic<bool>>> stale_flags(requests.size());
   std::shared_ptr<std::atomic<bool>> stale_flag;
   std::shared_ptr<OpenSegmentState> cached_state, refreshed;
   for (size_t i = 0; i < requests.size(); ++i) {
@@ -449,10 +460,10 @@ Status EngineImpl::Submit(BatchID id, const std::vector<Request>& requests) {
       QueueRefresh(cached_state);
       refreshed = cached_state;
     }
-    route_of[i] = segment->NextRoute(-1, remote);
-    segment_of[i] = segment;
-    stale_flags[i] = stale_flag;
-    if (route_of[i] < 0) {
+    routed[i].route = segment->NextRoute(-1, remote);
+    routed[i].segment = segment;
+    routed[i].stale = stale_flag;
+    if (routed[i].route < 0) {
       return Status::OutOfRange(which() + "remote range is not inside a known buffer of segment '" +
                                 segment->descriptor->name +
                                 "', and no enabled transport can check it remotely");
@@ -471,20 +482,19 @@ Status EngineImpl::Submit(BatchID id, const std::vector<Request>& requests) {
   for (const Request& r : requests)
     total_slices += static_cast<int64_t>((r.length + slice_size - 1) / slice_size);
   batch->AddInFlight(total_slices);
+  run.reserve(static_cast<size_t>(total_slices));
   // Consecutive requests to the same peer go to the transport in one call.
   for (size_t i = 0; i < requests.size();) {
     run.clear();
     size_t j = i;
-    const Route& route = segment_of[i]->routes[static_cast<size_t>(route_of[i])];
-    for (; j < requests.size() &&
-           segment_of[j]->routes[static_cast<size_t>(route_of[j])].peer == route.peer;
-         ++j) {
+    const Route& route = routed[i].Get();
+    for (; j < requests.size() && routed[j].Get().peer == route.peer; ++j) {
       const Request& r = requests[j];
       Task& task = batch->task(first + j);
       const uint32_t count = static_cast<uint32_t>((r.length + slice_size - 1) / slice_size);
       Slice* slices = task.PrepareSlices(count);
-      task.segment_stale = std::move(stale_flags[j]);
-      task.routes = segment_of[j];
+      task.segment_stale = std::move(routed[j].stale);
+      task.routes = routed[j].segment;
       for (uint32_t k = 0; k < count; ++k) {
         const uint64_t offset = k * slice_size;
         Slice& s = slices[k];
@@ -495,7 +505,7 @@ Status EngineImpl::Submit(BatchID id, const std::vector<Request>& requests) {
         s.cancelled = batch->cancel_flag();
         s.on_done = &Batch::OnSliceDone;
         s.owner = &task;
-        s.route = route_of[j];
+        s.route = routed[j].route;
         run.push_back(&s);
       }
       counters_->transport_bytes[route.transport_index].fetch_add(r.length,
@@ -534,6 +544,17 @@ Status EngineImpl::BatchStatus(BatchID id, TransferStatus* overall) {
   if (!overall) return Status::InvalidArgument("status is null");
   std::shared_ptr<Batch> batch = batches_.Find(id);
   if (!batch) return Status::NotFound("unknown batch " + std::to_string(id));
+  *overall = batch->Overall();
+  return Status::OK();
+}
+
+Status EngineImpl::WaitBatch(BatchID id, TransferStatus* overall, uint32_t timeout_ms) {
+  if (!overall) return Status::InvalidArgument("status is null");
+  std::shared_ptr<Batch> batch = batches_.Find(id);
+  if (!batch) return Status::NotFound("unknown batch " + std::to_string(id));
+  // Per thread: a thread's waits are alike (its batches), other threads' need not be.
+  thread_local SpinBudget spin;
+  batch->WaitDone(std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms), &spin);
   *overall = batch->Overall();
   return Status::OK();
 }

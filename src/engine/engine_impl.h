@@ -54,6 +54,7 @@ class EngineImpl {
   Status TaskStatus(BatchID id, size_t task, TransferStatus* status);
   Status TaskStatuses(BatchID id, std::vector<TransferStatus>* statuses);
   Status BatchStatus(BatchID id, TransferStatus* overall);
+  Status WaitBatch(BatchID id, TransferStatus* overall, uint32_t timeout_ms);
 
   Status SendNotification(SegmentHandle handle, const std::string& message);
   Status ReceiveNotifications(std::vector<Notification>* out);

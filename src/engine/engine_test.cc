@@ -722,6 +722,36 @@ TEST_F(TcpEnginesTest, ManyRequestsInOneBatch) {
   ASSERT_OK(initiator_->freeBatch(batch));
 }
 
+TEST_F(TcpEnginesTest, WaitTransferStatus) {
+  Fill(remote_, kMiB, 9);
+  BatchID batch;
+  ASSERT_OK(initiator_->allocateBatch(4, &batch));
+  std::vector<Request> requests;
+  for (uint64_t i = 0; i < 4; ++i) {
+    requests.push_back(Request{Request::READ, At(local_, i * 256 * kKiB), handle_,
+                               Remote(i * 256 * kKiB), 256 * kKiB});
+  }
+  ASSERT_OK(initiator_->submitTransfer(batch, requests));
+  TransferStatus st;
+  ASSERT_OK(initiator_->waitTransferStatus(batch, &st, 30000));
+  EXPECT_EQ(st.state, TransferState::kCompleted) << st.error;
+  EXPECT_EQ(st.transferred_bytes, kMiB);
+  EXPECT_EQ(FirstMismatch(local_, remote_, kMiB), -1);
+  // Done stays done.
+  ASSERT_OK(initiator_->waitTransferStatus(batch, &st, 0));
+  EXPECT_EQ(st.state, TransferState::kCompleted);
+  ASSERT_OK(initiator_->freeBatch(batch));
+
+  EXPECT_EQ(initiator_->waitTransferStatus(batch, &st, 10).code(), Status::Code::kNotFound);
+  ASSERT_OK(initiator_->allocateBatch(1, &batch));
+  EXPECT_EQ(initiator_->waitTransferStatus(batch, nullptr, 10).code(),
+            Status::Code::kInvalidArgument);
+  // Nothing submitted: nothing to wait for.
+  ASSERT_OK(initiator_->waitTransferStatus(batch, &st, 30000));
+  EXPECT_EQ(st.state, TransferState::kCompleted);
+  ASSERT_OK(initiator_->freeBatch(batch));
+}
+
 TEST_F(TcpEnginesTest, SubmissionsContinueTaskIds) {
   BatchID batch;
   ASSERT_OK(initiator_->allocateBatch(3, &batch));
@@ -1492,6 +1522,23 @@ TEST_F(FakePeerTest, StalledPeerTimesOut) {
   EXPECT_EQ(st.error.rfind("Timeout", 0), 0u) << st.error;
   EXPECT_GE(elapsed, 250ms);  // not before the 300 ms transfer timeout ...
   EXPECT_LT(elapsed, 3s);     // ... and not much after it
+}
+
+TEST_F(FakePeerTest, WaitTransferStatusReturnsPendingAtItsTimeoutThenTheFailure) {
+  FakePeer peer(FakePeer::Mode::kStall);
+  SegmentHandle h;
+  ASSERT_OK(engine_->openSegment(&h, peer.name()));
+  BatchID batch;
+  ASSERT_OK(engine_->allocateBatch(1, &batch));
+  ASSERT_OK(
+      engine_->submitTransfer(batch, {Request{Request::READ, local_, h, FakePeer::kBase, 4096}}));
+  TransferStatus st;
+  ASSERT_OK(engine_->waitTransferStatus(batch, &st, 1));  // long before the 300 ms
+  EXPECT_EQ(st.state, TransferState::kPending);
+  ASSERT_OK(engine_->waitTransferStatus(batch, &st, 30000));  // woken by the failure
+  EXPECT_EQ(st.state, TransferState::kFailed);
+  EXPECT_NE(st.error.find("Timeout"), std::string::npos) << st.error;
+  ASSERT_OK(engine_->freeBatch(batch));
 }
 
 TEST_F(FakePeerTest, FreeBatchWaitsForStalledSlicesBounded) {

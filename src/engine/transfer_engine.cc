@@ -111,6 +111,11 @@ Status TransferEngine::getTransferStatus(BatchID batch_id, TransferStatus* overa
   TE_REQUIRE_AVAILABLE();
   return impl_->BatchStatus(batch_id, overall);
 }
+Status TransferEngine::waitTransferStatus(BatchID batch_id, TransferStatus* overall,
+                                          uint32_t timeout_ms) {
+  TE_REQUIRE_AVAILABLE();
+  return impl_->WaitBatch(batch_id, overall, timeout_ms);
+}
 Status TransferEngine::sendNotification(SegmentHandle handle, const std::string& message) {
   TE_REQUIRE_AVAILABLE();
   return impl_->SendNotification(handle, message);

@@ -13,10 +13,17 @@ namespace {
 // the receiver busy while the sender builds the next one.
 constexpr size_t kMaxSlicesPerSend = 64;
 constexpr uint64_t kMaxBytesPerSend = 8 << 20;
+// What a submitting thread sends itself on an idle channel: READ requests (headers
+// only) and small WRITEs, whose copy into the socket costs less than waking the
+// sender thread. Larger payloads stay with the sender threads, which copy in parallel.
+constexpr size_t kMaxInlineSlices = 16;
+constexpr uint64_t kMaxInlineBytes = 16 << 10;
 constexpr uint64_t kMaxErrorText = 4096;
 }  // namespace
 
-TcpChannel::TcpChannel(TcpChannelOptions options) : options_(std::move(options)) {
+TcpChannel::TcpChannel(TcpChannelOptions options)
+    : options_(std::move(options)), inline_headers_(kMaxInlineSlices * wire::kHeaderSize) {
+  inline_iov_.reserve(kMaxInlineSlices * 2);
   sender_ = std::thread([this] { SendLoop(); });
   receiver_ = std::thread([this] { ReceiveLoop(); });
 }
@@ -50,16 +57,60 @@ void TcpChannel::Complete(Slice* chain, const Status& status) {
 
 void TcpChannel::Enqueue(Slice* head, Slice* tail) {
   tail->next = nullptr;
+  std::shared_ptr<Connection> conn;
+  Slice* cancelled = nullptr;
+  uint64_t last_id = 0;
   {
     std::lock_guard<std::mutex> lock(mu_);
+    const bool idle = queue_head_ == nullptr && !sending_ && current_ != nullptr;
     if (queue_tail_) {
       queue_tail_->next = head;
     } else {
       queue_head_ = head;
     }
     queue_tail_ = tail;
+    if (idle) {
+      last_id = TakeRun(inline_headers_.data(), kMaxInlineSlices, kMaxInlineBytes, false,
+                        &inline_iov_, &cancelled);
+      if (!inline_iov_.empty()) {
+        sending_ = true;
+        conn = current_;
+      }
+    }
   }
-  queue_cv_.notify_one();
+  Complete(cancelled, Status::Cancelled("batch freed before the slice was sent"));
+  if (conn) {
+    SendInline(conn, last_id);
+  } else {
+    queue_cv_.notify_one();
+  }
+}
+
+void TcpChannel::SendInline(const std::shared_ptr<Connection>& conn, uint64_t last_id) {
+  iovec* iov = inline_iov_.data();
+  int count = static_cast<int>(inline_iov_.size());
+  Status s = SendSome(conn->fd.get(), &iov, &count);
+  if (s.ok() && count > 0) {
+    // The socket is full: the sender thread finishes this send, still holding sending_.
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      handoff_iov_ = iov;
+      handoff_count_ = count;
+      handoff_last_id_ = last_id;
+      handoff_conn_ = conn;
+    }
+    queue_cv_.notify_one();
+    return;
+  }
+  released_id_.store(last_id, std::memory_order_release);
+  if (!s.ok()) Fail(conn, s);
+  bool more;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    sending_ = false;
+    more = queue_head_ != nullptr;
+  }
+  if (more) queue_cv_.notify_one();
 }
 
 std::shared_ptr<TcpChannel::Connection> TcpChannel::EnsureConnected() {
@@ -117,59 +168,86 @@ void TcpChannel::Fail(const std::shared_ptr<Connection>& conn, const Status& sta
   }
 }
 
+uint64_t TcpChannel::TakeRun(uint8_t* headers, size_t max_slices, uint64_t max_payload,
+                             bool first_always, std::vector<iovec>* iov, Slice** cancelled) {
+  iov->clear();
+  size_t count = 0;
+  uint64_t bytes = 0;
+  while (queue_head_ && count < max_slices) {
+    Slice* s = queue_head_;
+    const uint64_t payload = s->opcode == Request::WRITE ? s->length : 0;
+    if (bytes + payload > max_payload && !(first_always && count == 0)) break;
+    queue_head_ = s->next;
+    if (!queue_head_) queue_tail_ = nullptr;
+    s->next = nullptr;
+    if (s->IsCancelled()) {
+      s->next = *cancelled;
+      *cancelled = s;
+      continue;
+    }
+    wire::FrameHeader h;
+    h.opcode = s->opcode == Request::READ ? wire::Opcode::kRead : wire::Opcode::kWrite;
+    h.request_id = s->transport_tag = next_request_id_++;
+    h.addr = s->remote;
+    h.length = s->length;
+    h.payload_len = payload;
+    uint8_t* hdr = headers + count * wire::kHeaderSize;
+    wire::EncodeHeader(h, hdr);
+    iov->push_back({hdr, wire::kHeaderSize});
+    if (payload) iov->push_back({s->local, payload});
+    bytes += payload;
+    if (in_flight_.empty()) progress_ = std::chrono::steady_clock::now();
+    in_flight_.push_back(s);
+    ++count;
+  }
+  return next_request_id_ - 1;
+}
+
 void TcpChannel::SendLoop() {
   std::vector<uint8_t> headers(kMaxSlicesPerSend * wire::kHeaderSize);
   std::vector<iovec> iov;
   iov.reserve(kMaxSlicesPerSend * 2);
+  bool holding = false;  // this thread holds sending_
   for (;;) {
+    std::shared_ptr<Connection> conn;
+    iovec* handoff = nullptr;
+    int handoff_count = 0;
+    uint64_t last_id = 0;
     {
       std::unique_lock<std::mutex> lock(mu_);
-      queue_cv_.wait(lock, [this] { return stopping_ || queue_head_ != nullptr; });
+      if (holding) sending_ = false;
+      queue_cv_.wait(lock, [this] {
+        return stopping_ || handoff_count_ > 0 || (queue_head_ != nullptr && !sending_);
+      });
       if (stopping_) return;
+      sending_ = holding = true;
+      if (handoff_count_ > 0) {
+        std::swap(handoff, handoff_iov_);
+        std::swap(handoff_count, handoff_count_);
+        last_id = handoff_last_id_;
+        conn = std::move(handoff_conn_);
+      }
     }
-    std::shared_ptr<Connection> conn = EnsureConnected();
+    if (handoff_count > 0) {
+      Status s = SendAll(conn->fd.get(), handoff, handoff_count);
+      released_id_.store(last_id, std::memory_order_release);
+      if (!s.ok()) Fail(conn, s);
+      continue;
+    }
+    conn = EnsureConnected();
     if (!conn) continue;
 
-    // Take a run of slices off the queue and record them as in flight, in wire order.
-    iov.clear();
-    size_t count = 0;
-    uint64_t bytes = 0;
     Slice* cancelled = nullptr;
     {
       std::lock_guard<std::mutex> lock(mu_);
       if (current_ != conn) continue;  // failed meanwhile; queued slices stay queued
-      while (queue_head_ && count < kMaxSlicesPerSend && bytes < kMaxBytesPerSend) {
-        Slice* s = queue_head_;
-        queue_head_ = s->next;
-        if (!queue_head_) queue_tail_ = nullptr;
-        s->next = nullptr;
-        if (s->IsCancelled()) {
-          s->next = cancelled;
-          cancelled = s;
-          continue;
-        }
-        wire::FrameHeader h;
-        h.opcode = s->opcode == Request::READ ? wire::Opcode::kRead : wire::Opcode::kWrite;
-        h.request_id = s->transport_tag = next_request_id_++;
-        h.addr = s->remote;
-        h.length = s->length;
-        h.payload_len = s->opcode == Request::WRITE ? s->length : 0;
-        uint8_t* hdr = headers.data() + count * wire::kHeaderSize;
-        wire::EncodeHeader(h, hdr);
-        iov.push_back({hdr, wire::kHeaderSize});
-        if (s->opcode == Request::WRITE) {
-          iov.push_back({s->local, s->length});
-          bytes += s->length;
-        }
-        if (in_flight_.empty()) progress_ = std::chrono::steady_clock::now();
-        in_flight_.push_back(s);
-        ++count;
-      }
+      last_id =
+          TakeRun(headers.data(), kMaxSlicesPerSend, kMaxBytesPerSend, true, &iov, &cancelled);
     }
     Complete(cancelled, Status::Cancelled("batch freed before the slice was sent"));
     if (iov.empty()) continue;
     Status s = SendAll(conn->fd.get(), iov.data(), static_cast<int>(iov.size()));
-    released_id_.store(next_request_id_ - 1, std::memory_order_release);
+    released_id_.store(last_id, std::memory_order_release);
     if (!s.ok()) Fail(conn, s);
   }
 }
@@ -186,20 +264,19 @@ void TcpChannel::ReceiveLoop() {
     }
     const int fd = conn->fd.get();
     for (;;) {
-      // An idle connection may stay silent forever; with slices on the wire, no
-      // progress for the I/O timeout means the peer is gone or stuck.
-      if (!WaitReadable(fd, static_cast<int>(options_.io_timeout_ms))) {
+      bool idle = false;
+      Status s = ReceiveOne(fd, &idle);
+      if (idle) {
+        // An idle connection may stay silent forever; with slices on the wire, no
+        // progress for the I/O timeout means the peer is gone or stuck.
         std::lock_guard<std::mutex> lock(mu_);
         if (current_ != conn) break;
         if (in_flight_.empty() || std::chrono::steady_clock::now() - progress_ < timeout) continue;
+        s = Status::Timeout("peer " + options_.host + ":" + std::to_string(options_.port) +
+                            " made no progress for " + std::to_string(options_.io_timeout_ms) +
+                            " ms");
       }
-      Status s = ReceiveOne(fd);
       if (!s.ok()) {
-        if (s.code() == Status::Code::kTimeout) {
-          s = Status::Timeout("peer " + options_.host + ":" + std::to_string(options_.port) +
-                              " made no progress for " + std::to_string(options_.io_timeout_ms) +
-                              " ms");
-        }
         Fail(conn, s);
         break;
       }
@@ -207,10 +284,11 @@ void TcpChannel::ReceiveLoop() {
   }
 }
 
-Status TcpChannel::ReceiveOne(int fd) {
+Status TcpChannel::ReceiveOne(int fd, bool* idle) {
+  // Blocking in recv itself (bounded by the socket's receive timeout) rather than in
+  // poll first saves a system call per response.
   uint8_t raw[wire::kHeaderSize];
-  Status s = WaitReadable(fd, 0) ? RecvAll(fd, raw, sizeof(raw)) : Status::Timeout("no response");
-  if (!s.ok()) return s;
+  TE_RETURN_IF_ERROR(RecvAllOrIdle(fd, raw, sizeof(raw), idle));
   wire::FrameHeader h;
   TE_RETURN_IF_ERROR(wire::DecodeHeader(raw, &h));
   Slice* slice = nullptr;
@@ -226,7 +304,7 @@ Status TcpChannel::ReceiveOne(int fd) {
     in_flight_.pop_front();
     progress_ = std::chrono::steady_clock::now();
   }
-  Status result;
+  Status s, result;
   if (h.status != 0) {
     if (h.payload_len > kMaxErrorText) {
       s = Status::ProtocolError("oversized error text");
@@ -242,7 +320,8 @@ Status TcpChannel::ReceiveOne(int fd) {
   } else if (h.payload_len != 0) {
     s = Status::ProtocolError("WRITE response with a payload");
   }
-  AwaitReleased(slice);
+  // A READ request's send reads only its header, never the caller's buffer.
+  if (slice->opcode == Request::WRITE) AwaitReleased(slice);
   slice->on_done(slice, s.ok() ? result : s);
   return s;
 }

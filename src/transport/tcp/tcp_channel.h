@@ -1,8 +1,10 @@
 // TcpChannel: one initiator-side connection to a peer's TCP data port. A sender thread
 // writes queued slices (headers and WRITE payloads gathered into one sendmsg); a
 // receiver thread reads responses in order and lands READ data straight in the
-// destination. The connection opens lazily and reopens after a failure; a failure
-// ends every slice on the wire with the error, while queued ones wait for the next
+// destination. On an idle channel the submitting thread sends small requests itself,
+// without waiting (what the socket does not take goes on in the sender thread), which
+// saves a thread wake-up per round trip. The connection opens lazily and reopens after a failure; a
+// failure ends every slice on the wire with the error, while queued ones wait for the next
 // connection.
 #pragma once
 
@@ -15,6 +17,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "common/socket.h"
 #include "rpc/handshake.h"
@@ -46,8 +49,19 @@ class TcpChannel {
   };
 
   void SendLoop();
+  // Under mu_, by the holder of sending_: moves queued slices, in order, into one
+  // gathered send (headers encoded into `headers`, WRITE payloads by reference) and
+  // onto in_flight_. Stops at max_slices, or before a slice whose payload would take
+  // the send past max_payload (the first is taken regardless when first_always).
+  // Cancelled slices are chained into *cancelled. Returns the last request id taken.
+  uint64_t TakeRun(uint8_t* headers, size_t max_slices, uint64_t max_payload, bool first_always,
+                   std::vector<iovec>* iov, Slice** cancelled);
+  // The submitting thread's send on an idle channel: sends what the socket takes now
+  // and hands the rest to the sender thread.
+  void SendInline(const std::shared_ptr<Connection>& conn, uint64_t last_id);
   void ReceiveLoop();
-  Status ReceiveOne(int fd);
+  // Receives one response; *idle when none came within the I/O timeout.
+  Status ReceiveOne(int fd, bool* idle);
   // Opens a connection for the sender; fails the queue when the peer is unreachable.
   std::shared_ptr<Connection> EnsureConnected();
   // Drops conn if it is current and ends its in-flight slices with status.
@@ -66,7 +80,19 @@ class TcpChannel {
   // Guarded by mu_: when in_flight_ last became non-empty or last got a response.
   std::chrono::steady_clock::time_point progress_;
   std::shared_ptr<Connection> current_;  // guarded by mu_
-  uint64_t next_request_id_ = 1;         // sender thread only
+  // Guarded by mu_: someone (the sender thread or a submitting thread) is writing to
+  // the socket; only the holder sends, so requests go out whole and in id order.
+  bool sending_ = false;
+  uint64_t next_request_id_ = 1;  // guarded by mu_
+  // The inline send's iovecs and headers: used only by the holder of sending_, so a
+  // send handed to the sender thread may keep pointing into them.
+  std::vector<iovec> inline_iov_;
+  std::vector<uint8_t> inline_headers_;
+  // Guarded by mu_: the unsent rest of an inline send, for the sender thread.
+  iovec* handoff_iov_ = nullptr;
+  int handoff_count_ = 0;
+  uint64_t handoff_last_id_ = 0;
+  std::shared_ptr<Connection> handoff_conn_;
   // Highest request id whose bytes the sender no longer reads (sent, or its send
   // failed). A slice completes only once its id is covered, so the caller never gets
   // its buffer back while sendmsg may still read it.

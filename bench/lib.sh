@@ -1,0 +1,96 @@
+# shellcheck shell=bash
+# Helpers the bench/ scripts share; `source` it, do not run it. It builds what is
+# missing, starts benchmark targets, runs initiators, and on exit (normal, error or
+# Ctrl-C) stops every process it started and removes its scratch folder.
+#
+# Environment: BUILD_DIR (default build-release; configured as Release and built
+# when the benchmark binaries are missing).
+
+BENCH_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BUILD_DIR=${BUILD_DIR:-$BENCH_ROOT/build-release}
+BENCH=$BUILD_DIR/tools/transfer_engine_bench
+MEMCPY=$BUILD_DIR/bench/te_memcpy_baseline
+BENCH_TMP=$(mktemp -d)
+BENCH_PIDS=()
+
+bench_cleanup() {
+  local pid
+  for pid in "${BENCH_PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${BENCH_PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+  rm -rf "$BENCH_TMP"
+}
+trap bench_cleanup EXIT
+trap 'exit 130' INT TERM
+
+die() {
+  echo "error: $*" >&2
+  exit 1
+}
+
+need_tool() {
+  command -v "$1" >/dev/null || die "$1 is missing (bash scripts/install_deps.sh installs it)"
+}
+
+build_bench() {
+  [[ -x $BENCH && -x $MEMCPY ]] && return
+  echo "building $BUILD_DIR ..." >&2
+  cmake -S "$BENCH_ROOT" -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Release -DTE_BUILD_TESTS=OFF \
+    >/dev/null || die "cmake configure failed"
+  cmake --build "$BUILD_DIR" -j2 --target transfer_engine_bench te_memcpy_baseline >/dev/null ||
+    die "build failed"
+}
+
+# Runs "$@" in the background, remembered for the cleanup; sets BG_PID.
+start_bg() {
+  "$@" &
+  BG_PID=$!
+  BENCH_PIDS+=("$BG_PID")
+}
+
+stop_bg() {
+  kill "$1" 2>/dev/null || true
+  wait "$1" 2>/dev/null || true
+}
+
+# Starts a target pinned to transport $1 (shm: buffers in shared memory); sets
+# SEGMENT and TARGET_PID. Runs in this shell, not in $(...), so that the cleanup
+# knows the pid.
+start_target() {
+  local log=$BENCH_TMP/target_$1.log extra=()
+  [[ $1 == shm ]] && extra=(--shmfs)
+  start_bg "$BENCH" --transport="$1" "${extra[@]}" >"$log" 2>&1
+  TARGET_PID=$BG_PID
+  SEGMENT=
+  for _ in $(seq 100); do
+    SEGMENT=$(grep -o -- '--remote_segment=[^ ]*' "$log" | head -1 | cut -d= -f2 || true)
+    [[ -n $SEGMENT ]] && return
+    kill -0 "$TARGET_PID" 2>/dev/null || break
+    sleep 0.1
+  done
+  cat "$log" >&2
+  die "the $1 target did not start"
+}
+
+# run_engine TRANSPORT [FLAG...]: an initiator against the current target with
+# --json; prints its JSON lines (one per case).
+run_engine() {
+  local transport=$1 err=$BENCH_TMP/initiator.err
+  shift
+  local out
+  out=$("$BENCH" --remote_segment="$SEGMENT" --transport="$transport" --json "$@" 2>"$err") || {
+    cat "$err" >&2
+    die "transfer_engine_bench --transport=$transport $* failed"
+  }
+  grep '^{' <<<"$out" || true
+}
+
+# json_case WORKLOAD SIZE THREADS BATCH < JSON lines: the line of that case.
+json_case() {
+  grep -F "\"workload\":\"$1\"" | grep -F "\"size\":$2," | grep -F "\"threads\":$3," |
+    grep -F "\"batch\":$4," | head -1 || true
+}
+
+# json_value FIELD < one JSON line: the number stored under FIELD.
+json_value() {
+  sed -n "s/.*\"$1\":\([-0-9.eE+]*\).*/\1/p"
+}
