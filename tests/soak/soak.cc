@@ -179,13 +179,12 @@ class Soak {
     te::Request r{op, local, t.segment, t.base + offset, len};
     bool ok = false;
     if (engine_->submitTransfer(batch, {r}).ok()) {
-      const auto deadline = Clock::now() + 15s;
       te::TransferStatus st;
-      while (engine_->getTransferStatus(batch, &st).ok() &&
-             st.state == te::TransferState::kPending && Clock::now() < deadline) {
-        std::this_thread::sleep_for(50us);
-      }
-      if (st.state == te::TransferState::kPending) {
+      te::Status waited = engine_->waitTransferStatus(batch, &st, 15000);
+      if (!waited.ok()) {
+        st.state = te::TransferState::kFailed;
+        st.error = "waitTransferStatus: " + waited.ToString();
+      } else if (st.state == te::TransferState::kPending) {
         ++stuck_;
         std::fprintf(stderr, "stuck: %s of %llu bytes pending for 15 s\n",
                      op == te::Request::READ ? "READ" : "WRITE", ull(len));
