@@ -30,6 +30,27 @@ class HandshakeTest : public SocketPairTest {
     server.join();
   }
 
+  // A fake server for ClientHello(self): answers HELLO with hello_answer, then AUTH
+  // with auth_status and auth_answer. Returns the client's status; *seen receives
+  // the payloads the client sent.
+  Status RunScriptedServer(const Credentials& self, const std::string& hello_answer,
+                           const Status& auth_status, const std::string& auth_answer,
+                           std::string* seen) {
+    std::thread server([&] {
+      FrameHeader h;
+      std::string payload;
+      if (!RecvFrame(server_.get(), &h, &payload).ok()) return;
+      *seen += payload;
+      SendResponse(server_.get(), h, Status::OK(), hello_answer);
+      if (!RecvFrame(server_.get(), &h, &payload).ok()) return;
+      *seen += payload;
+      SendResponse(server_.get(), h, auth_status, auth_answer);
+    });
+    Status s = ClientHello(client_.get(), kChannelRpc, self);
+    server.join();
+    return s;
+  }
+
   Status server_status_;
   Status client_status_;
   std::string peer_name_ = "untouched";
@@ -85,36 +106,18 @@ TEST_F(HandshakeTest, WrongChannel) {
 // A server that has the secret but answers with a proof computed under another one
 // (an impostor replaying what it saw elsewhere) is refused by the client.
 TEST_F(HandshakeTest, ClientRefusesAServerThatCannotProveTheSecret) {
-  std::thread impostor([&] {
-    FrameHeader h;
-    std::string payload;
-    if (!RecvFrame(server_.get(), &h, &payload).ok()) return;
-    SendResponse(server_.get(), h, Status::OK(),
-                 R"({"nonce": "00112233445566778899aabbccddeeff"})");
-    if (!RecvFrame(server_.get(), &h, &payload).ok()) return;
-    SendResponse(server_.get(), h, Status::OK(),
-                 nlohmann::json{{"proof", HmacSha256Hex(kOtherSecret, "anything")}}.dump());
-  });
-  Status s = ClientHello(client_.get(), kChannelRpc, {"me:1", kSecret});
-  impostor.join();
+  std::string seen;
+  Status s = RunScriptedServer(
+      {"me:1", kSecret}, R"({"nonce": "00112233445566778899aabbccddeeff"})", Status::OK(),
+      nlohmann::json{{"proof", HmacSha256Hex(kOtherSecret, "anything")}}.dump(), &seen);
   EXPECT_EQ(s.code(), Status::Code::kPermissionDenied) << s.ToString();
 }
 
 // The secret never crosses the wire: the client's frames do not contain it.
 TEST_F(HandshakeTest, SecretIsNotSentInClear) {
   std::string seen;
-  std::thread recorder([&] {
-    FrameHeader h;
-    std::string payload;
-    if (!RecvFrame(server_.get(), &h, &payload).ok()) return;
-    seen += payload;
-    SendResponse(server_.get(), h, Status::OK(), R"({"nonce": "00"})");
-    if (!RecvFrame(server_.get(), &h, &payload).ok()) return;
-    seen += payload;
-    SendResponse(server_.get(), h, Status::PermissionDenied("no"), "");
-  });
-  Status s = ClientHello(client_.get(), kChannelRpc, {"me:1", kSecret});
-  recorder.join();
+  Status s = RunScriptedServer({"me:1", kSecret}, R"({"nonce": "00"})",
+                               Status::PermissionDenied("no"), "", &seen);
   EXPECT_EQ(s.code(), Status::Code::kPermissionDenied);
   EXPECT_NE(seen.find("proof"), std::string::npos) << seen;
   EXPECT_EQ(seen.find(kSecret), std::string::npos) << seen;
