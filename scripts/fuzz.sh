@@ -31,7 +31,7 @@ for target in "${TARGETS[@]}"; do
     -print_final_stats=1 -artifact_prefix="$BUILD/artifacts/$target-" >"$log" 2>&1 || status=$?
   execs=$(awk '/stat::number_of_executed_units/ { print $2 }' "$log")
   rate=$(awk '/stat::average_exec_per_sec/ { print $2 }' "$log")
-  units=$(ls "$scratch" "$ROOT/fuzz/corpus/$target" | grep -vc ':$' || true)
+  units=$(find "$scratch" "$ROOT/fuzz/corpus/$target" -type f | wc -l)
   findings=none
   if ((status != 0)); then
     findings="CRASH (exit $status): $(ls "$BUILD/artifacts" | grep "^$target-" | tr '\n' ' ')"
