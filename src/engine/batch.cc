@@ -83,6 +83,19 @@ void Batch::OnSliceDone(Slice* slice, const te::Status& status) {
   }
 }
 
+const Slice* Batch::LoneSlice(std::shared_ptr<TransportPeer>* peer) const {
+  if (in_flight() != 1) return nullptr;
+  const size_t n = size();
+  for (size_t i = 0; i < n; ++i) {
+    const Task& t = tasks_[i];
+    if (t.state.load(std::memory_order_acquire) != TransferState::kPending) continue;
+    if (t.split_slices) return nullptr;
+    *peer = t.peer.lock();
+    return *peer ? &t.inline_slice : nullptr;
+  }
+  return nullptr;
+}
+
 bool Batch::WaitDone(std::chrono::steady_clock::time_point deadline, SpinBudget* budget) {
   using Clock = std::chrono::steady_clock;
   const auto start = Clock::now();

@@ -56,6 +56,9 @@ struct Task {
   // Raised when a slice fails (other than by cancellation): the target segment's
   // cached descriptor may be out of date.
   std::shared_ptr<std::atomic<bool>> segment_stale;
+  // What carries the task's slices; weak, so that batches never keep a transport
+  // alive past its stop.
+  std::weak_ptr<TransportPeer> peer;
 
   // Prepares `count` slices owned by this task and returns them.
   Slice* PrepareSlices(uint32_t count);
@@ -85,6 +88,9 @@ class Batch : public std::enable_shared_from_this<Batch> {
 
   // The overall state: pending while any task is, failed if any failed.
   TransferStatus Overall() const;
+  // The one slice still in flight, with its transport peer, when it carries a whole
+  // task; else nullptr. Only for a thread that keeps the batch alive.
+  const Slice* LoneSlice(std::shared_ptr<TransportPeer>* peer) const;
   // True once every published task is done.
   bool Done() const {
     return done_tasks_.load(std::memory_order_seq_cst) >= size_.load(std::memory_order_acquire);

@@ -491,6 +491,7 @@ Status EngineImpl::Submit(BatchID id, const std::vector<Request>& requests) {
       const uint32_t count = static_cast<uint32_t>((r.length + slice_size - 1) / slice_size);
       Slice* slices = task.PrepareSlices(count);
       task.segment_stale = std::move(routed[j].stale);
+      task.peer = routed[j].route->peer;
       for (uint32_t k = 0; k < count; ++k) {
         const uint64_t offset = k * slice_size;
         Slice& s = slices[k];
@@ -547,9 +548,19 @@ Status EngineImpl::WaitBatch(BatchID id, TransferStatus* overall, uint32_t timeo
   if (!overall) return Status::InvalidArgument("status is null");
   std::shared_ptr<Batch> batch = batches_.Find(id);
   if (!batch) return Status::NotFound("unknown batch " + std::to_string(id));
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  // The last slice of a batch (all of a one-request batch): receive its response in
+  // this thread when its transport lets us, which spares the hand-off from the
+  // transport's thread. Each round that returns true received something.
+  std::shared_ptr<TransportPeer> peer;
+  for (const Slice* lone; !batch->Done() && (lone = batch->LoneSlice(&peer)) != nullptr &&
+                          peer->ReceiveFor(
+                              *lone, [&batch] { return batch->Done(); }, deadline);) {
+    if (std::chrono::steady_clock::now() >= deadline) break;
+  }
   // Per thread: a thread's waits are alike (its batches), other threads' need not be.
   thread_local SpinBudget spin;
-  batch->WaitDone(std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms), &spin);
+  batch->WaitDone(deadline, &spin);
   *overall = batch->Overall();
   return Status::OK();
 }
