@@ -778,9 +778,7 @@ TEST_F(TcpTransferTest, TargetKilledDuringActiveTransferDoesNotHang) {
 }
 
 TEST_F(TcpTransferTest, StalledTargetTimesOutThenRecovers) {
-  te::Config config = LoopbackConfig();
-  config.transfer_timeout_ms = 1000;
-  ASSERT_NO_FATAL_FAILURE(StartEngine(config));
+  ASSERT_NO_FATAL_FAILURE(StartEngineWithTransferTimeout(1000));
   PeerProcess* peer;
   te::SegmentHandle seg;
   void* local;
@@ -914,9 +912,7 @@ TEST_F(TcpTransferTest, FreeBatchWhileInFlight) {
 // freeBatch on a stalled target returns within transfer_timeout_ms, and no READ byte
 // lands in local memory after it returned, even once the target resumes.
 TEST_F(TcpTransferTest, FreeBatchOfStalledReadsLeavesLocalMemoryAlone) {
-  te::Config config = LoopbackConfig();
-  config.transfer_timeout_ms = 1000;
-  ASSERT_NO_FATAL_FAILURE(StartEngine(config));
+  ASSERT_NO_FATAL_FAILURE(StartEngineWithTransferTimeout(1000));
   const uint64_t size = 16 * kMiB;
   PeerProcess* peer;
   ASSERT_NO_FATAL_FAILURE(StartPeer(Args(1, size, "rw", 22), &peer));
@@ -1108,9 +1104,7 @@ void StopPeer(PeerProcess* peer) {
 // the data once the target runs again; a target stalled past the transfer timeout
 // fails the waiter's request.
 TEST_F(TcpTransferTest, WaiterOnStoppedTargetReturnsAtItsTimeoutThenGetsTheData) {
-  te::Config config = LoopbackConfig();
-  config.transfer_timeout_ms = 1000;
-  ASSERT_NO_FATAL_FAILURE(StartEngine(config));
+  ASSERT_NO_FATAL_FAILURE(StartEngineWithTransferTimeout(1000));
   PeerProcess* peer;
   te::SegmentHandle seg;
   void* local;
