@@ -84,16 +84,14 @@ void Batch::OnSliceDone(Slice* slice, const te::Status& status) {
 }
 
 const Slice* Batch::LoneSlice(std::shared_ptr<TransportPeer>* peer) const {
-  if (in_flight() != 1) return nullptr;
-  const size_t n = size();
-  for (size_t i = 0; i < n; ++i) {
-    const Task& t = tasks_[i];
-    if (t.state.load(std::memory_order_acquire) != TransferState::kPending) continue;
-    if (t.split_slices) return nullptr;
-    *peer = t.peer.lock();
-    return *peer ? &t.inline_slice : nullptr;
-  }
-  return nullptr;
+  // A batch of one request: where the round trip is the latency. The last slice of a
+  // larger batch is left to the transport's threads, which are reading anyway; a
+  // waiter reading there would make them step aside for the next batch.
+  if (size() != 1 || in_flight() != 1) return nullptr;
+  const Task& t = tasks_[0];
+  if (t.split_slices) return nullptr;
+  *peer = t.peer.lock();
+  return *peer ? &t.inline_slice : nullptr;
 }
 
 bool Batch::WaitDone(std::chrono::steady_clock::time_point deadline, SpinBudget* budget) {

@@ -88,8 +88,8 @@ class Batch : public std::enable_shared_from_this<Batch> {
 
   // The overall state: pending while any task is, failed if any failed.
   TransferStatus Overall() const;
-  // The one slice still in flight, with its transport peer, when it carries a whole
-  // task; else nullptr. Only for a thread that keeps the batch alive.
+  // The slice in flight of a batch of one single-slice request, with its transport
+  // peer; else nullptr. Only for a thread that keeps the batch alive.
   const Slice* LoneSlice(std::shared_ptr<TransportPeer>* peer) const;
   // True once every published task is done.
   bool Done() const {
