@@ -6,7 +6,7 @@ set -euo pipefail
 PACKAGES=(build-essential cmake ninja-build pkg-config libgflags-dev nlohmann-json3-dev
           libhiredis-dev liburing-dev libcurl4-openssl-dev libnuma-dev libgtest-dev
           libgmock-dev libbenchmark-dev iperf3 redis-server etcd-server etcd-client
-          libcpp-httplib-dev clang python3-dev python3-pytest python3-numpy
+          libcpp-httplib-dev libssl-dev clang python3-dev python3-pytest python3-numpy
           python3-setuptools python3-pip pybind11-dev ucx-utils sockperf gnuplot-nox)
 
 if ! command -v dpkg-query >/dev/null 2>&1; then

@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
 # The README's test command: installs dependencies, then builds and runs the whole
-# test suite three times: a normal build, ASan+UBSan, and TSan.
+# test suite three times: a normal build, ASan+UBSan, and TSan; then a short run of
+# each libFuzzer target (scripts/fuzz.sh).
 #
-#   scripts/test.sh            all three
-#   TE_TEST_BUILDS="release" scripts/test.sh    a subset (release, asan, tsan)
-# Environment: JOBS (default 2), CTEST_ARGS (extra ctest arguments).
+#   scripts/test.sh            all four
+#   TE_TEST_BUILDS="release" scripts/test.sh    a subset (release, asan, tsan, fuzz)
+# Environment: JOBS (default 2), CTEST_ARGS (extra ctest arguments), FUZZ_SECONDS
+# (per fuzz target, default 60).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 JOBS=${JOBS:-2}
-BUILDS=${TE_TEST_BUILDS:-release asan tsan}
+BUILDS=${TE_TEST_BUILDS:-release asan tsan fuzz}
 
 bash "$ROOT/scripts/install_deps.sh"
 
@@ -33,7 +35,10 @@ for build in $BUILDS; do
     tsan)
       TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
         run_suite tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTE_SANITIZE=thread ;;
-    *) echo "unknown build '$build' (release, asan, tsan)" >&2; exit 2 ;;
+    fuzz)
+      echo "=== [fuzz] build and run each target for ${FUZZ_SECONDS:-60} s"
+      BUILD=$ROOT/build-test-fuzz JOBS=$JOBS bash "$ROOT/scripts/fuzz.sh" "${FUZZ_SECONDS:-60}" ;;
+    *) echo "unknown build '$build' (release, asan, tsan, fuzz)" >&2; exit 2 ;;
   esac
 done
 echo "=== all test builds passed: $BUILDS"

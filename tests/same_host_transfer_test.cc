@@ -201,6 +201,40 @@ TEST_F(SameHostTest, UnregisteredBufferFailsCleanly) {
   }
 }
 
+// The peer registers the same memory again after we read its descriptor: the pin
+// generation we hold is stale, so the same-host copy refuses it. With TCP enabled
+// too, the slice is retried there, where the peer checks its live registry: the
+// transfer completes, and the retry is counted. With shared memory alone it fails.
+TEST_F(SameHostTest, StaleDescriptorRetriesOnTheNextTransport) {
+  for (bool with_tcp : {true, false}) {
+    SCOPED_TRACE(with_tcp ? "shm,cma,tcp" : "shm only");
+    std::vector<std::string> ours = {"shm"};
+    if (with_tcp) ours = {"shm", "cma", "tcp"};
+    ASSERT_NO_FATAL_FAILURE(StartEngine(SameHostConfig(ours)));
+    PeerProcess* peer;
+    ASSERT_NO_FATAL_FAILURE(StartPeer(PeerArgs(kMiB, "rw", 8, true, "shm,cma,tcp"), &peer));
+    te::SegmentHandle seg;
+    ASSERT_NO_FATAL_FAILURE(OpenPeer(*peer, &seg));
+    void* local;
+    ASSERT_NO_FATAL_FAILURE(AllocLocal(kMiB, &local));
+    const uint64_t remote = peer->buffers()[0].base;
+    ASSERT_EQ(peer->Command("REREGISTER " + std::to_string(remote) + " rw"), "OK");
+
+    Outcome read = RunOne(*engine_, Request::READ, local, seg, remote, kMiB);
+    te::EngineStatistics stats;
+    ASSERT_TRUE(engine_->getStatistics(&stats).ok());
+    if (with_tcp) {
+      ASSERT_TRUE(read.completed()) << read.Describe();
+      EXPECT_EQ(FirstPatternMismatch(local, kMiB, BufferSeed(8, 0)), -1);
+      EXPECT_GE(stats.retried_slices, 1u);
+      EXPECT_EQ(stats.bytes_by_transport["tcp"], kMiB);
+    } else {
+      EXPECT_TRUE(read.rejected()) << read.Describe();
+      EXPECT_EQ(stats.retried_slices, 0u);
+    }
+  }
+}
+
 TEST_F(SameHostTest, SharedMemoryRemovedAfterSigterm) {
   ASSERT_NO_FATAL_FAILURE(StartEngine(SameHostConfig({"shm"})));
   PeerProcess* peer;

@@ -12,6 +12,8 @@
 //   --machine_id=ID        default "te-test-peer-<pid>", so peers look like other hosts
 //   --shm=1                allocate the buffers in POSIX shared memory
 //   --transports=a,b       the engine's transports (default: the config's default)
+//   --rpc_port=P           fixed RPC port, so a restarted peer keeps its segment name
+//   --cluster_secret=S     the engine's cluster secret
 //
 // Commands on stdin, one per line; every command answers exactly one line:
 //   PING                                 -> PONG
@@ -384,6 +386,10 @@ bool ParseFlags(int argc, char** argv, Flags* flags, std::string* error) {
       flags->config.log_level = value;
     } else if (key == "machine_id") {
       flags->config.machine_id = value;
+    } else if (key == "rpc_port" && numeric && n <= 65535) {
+      flags->config.rpc_port = static_cast<uint16_t>(n);
+    } else if (key == "cluster_secret") {
+      flags->config.cluster_secret = value;
     } else if (key == "shm" && numeric && n <= 1) {
       flags->shm = n == 1;
     } else if (key == "transports") {

@@ -68,6 +68,9 @@ DEFINE_string(transport, "auto",
               "Transport: auto (per request: shm, then cma, then tcp) | tcp | shm | cma; "
               "give the same value to target and initiator");
 DEFINE_bool(json, false, "Also print one JSON line per case, after the table");
+DEFINE_string(cluster_secret, "",
+              "Cluster secret both sides must prove (default: $TE_CLUSTER_SECRET; the "
+              "variable keeps it out of the process list)");
 
 namespace {
 
@@ -146,6 +149,7 @@ te::Status BuildConfig(te::Config* config) {
   if (FlagGiven("metadata_type")) config->metadata_type = FLAGS_metadata_type;
   if (FlagGiven("metadata_servers")) config->metadata_servers = FLAGS_metadata_servers;
   if (FlagGiven("local_segment")) config->local_segment_name = FLAGS_local_segment;
+  if (FlagGiven("cluster_secret")) config->cluster_secret = FLAGS_cluster_secret;
   // Pinning one transport on both sides measures it alone; "local" stays so a target
   // opened by its own name still works.
   if (FLAGS_transport != "auto") config->transports = {FLAGS_transport};

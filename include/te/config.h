@@ -2,6 +2,7 @@
 // environment; later sources override earlier ones field by field.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -46,13 +47,20 @@ struct Config {
   // metadata call is bounded by connect_timeout_ms per server tried.
   uint32_t metadata_ttl_s = 10;
 
+  // Shared by every engine of a cluster. When set, each connection (control and data)
+  // starts with a mutual challenge-response proof of it; peers without it are refused
+  // and move no byte. The secret itself never crosses the wire. Empty: any peer that
+  // reaches the ports may use remote-visible buffers (docs/security.md).
+  std::string cluster_secret;
+  static constexpr size_t kMinClusterSecretLength = 16;
+
   // Parses a JSON object; keys are the field names above. Unknown keys are errors.
   static Status FromJson(const std::string& json_text, Config* config);
   static Status FromJsonFile(const std::string& path, Config* config);
   // Overrides fields from TE_METADATA_TYPE, TE_METADATA_SERVERS, TE_LOCAL_SEGMENT,
   // TE_RPC_HOST, TE_RPC_PORT, TE_TRANSPORTS (comma-separated), TE_LOG_LEVEL,
   // TE_MACHINE_ID, TE_TCP_CONNECTIONS, TE_SLICE_SIZE, TE_TRANSFER_TIMEOUT_MS,
-  // TE_METADATA_TTL_S; TE_CONFIG names a JSON file applied first.
+  // TE_METADATA_TTL_S, TE_CLUSTER_SECRET; TE_CONFIG names a JSON file applied first.
   static Status FromEnv(Config* config);
   // Checks ranges and names; the engine calls it before starting.
   Status Validate() const;

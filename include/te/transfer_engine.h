@@ -94,6 +94,8 @@ class TransferEngine {
 
   // Name of the transport that carried most of the traffic so far ("tcp", "local").
   std::string primaryTransport() const;
+  // Counters since the engine started (bytes per transport, retries).
+  Status getStatistics(EngineStatistics* statistics) const;
 
  private:
   std::unique_ptr<EngineImpl> impl_;

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -59,6 +60,14 @@ struct SegmentInfo {
   std::string machine_id;
   std::vector<std::string> transports;
   std::vector<BufferInfo> buffers;  // sorted by base
+};
+
+struct EngineStatistics {
+  // Bytes submitted per transport name, retried slices included where they went.
+  std::map<std::string, uint64_t> bytes_by_transport;
+  // Slices that failed on one transport and were resubmitted on the next one that
+  // reaches the segment (e.g. shared memory -> CMA -> TCP) before failing the task.
+  uint64_t retried_slices = 0;
 };
 
 struct Notification {

@@ -99,6 +99,8 @@ Status Config::FromJson(const std::string& json_text, Config* config) {
       s = ReadUnsigned(j, "connect_timeout_ms", &config->connect_timeout_ms);
     else if (key == "metadata_ttl_s")
       s = ReadUnsigned(j, "metadata_ttl_s", &config->metadata_ttl_s);
+    else if (key == "cluster_secret")
+      s = ReadField(j, "cluster_secret", &config->cluster_secret);
     else
       s = Status::InvalidArgument("unknown config field '" + key + "'");
     TE_RETURN_IF_ERROR(s);
@@ -125,6 +127,7 @@ Status Config::FromEnv(Config* config) {
   ApplyEnvString("TE_RPC_HOST", &config->rpc_host);
   ApplyEnvString("TE_LOG_LEVEL", &config->log_level);
   ApplyEnvString("TE_MACHINE_ID", &config->machine_id);
+  ApplyEnvString("TE_CLUSTER_SECRET", &config->cluster_secret);
   if (const char* v = std::getenv("TE_TRANSPORTS")) config->transports = SplitList(v);
   TE_RETURN_IF_ERROR(ApplyEnvUnsigned("TE_RPC_PORT", &config->rpc_port));
   TE_RETURN_IF_ERROR(ApplyEnvUnsigned("TE_TCP_CONNECTIONS", &config->tcp_connections_per_peer));
@@ -165,6 +168,11 @@ Status Config::Validate() const {
   // etcd grants at least ~2 s whatever is asked; a day is far beyond any useful TTL.
   if (metadata_ttl_s < 1 || metadata_ttl_s > 86400) {
     return Status::InvalidArgument("metadata_ttl_s must be in [1, 86400]");
+  }
+  // Proofs travel in the clear, so a short secret could be guessed offline from one.
+  if (!cluster_secret.empty() && cluster_secret.size() < kMinClusterSecretLength) {
+    return Status::InvalidArgument("cluster_secret must be at least " +
+                                   std::to_string(kMinClusterSecretLength) + " characters");
   }
   return Status::OK();
 }

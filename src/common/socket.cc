@@ -146,6 +146,26 @@ Status Accept(int listen_fd, UniqueFd* out) {
   }
 }
 
+std::string PeerAddress(int fd) {
+  sockaddr_storage addr{};
+  socklen_t len = sizeof(addr);
+  char host[INET6_ADDRSTRLEN] = {};
+  if (::getpeername(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) return "unknown peer";
+  uint16_t port = 0;
+  if (addr.ss_family == AF_INET) {
+    auto* in = reinterpret_cast<sockaddr_in*>(&addr);
+    ::inet_ntop(AF_INET, &in->sin_addr, host, sizeof(host));
+    port = ntohs(in->sin_port);
+  } else if (addr.ss_family == AF_INET6) {
+    auto* in6 = reinterpret_cast<sockaddr_in6*>(&addr);
+    ::inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
+    port = ntohs(in6->sin6_port);
+  } else {
+    return "local peer";
+  }
+  return std::string(host) + ":" + std::to_string(port);
+}
+
 Status SetIoTimeout(int fd, uint32_t timeout_ms) {
   timeval tv{static_cast<time_t>(timeout_ms / 1000),
              static_cast<suseconds_t>((timeout_ms % 1000) * 1000)};

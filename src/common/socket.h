@@ -61,6 +61,8 @@ Status RecvAll(int fd, void* data, size_t len);
 Status RecvAllOrIdle(int fd, void* data, size_t len, bool* idle);
 // Discards len bytes.
 Status RecvDiscard(int fd, uint64_t len);
+// "ip:port" of the connected peer, or "unknown peer".
+std::string PeerAddress(int fd);
 // Waits until fd is readable; false on timeout. timeout_ms < 0 waits forever.
 bool WaitReadable(int fd, int timeout_ms);
 

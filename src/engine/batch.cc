@@ -19,7 +19,30 @@ TransferStatus Task::Status() const {
   return s;
 }
 
-Batch::Batch(size_t capacity) : capacity_(capacity), tasks_(new Task[capacity]) {
+bool Task::Retry(Slice* slice, const te::Status& status) {
+  using Code = te::Status::Code;
+  if (status.code() == Code::kCancelled || status.code() == Code::kInvalidArgument ||
+      slice->IsCancelled()) {
+    return false;
+  }
+  std::shared_ptr<const SegmentRoutes> routes = this->routes.lock();
+  if (!routes) return false;  // the segment was closed or refreshed meanwhile
+  const int next =
+      routes->NextRoute(slice->route, routes->descriptor->FindBuffer(slice->remote, slice->length));
+  if (next < 0) return false;
+  slice->route = next;
+  const Route& route = routes->routes[static_cast<size_t>(next)];
+  if (EngineCounters* counters = batch->counters_) {
+    counters->retried_slices.fetch_add(1, std::memory_order_relaxed);
+    counters->transport_bytes[route.transport_index].fetch_add(slice->length,
+                                                               std::memory_order_relaxed);
+  }
+  route.peer->Submit(&slice, 1);
+  return true;
+}
+
+Batch::Batch(size_t capacity, EngineCounters* counters)
+    : capacity_(capacity), counters_(counters), tasks_(new Task[capacity]) {
   for (size_t i = 0; i < capacity; ++i) tasks_[i].batch = this;
 }
 
@@ -59,6 +82,7 @@ void Batch::OnSliceDone(Slice* slice, const te::Status& status) {
     if (task->segment_stale && status.code() != te::Status::Code::kCancelled) {
       task->segment_stale->store(true, std::memory_order_relaxed);
     }
+    if (task->Retry(slice, status)) return;
     if (!task->has_error.exchange(true, std::memory_order_acq_rel)) task->error = status.ToString();
   }
   Batch* batch = task->batch;
@@ -83,15 +107,15 @@ void Batch::OnSliceDone(Slice* slice, const te::Status& status) {
   }
 }
 
-const Slice* Batch::LoneSlice(std::shared_ptr<TransportPeer>* peer) const {
+const Slice* Batch::LoneSlice(std::shared_ptr<const SegmentRoutes>* routes) const {
   // A batch of one request: where the round trip is the latency. The last slice of a
   // larger batch is left to the transport's threads, which are reading anyway; a
   // waiter reading there would make them step aside for the next batch.
   if (size() != 1 || in_flight() != 1) return nullptr;
   const Task& t = tasks_[0];
   if (t.split_slices) return nullptr;
-  *peer = t.peer.lock();
-  return *peer ? &t.inline_slice : nullptr;
+  *routes = t.routes.lock();
+  return *routes ? &t.inline_slice : nullptr;
 }
 
 bool Batch::WaitDone(std::chrono::steady_clock::time_point deadline, SpinBudget* budget) {

@@ -14,6 +14,7 @@
 #include <mutex>
 #include <string>
 
+#include "engine/routes.h"
 #include "te/types.h"
 #include "transport/transport.h"
 
@@ -56,20 +57,28 @@ struct Task {
   // Raised when a slice fails (other than by cancellation): the target segment's
   // cached descriptor may be out of date.
   std::shared_ptr<std::atomic<bool>> segment_stale;
-  // What carries the task's slices; weak, so that batches never keep a transport
-  // alive past its stop.
-  std::weak_ptr<TransportPeer> peer;
+  // The target's routes when submitted: a failed slice moves to the next one that
+  // can serve it before the task is failed. Weak: closing the segment (or the engine)
+  // must still destroy its transport peers, which fail what they hold.
+  std::weak_ptr<const SegmentRoutes> routes;
 
   // Prepares `count` slices owned by this task and returns them.
   Slice* PrepareSlices(uint32_t count);
   TransferStatus Status() const;
+
+ private:
+  friend class Batch;
+  // Resubmits a failed slice on the next route; false when there is none or the
+  // failure would repeat on any transport.
+  bool Retry(Slice* slice, const te::Status& status);
 };
 
 // Lives in a shared_ptr: a completion that wakes a sleeper keeps the batch alive
 // past its last in-flight decrement.
 class Batch : public std::enable_shared_from_this<Batch> {
  public:
-  explicit Batch(size_t capacity);
+  // counters (optional) receive retried slices and their bytes.
+  explicit Batch(size_t capacity, EngineCounters* counters = nullptr);
   size_t capacity() const { return capacity_; }
   size_t size() const { return size_.load(std::memory_order_acquire); }
   Task& task(size_t i) { return tasks_[i]; }
@@ -88,9 +97,9 @@ class Batch : public std::enable_shared_from_this<Batch> {
 
   // The overall state: pending while any task is, failed if any failed.
   TransferStatus Overall() const;
-  // The slice in flight of a batch of one single-slice request, with its transport
-  // peer; else nullptr. Only for a thread that keeps the batch alive.
-  const Slice* LoneSlice(std::shared_ptr<TransportPeer>* peer) const;
+  // The slice in flight of a batch of one single-slice request, with the routes of
+  // its segment; else nullptr. Only for a thread that keeps the batch alive.
+  const Slice* LoneSlice(std::shared_ptr<const SegmentRoutes>* routes) const;
   // True once every published task is done.
   bool Done() const {
     return done_tasks_.load(std::memory_order_seq_cst) >= size_.load(std::memory_order_acquire);
@@ -105,7 +114,9 @@ class Batch : public std::enable_shared_from_this<Batch> {
   std::mutex submit_mu;  // serializes submissions to this batch only
 
  private:
+  friend struct Task;  // Task::Retry counts into counters_
   const size_t capacity_;
+  EngineCounters* const counters_;
   std::unique_ptr<Task[]> tasks_;
   size_t reserved_ = 0;  // guarded by submit_mu
   std::atomic<size_t> size_{0};

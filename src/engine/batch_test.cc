@@ -310,6 +310,106 @@ TEST(BatchTest, ConcurrentSliceCompletions) {
   EXPECT_EQ(batch.task(0).pending_slices.load(), 0u);
 }
 
+// ---- retries on the next route ----
+
+// A transport peer that completes every slice at once with a scripted status and
+// records what it was given. `serves` says whether CanServe accepts a buffer.
+class ScriptedPeer : public TransportPeer {
+ public:
+  ScriptedPeer(Status result, bool serves = true) : result_(std::move(result)), serves_(serves) {}
+  void Submit(Slice* const* slices, size_t count) override {
+    for (size_t i = 0; i < count; ++i) {
+      ++submitted;
+      slices[i]->on_done(slices[i], result_);
+    }
+  }
+  bool CanServe(const SegmentBuffer*) const override { return serves_; }
+  int submitted = 0;
+
+ private:
+  Status result_;
+  bool serves_;
+};
+
+struct RetryFixture {
+  explicit RetryFixture(std::vector<std::shared_ptr<ScriptedPeer>> peers)
+      : counters(peers.size()), batch(1, &counters) {
+    auto r = std::make_shared<SegmentRoutes>();
+    auto d = std::make_shared<SegmentDescriptor>();
+    SegmentBuffer b;
+    b.base = 4096;
+    b.length = 4096;
+    d->buffers.push_back(b);
+    r->descriptor = d;
+    for (size_t i = 0; i < peers.size(); ++i) r->routes.push_back({i, peers[i]});
+    routes = r;
+  }
+  // Submits one slice the way the engine does, on route 0.
+  void Run() {
+    Slice* s = PrepareTask(&batch, 0, {512});
+    s->remote = 4096;
+    batch.task(0).routes = routes;
+    batch.Publish(1);
+    routes->routes[0].peer->Submit(&s, 1);
+  }
+  EngineCounters counters;
+  Batch batch;
+  std::shared_ptr<const SegmentRoutes> routes;
+};
+
+TEST(BatchRetryTest, FailedSliceMovesToTheNextRouteThatServesIt) {
+  auto shm = std::make_shared<ScriptedPeer>(Status::Unavailable("shm gone"));
+  auto cma = std::make_shared<ScriptedPeer>(Status::OK(), /*serves=*/false);
+  auto tcp = std::make_shared<ScriptedPeer>(Status::OK());
+  RetryFixture f({shm, cma, tcp});
+  f.Run();
+  EXPECT_EQ(f.batch.task(0).state.load(), TransferState::kCompleted);
+  EXPECT_EQ(f.batch.task(0).transferred.load(), 512u);
+  EXPECT_EQ(cma->submitted, 0);  // it cannot serve the buffer
+  EXPECT_EQ(tcp->submitted, 1);
+  EXPECT_EQ(f.counters.retried_slices.load(), 1u);
+  EXPECT_EQ(f.counters.transport_bytes[2].load(), 512u);
+  EXPECT_EQ(f.batch.in_flight(), 0);
+}
+
+TEST(BatchRetryTest, EveryRouteFailingFailsTheTaskWithTheLastError) {
+  auto a = std::make_shared<ScriptedPeer>(Status::Unavailable("first"));
+  auto b = std::make_shared<ScriptedPeer>(Status::IoError("second"));
+  auto c = std::make_shared<ScriptedPeer>(Status::OutOfRange("third"));
+  RetryFixture f({a, b, c});
+  f.Run();
+  EXPECT_EQ(f.batch.task(0).state.load(), TransferState::kFailed);
+  EXPECT_NE(f.batch.task(0).error.find("third"), std::string::npos) << f.batch.task(0).error;
+  EXPECT_EQ(a->submitted + b->submitted + c->submitted, 3);
+  EXPECT_EQ(f.counters.retried_slices.load(), 2u);  // bounded by the routes
+  EXPECT_EQ(f.batch.in_flight(), 0);
+}
+
+TEST(BatchRetryTest, CancelledAndInvalidAreNotRetried) {
+  for (Status st : {Status::Cancelled("freed"), Status::InvalidArgument("bad")}) {
+    auto a = std::make_shared<ScriptedPeer>(st);
+    auto b = std::make_shared<ScriptedPeer>(Status::OK());
+    RetryFixture f({a, b});
+    f.Run();
+    EXPECT_EQ(f.batch.task(0).state.load(), TransferState::kFailed) << st.ToString();
+    EXPECT_EQ(b->submitted, 0) << st.ToString();
+    EXPECT_EQ(f.counters.retried_slices.load(), 0u);
+  }
+}
+
+TEST(BatchRetryTest, RoutesGoneMeansNoRetry) {
+  auto a = std::make_shared<ScriptedPeer>(Status::Unavailable("gone"));
+  auto b = std::make_shared<ScriptedPeer>(Status::OK());
+  RetryFixture f({a, b});
+  Slice* s = PrepareTask(&f.batch, 0, {512});
+  f.batch.task(0).routes = f.routes;
+  f.batch.Publish(1);
+  f.routes.reset();  // the segment was closed: the task's weak reference expires
+  a->Submit(&s, 1);
+  EXPECT_EQ(f.batch.task(0).state.load(), TransferState::kFailed);
+  EXPECT_EQ(b->submitted, 0);
+}
+
 TEST(BatchTest, WaitDoneReturnsAtOnceWhenDone) {
   auto shared = std::make_shared<Batch>(1);
   Batch& batch = *shared;

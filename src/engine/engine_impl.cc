@@ -92,7 +92,7 @@ Status EngineImpl::Init(const Config& config) {
                          [this](const std::string& peer, const std::string& request, std::string*) {
                            return RpcNotify(peer, request);
                          });
-    Status s = rpc_server_.Start(bind_host_, port);
+    Status s = rpc_server_.Start(bind_host_, port, config.cluster_secret);
     if (!s.ok()) return Status(s.code(), "rpc server: " + s.message());
 
     std::string host_part = advertise_host_.find(':') != std::string::npos
@@ -102,6 +102,11 @@ Status EngineImpl::Init(const Config& config) {
                         ? host_part + ":" + std::to_string(rpc_server_.port())
                         : config.local_segment_name;
     TE_RETURN_IF_ERROR(CreateMetadataClient(config, segment_name_, &metadata_));
+    if (config.cluster_secret.empty()) {
+      TE_LOG(Warning) << "segment '" << segment_name_
+                      << "': no cluster secret configured; any peer that reaches this "
+                         "engine's ports may use its remote-visible buffers";
+    }
 
     static_descriptor_.name = segment_name_;
     static_descriptor_.machine_id = machine_id_;
@@ -127,7 +132,7 @@ Status EngineImpl::Init(const Config& config) {
       if (!s.ok()) return Status(s.code(), "transport " + name + ": " + s.message());
       transports_.push_back(std::move(t));
     }
-    transport_bytes_.reset(new std::atomic<uint64_t>[transports_.size()]());
+    counters_ = std::make_unique<EngineCounters>(transports_.size());
     refresher_ = std::thread([this] { RefreshLoop(); });
     ready_.store(true, std::memory_order_release);
     return metadata_->Publish(LocalDescriptor());
@@ -320,7 +325,7 @@ void EngineImpl::RefreshLoop() {
   }
 }
 
-std::shared_ptr<const EngineImpl::SegmentRoutes> EngineImpl::RoutesOf(OpenSegmentState* state) {
+std::shared_ptr<const SegmentRoutes> EngineImpl::RoutesOf(OpenSegmentState* state) {
   std::lock_guard<std::mutex> lock(state->mu);
   return state->current;
 }
@@ -371,7 +376,7 @@ Status EngineImpl::AllocateBatch(size_t max_requests, BatchID* id) {
     return Status::InvalidArgument("max_requests must be in [1, 1048576]");
   }
   *id = next_batch_.fetch_add(1);
-  batches_.Insert(*id, std::make_shared<Batch>(max_requests));
+  batches_.Insert(*id, std::make_shared<Batch>(max_requests, counters_.get()));
   return Status::OK();
 }
 
@@ -411,9 +416,11 @@ Status EngineImpl::Submit(BatchID id, const std::vector<Request>& requests) {
   // Validate and route everything before queuing anything. One allocation for all
   // the per-request state: allocations were most of a small batch's cost.
   struct Routed {
-    const Route* route = nullptr;
-    std::shared_ptr<const SegmentRoutes> segment;  // keeps *route alive
+    int route = -1;                                // index into segment->routes
+    std::shared_ptr<const SegmentRoutes> segment;  // keeps the route alive; tasks keep
+                                                   // a weak reference for retries
     std::shared_ptr<std::atomic<bool>> stale;
+    const Route& Get() const { return segment->routes[static_cast<size_t>(route)]; }
   };
   std::vector<Routed> routed(requests.size());
   auto local_table = registry_.Snapshot();
@@ -453,15 +460,10 @@ Status EngineImpl::Submit(BatchID id, const std::vector<Request>& requests) {
       QueueRefresh(cached_state);
       refreshed = cached_state;
     }
-    for (const Route& route : segment->routes) {
-      if (route.peer->CanServe(remote)) {
-        routed[i].route = &route;
-        break;
-      }
-    }
+    routed[i].route = segment->NextRoute(-1, remote);
     routed[i].segment = segment;
     routed[i].stale = stale_flag;
-    if (!routed[i].route) {
+    if (routed[i].route < 0) {
       return Status::OutOfRange(which() + "remote range is not inside a known buffer of segment '" +
                                 segment->descriptor->name +
                                 "', and no enabled transport can check it remotely");
@@ -485,13 +487,14 @@ Status EngineImpl::Submit(BatchID id, const std::vector<Request>& requests) {
   for (size_t i = 0; i < requests.size();) {
     run.clear();
     size_t j = i;
-    for (; j < requests.size() && routed[j].route->peer == routed[i].route->peer; ++j) {
+    const Route& route = routed[i].Get();
+    for (; j < requests.size() && routed[j].Get().peer == route.peer; ++j) {
       const Request& r = requests[j];
       Task& task = batch->task(first + j);
       const uint32_t count = static_cast<uint32_t>((r.length + slice_size - 1) / slice_size);
       Slice* slices = task.PrepareSlices(count);
       task.segment_stale = std::move(routed[j].stale);
-      task.peer = routed[j].route->peer;
+      task.routes = routed[j].segment;
       for (uint32_t k = 0; k < count; ++k) {
         const uint64_t offset = k * slice_size;
         Slice& s = slices[k];
@@ -502,13 +505,14 @@ Status EngineImpl::Submit(BatchID id, const std::vector<Request>& requests) {
         s.cancelled = batch->cancel_flag();
         s.on_done = &Batch::OnSliceDone;
         s.owner = &task;
+        s.route = routed[j].route;
         run.push_back(&s);
       }
-      transport_bytes_[routed[j].route->transport_index].fetch_add(r.length,
-                                                                   std::memory_order_relaxed);
+      counters_->transport_bytes[route.transport_index].fetch_add(r.length,
+                                                                  std::memory_order_relaxed);
     }
     batch->Publish(first + j);
-    routed[i].route->peer->Submit(run.data(), run.size());
+    route.peer->Submit(run.data(), run.size());
     i = j;
   }
   return Status::OK();
@@ -549,13 +553,21 @@ Status EngineImpl::WaitBatch(BatchID id, TransferStatus* overall, uint32_t timeo
   std::shared_ptr<Batch> batch = batches_.Find(id);
   if (!batch) return Status::NotFound("unknown batch " + std::to_string(id));
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
-  // The last slice of a batch (all of a one-request batch): receive its response in
-  // this thread when its transport lets us, which spares the hand-off from the
-  // transport's thread. Each round that returns true received something.
-  std::shared_ptr<TransportPeer> peer;
-  for (const Slice* lone; !batch->Done() && (lone = batch->LoneSlice(&peer)) != nullptr &&
-                          peer->ReceiveFor(
-                              *lone, [&batch] { return batch->Done(); }, deadline);) {
+  // A one-request batch: receive its response in this thread when the transport
+  // carrying it lets us, which spares the hand-off from the transport's thread. The
+  // slice's route may change under us (a retry), so each route is asked; only the
+  // one carrying it accepts. Each round that returns true received something.
+  auto receive = [&](const Slice& lone, const SegmentRoutes& routes) {
+    for (const Route& route : routes.routes) {
+      if (route.peer->ReceiveFor(
+              lone, [&batch] { return batch->Done(); }, deadline))
+        return true;
+    }
+    return false;
+  };
+  std::shared_ptr<const SegmentRoutes> routes;
+  for (const Slice* lone; !batch->Done() && (lone = batch->LoneSlice(&routes)) != nullptr &&
+                          receive(*lone, *routes);) {
     if (std::chrono::steady_clock::now() >= deadline) break;
   }
   // Per thread: a thread's waits are alike (its batches), other threads' need not be.
@@ -578,7 +590,8 @@ Status EngineImpl::SendNotification(SegmentHandle handle, const std::string& mes
   if (d->name == segment_name_) return RpcNotify(segment_name_, j.dump());
   RpcTarget target{d->rpc_host, d->rpc_port, config_.connect_timeout_ms};
   std::string reply;
-  return RpcCall(target, segment_name_, wire::Opcode::kNotify, j.dump(), &reply);
+  return RpcCall(target, {segment_name_, config_.cluster_secret}, wire::Opcode::kNotify, j.dump(),
+                 &reply);
 }
 
 Status EngineImpl::ReceiveNotifications(std::vector<Notification>* out) {
@@ -592,16 +605,27 @@ Status EngineImpl::ReceiveNotifications(std::vector<Notification>* out) {
 }
 
 std::string EngineImpl::PrimaryTransport() const {
+  if (!counters_) return "none";  // Init failed before the transports all started
   size_t best = transports_.size();
   uint64_t most = 0;
   for (size_t i = 0; i < transports_.size(); ++i) {
-    uint64_t b = transport_bytes_[i].load(std::memory_order_relaxed);
+    uint64_t b = counters_->transport_bytes[i].load(std::memory_order_relaxed);
     if (b > most) {
       most = b;
       best = i;
     }
   }
   return best == transports_.size() ? "none" : transports_[best]->name();
+}
+
+EngineStatistics EngineImpl::Statistics() const {
+  EngineStatistics stats;
+  for (size_t i = 0; i < transports_.size(); ++i) {
+    stats.bytes_by_transport[transports_[i]->name()] =
+        counters_->transport_bytes[i].load(std::memory_order_relaxed);
+  }
+  stats.retried_slices = counters_->retried_slices.load(std::memory_order_relaxed);
+  return stats;
 }
 
 }  // namespace te

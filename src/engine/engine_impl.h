@@ -15,6 +15,7 @@
 
 #include "common/sharded_map.h"
 #include "engine/batch.h"
+#include "engine/routes.h"
 #include "memory/buffer_registry.h"
 #include "memory/memory.h"
 #include "metadata/metadata_client.h"
@@ -59,18 +60,9 @@ class EngineImpl {
   Status ReceiveNotifications(std::vector<Notification>* out);
 
   std::string PrimaryTransport() const;
+  EngineStatistics Statistics() const;
 
  private:
-  // A way to reach an open segment: one transport's peer.
-  struct Route {
-    size_t transport_index = 0;
-    std::shared_ptr<TransportPeer> peer;
-  };
-  // What requests to one segment are routed by. Replaced whole on refresh.
-  struct SegmentRoutes {
-    std::shared_ptr<const SegmentDescriptor> descriptor;
-    std::vector<Route> routes;  // in order of preference
-  };
   struct OpenSegmentState {
     std::string name;
     std::mutex mu;
@@ -113,7 +105,7 @@ class EngineImpl {
   std::unique_ptr<MetadataClient> metadata_;
   RpcServer rpc_server_;
   std::vector<std::unique_ptr<Transport>> transports_;
-  std::unique_ptr<std::atomic<uint64_t>[]> transport_bytes_;
+  std::unique_ptr<EngineCounters> counters_;  // sized once transports_ is
 
   ShardedMap<OpenSegmentState> segments_;
   std::atomic<uint64_t> next_segment_{1};

@@ -7,6 +7,7 @@
 #include <poll.h>
 #include <stdlib.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -21,6 +22,7 @@
 
 #include "common/socket.h"
 #include "metadata/segment_descriptor.h"
+#include "rpc/handshake.h"
 #include "rpc/wire.h"
 #include "te/transfer_engine.h"
 
@@ -1374,10 +1376,18 @@ TEST_F(TcpEnginesTest, UnregisterDuringTraffic) {
 // ---- a fake peer speaking the wire protocol badly ----
 
 // Serves GET_SEGMENT with a descriptor that points its tcp endpoint at a data port
-// which completes the HELLO and then misbehaves as `mode` says.
+// which completes the HELLO and then misbehaves as `mode` says (kGarbageRpc: the rpc
+// port answers the HELLO with junk; kGarbageData: the data port answers a request so).
 class FakePeer {
  public:
-  enum class Mode { kStall, kWrongResponseId, kCloseAfterRequest, kBadDescriptor };
+  enum class Mode {
+    kStall,
+    kWrongResponseId,
+    kCloseAfterRequest,
+    kBadDescriptor,
+    kGarbageRpc,
+    kGarbageData
+  };
   static constexpr uint64_t kBase = 0x100000;
 
   explicit FakePeer(Mode mode) : mode_(mode) {
@@ -1406,8 +1416,9 @@ class FakePeer {
     UniqueFd fd;
     if (!Accept(rpc_.get(), &fd).ok()) return;
     SetIoTimeout(fd.get(), 2000);
+    if (mode_ == Mode::kGarbageRpc) return SendGarbage(fd.get());
     std::string peer;
-    if (!wire::ServerHello(fd.get(), wire::kChannelRpc, &peer).ok()) return;
+    if (!wire::ServerHello(fd.get(), wire::kChannelRpc, "", &peer).ok()) return;
     wire::FrameHeader h;
     std::string request;
     if (!wire::RecvFrame(fd.get(), &h, &request).ok()) return;
@@ -1437,11 +1448,12 @@ class FakePeer {
     if (!Accept(data_.get(), &fd).ok()) return;
     SetIoTimeout(fd.get(), 2000);
     std::string peer;
-    if (!wire::ServerHello(fd.get(), wire::kChannelTcpData, &peer).ok()) return;
+    if (!wire::ServerHello(fd.get(), wire::kChannelTcpData, "", &peer).ok()) return;
     if (mode_ != Mode::kStall) {
       uint8_t raw[wire::kHeaderSize];
       if (!WaitReadable(fd.get(), 2000) || !RecvAll(fd.get(), raw, sizeof(raw)).ok()) return;
       if (mode_ == Mode::kCloseAfterRequest) return;  // closes the connection
+      if (mode_ == Mode::kGarbageData) return SendGarbage(fd.get());
       wire::FrameHeader h;
       if (!wire::DecodeHeader(raw, &h).ok()) return;
       wire::FrameHeader reply;
@@ -1457,6 +1469,18 @@ class FakePeer {
       SendAll(fd.get(), data.data(), data.size());
     }
     held->push_back(std::move(fd));
+  }
+
+  // Bytes that are no frame: a header whose magic, opcode and lengths are junk.
+  static void SendGarbage(int fd) {
+    std::string junk(4096, '\0');
+    uint32_t x = 0x9e3779b9;
+    for (char& c : junk) {
+      x = x * 1664525 + 1013904223;
+      c = static_cast<char>(x >> 24);
+    }
+    SendAll(fd, junk.data(), junk.size());
+    ::shutdown(fd, SHUT_WR);
   }
 
   const Mode mode_;
@@ -1539,6 +1563,29 @@ TEST_F(FakePeerTest, WrongResponseIdIsProtocolError) {
   TransferStatus st = RunOne(*engine_, Request::READ, local_, h, FakePeer::kBase, 4096);
   EXPECT_EQ(st.state, TransferState::kFailed);
   EXPECT_EQ(st.error.rfind("ProtocolError", 0), 0u) << st.error;
+}
+
+TEST_F(FakePeerTest, GarbageAnswerToHelloFailsOpen) {
+  FakePeer peer(FakePeer::Mode::kGarbageRpc);
+  SegmentHandle h;
+  const auto start = Clock::now();
+  Status s = engine_->openSegment(&h, peer.name());
+  EXPECT_EQ(s.code(), Status::Code::kProtocolError) << s.ToString();
+  EXPECT_LT(Clock::now() - start, 2s);
+}
+
+TEST_F(FakePeerTest, GarbageAnswerToRequestFailsTask) {
+  FakePeer peer(FakePeer::Mode::kGarbageData);
+  SegmentHandle h;
+  ASSERT_OK(engine_->openSegment(&h, peer.name()));
+  const auto start = Clock::now();
+  TransferStatus st = RunOne(*engine_, Request::READ, local_, h, FakePeer::kBase, 4096);
+  EXPECT_EQ(st.state, TransferState::kFailed);
+  EXPECT_EQ(st.error.rfind("ProtocolError", 0), 0u) << st.error;
+  EXPECT_LT(Clock::now() - start, 2s);
+  // The engine stays usable: the next request fails the same clean way.
+  st = RunOne(*engine_, Request::WRITE, local_, h, FakePeer::kBase, 4096);
+  EXPECT_EQ(st.state, TransferState::kFailed);
 }
 
 TEST_F(FakePeerTest, PeerClosingMidRequestFailsTask) {

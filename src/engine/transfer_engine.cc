@@ -125,5 +125,11 @@ Status TransferEngine::receiveNotification(std::vector<Notification>* notificati
   return impl_->ReceiveNotifications(notifications);
 }
 std::string TransferEngine::primaryTransport() const { return impl_->PrimaryTransport(); }
+Status TransferEngine::getStatistics(EngineStatistics* statistics) const {
+  if (!statistics) return Status::InvalidArgument("statistics is null");
+  TE_REQUIRE_AVAILABLE();
+  *statistics = impl_->Statistics();
+  return Status::OK();
+}
 
 }  // namespace te

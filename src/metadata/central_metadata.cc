@@ -133,7 +133,14 @@ CentralMetadataClient::Holder CentralMetadataClient::Inspect(const std::string& 
   RpcTarget target{holder.rpc_host, holder.rpc_port, options_.timeout_ms};
   std::string reply;
   SegmentDescriptor live;
-  s = RpcCall(target, options_.local_name, wire::Opcode::kGetSegment, "", &reply);
+  s = RpcCall(target, options_.self, wire::Opcode::kGetSegment, "", &reply);
+  if (s.code() == Status::Code::kPermissionDenied) {
+    // An engine of another cluster (or with another secret) answers there; never
+    // take a name from an engine we cannot identify. A dead holder's entry expires.
+    TE_LOG(Warning) << "segment '" << local.name << "': holder " << *who
+                    << " refused our handshake: " << s.message();
+    return Holder::kAlive;
+  }
   if (s.ok()) s = SegmentDescriptor::FromJson(reply, &live);
   if (!s.ok()) {
     TE_LOG(Info) << "segment '" << local.name << "': holder " << *who

@@ -22,11 +22,12 @@
 
 #include "metadata/kv_backend.h"
 #include "metadata/metadata_client.h"
+#include "rpc/handshake.h"
 
 namespace te {
 
 struct CentralOptions {
-  std::string local_name;      // announced in the HELLO of holder probes
+  wire::Credentials self;      // proven in the HELLO of holder probes
   uint32_t timeout_ms = 3000;  // bounds each holder probe
   uint32_t ttl_ms = 10000;     // keep-alive period is ttl_ms / 3
 };

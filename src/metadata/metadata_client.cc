@@ -32,7 +32,8 @@ Status ParseServers(const Config& config, Parse parse, std::vector<Server>* out)
 Status CreateMetadataClient(const Config& config, const std::string& local_name,
                             std::unique_ptr<MetadataClient>* out) {
   if (config.metadata_type == "p2p") {
-    *out = std::make_unique<P2pMetadataClient>(local_name, config.connect_timeout_ms);
+    *out = std::make_unique<P2pMetadataClient>(wire::Credentials{local_name, config.cluster_secret},
+                                               config.connect_timeout_ms);
     return Status::OK();
   }
   const uint32_t timeout_ms = config.connect_timeout_ms;
@@ -65,7 +66,7 @@ Status CreateMetadataClient(const Config& config, const std::string& local_name,
     return Status::InvalidArgument("metadata_type '" + config.metadata_type +
                                    "' is not one of p2p, redis, etcd, http");
   }
-  CentralOptions options{local_name, timeout_ms, ttl_ms};
+  CentralOptions options{{local_name, config.cluster_secret}, timeout_ms, ttl_ms};
   *out = std::make_unique<CentralMetadataClient>(std::move(backend), std::move(options));
   return Status::OK();
 }

@@ -12,7 +12,7 @@ Status P2pMetadataClient::Lookup(const std::string& name, SegmentDescriptor* out
   }
   target.timeout_ms = timeout_ms_;
   std::string reply;
-  Status s = RpcCall(target, local_name_, wire::Opcode::kGetSegment, "", &reply);
+  Status s = RpcCall(target, self_, wire::Opcode::kGetSegment, "", &reply);
   if (!s.ok()) return Status(s.code(), "segment '" + name + "': " + s.message());
   return SegmentDescriptor::FromJson(reply, out);
 }

@@ -3,20 +3,21 @@
 #pragma once
 
 #include "metadata/metadata_client.h"
+#include "rpc/handshake.h"
 
 namespace te {
 
 class P2pMetadataClient : public MetadataClient {
  public:
-  P2pMetadataClient(std::string local_name, uint32_t timeout_ms)
-      : local_name_(std::move(local_name)), timeout_ms_(timeout_ms) {}
+  P2pMetadataClient(wire::Credentials self, uint32_t timeout_ms)
+      : self_(std::move(self)), timeout_ms_(timeout_ms) {}
   // Peers ask the engine directly, so there is nothing to publish.
   Status Publish(const SegmentDescriptor&) override { return Status::OK(); }
   Status Unpublish(const std::string&) override { return Status::OK(); }
   Status Lookup(const std::string& name, SegmentDescriptor* out) override;
 
  private:
-  std::string local_name_;
+  wire::Credentials self_;
   uint32_t timeout_ms_;
 };
 

@@ -4,13 +4,13 @@
 
 namespace te {
 
-Status RpcCall(const RpcTarget& target, const std::string& local_name, wire::Opcode opcode,
+Status RpcCall(const RpcTarget& target, const wire::Credentials& self, wire::Opcode opcode,
                const std::string& request, std::string* response) {
   UniqueFd fd;
   TE_RETURN_IF_ERROR(Connect(target.host, target.port, target.timeout_ms, &fd));
   TE_RETURN_IF_ERROR(SetIoTimeout(fd.get(), target.timeout_ms));
   const std::string where = target.host + ":" + std::to_string(target.port);
-  Status s = wire::ClientHello(fd.get(), wire::kChannelRpc, local_name);
+  Status s = wire::ClientHello(fd.get(), wire::kChannelRpc, self);
   if (!s.ok()) return Status(s.code(), "handshake with " + where + ": " + s.message());
   wire::FrameHeader h;
   h.opcode = opcode;

@@ -4,6 +4,7 @@
 
 #include <string>
 
+#include "rpc/handshake.h"
 #include "rpc/wire.h"
 
 namespace te {
@@ -14,7 +15,8 @@ struct RpcTarget {
   uint32_t timeout_ms = 3000;  // bounds connect and each wait for the reply
 };
 
-Status RpcCall(const RpcTarget& target, const std::string& local_name, wire::Opcode opcode,
+// self: this engine's name and cluster secret, proven in the HELLO.
+Status RpcCall(const RpcTarget& target, const wire::Credentials& self, wire::Opcode opcode,
                const std::string& request, std::string* response);
 
 }  // namespace te

@@ -8,16 +8,17 @@ constexpr uint32_t kMaxRpcConnections = 1024;
 constexpr uint32_t kRpcIoTimeoutMs = 10000;
 }  // namespace
 
-Status RpcServer::Start(const std::string& host, uint16_t port) {
+Status RpcServer::Start(const std::string& host, uint16_t port, const std::string& secret) {
+  secret_ = secret;
   return server_.Start(host, port, kMaxRpcConnections, [this](int fd) { Serve(fd); });
 }
 
 void RpcServer::Serve(int fd) {
   SetIoTimeout(fd, kRpcIoTimeoutMs);
   std::string peer;
-  Status s = wire::ServerHello(fd, wire::kChannelRpc, &peer);
+  Status s = wire::ServerHello(fd, wire::kChannelRpc, secret_, &peer);
   if (!s.ok()) {
-    TE_LOG(Info) << "rpc: rejected connection: " << s.ToString();
+    wire::LogRefusedHandshake("rpc", fd, s);
     return;
   }
   for (;;) {

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "common/connection_server.h"
+#include "rpc/handshake.h"
 #include "rpc/wire.h"
 
 namespace te {
@@ -19,7 +20,8 @@ class RpcServer {
 
   // Register every method before Start.
   void Register(wire::Opcode opcode, Method method) { methods_[opcode] = std::move(method); }
-  Status Start(const std::string& host, uint16_t port);
+  // With a non-empty secret, only clients that prove it are served.
+  Status Start(const std::string& host, uint16_t port, const std::string& secret);
   uint16_t port() const { return server_.port(); }
   void Stop() { server_.Stop(); }
 
@@ -27,6 +29,7 @@ class RpcServer {
   void Serve(int fd);
 
   std::map<wire::Opcode, Method> methods_;
+  std::string secret_;
   ConnectionServer server_;
 };
 

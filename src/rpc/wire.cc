@@ -1,7 +1,5 @@
 #include "rpc/wire.h"
 
-#include <nlohmann/json.hpp>
-
 #include "common/socket.h"
 
 namespace te::wire {
@@ -34,6 +32,7 @@ bool KnownOpcode(uint8_t op) {
     case Opcode::kHello:
     case Opcode::kGetSegment:
     case Opcode::kNotify:
+    case Opcode::kAuth:
     case Opcode::kRead:
     case Opcode::kWrite:
       return true;
@@ -124,42 +123,6 @@ Status ResponseStatus(const FrameHeader& h, const std::string& payload) {
     return Status::ProtocolError("peer answered unknown status " + std::to_string(h.status));
   }
   return Status(static_cast<Status::Code>(h.status), "peer: " + payload);
-}
-
-Status ClientHello(int fd, const std::string& channel, const std::string& local_name) {
-  nlohmann::json j = {{"version", kVersion}, {"channel", channel}, {"from", local_name}};
-  FrameHeader h;
-  h.opcode = Opcode::kHello;
-  TE_RETURN_IF_ERROR(SendFrame(fd, h, j.dump()));
-  std::string payload;
-  FrameHeader reply;
-  TE_RETURN_IF_ERROR(RecvFrame(fd, &reply, &payload));
-  if (reply.opcode != Opcode::kHello || !reply.is_response()) {
-    return Status::ProtocolError("peer did not answer HELLO");
-  }
-  return ResponseStatus(reply, payload);
-}
-
-Status ServerHello(int fd, const std::string& channel, std::string* peer_name) {
-  FrameHeader h;
-  std::string payload;
-  TE_RETURN_IF_ERROR(RecvFrame(fd, &h, &payload));
-  if (h.opcode != Opcode::kHello || h.is_response()) {
-    return Status::ProtocolError("connection did not start with HELLO");
-  }
-  nlohmann::json j = nlohmann::json::parse(payload, nullptr, false);
-  Status verdict;
-  if (!j.is_object() || !j.contains("channel") || !j["channel"].is_string() ||
-      !j.contains("from") || !j["from"].is_string()) {
-    verdict = Status::ProtocolError("malformed HELLO");
-  } else if (j["channel"].get<std::string>() != channel) {
-    verdict = Status::InvalidArgument("this port serves channel '" + channel + "', not '" +
-                                      j["channel"].get<std::string>() + "'");
-  } else {
-    *peer_name = j["from"].get<std::string>();
-  }
-  TE_RETURN_IF_ERROR(SendResponse(fd, h, verdict, ""));
-  return verdict;
 }
 
 }  // namespace te::wire

@@ -1,5 +1,5 @@
 // The wire protocol shared by the control plane (RPC) and the TCP data transport.
-// Every connection starts with a HELLO exchange; then frames flow, each a fixed
+// Every connection starts with a HELLO exchange (rpc/handshake.h); then frames flow, each a fixed
 // 48-byte little-endian header followed by payload_len bytes. docs/wire-protocol.md
 // is the reference.
 #pragma once
@@ -22,6 +22,7 @@ enum class Opcode : uint8_t {
   kHello = 1,
   kGetSegment = 2,  // response payload: segment descriptor JSON
   kNotify = 3,      // request payload: {"from":..., "message":...}
+  kAuth = 4,        // handshake proof after HELLO (rpc/handshake.h)
   kRead = 16,       // addr, length; response payload: the bytes
   kWrite = 17,      // addr, length; request payload: the bytes
 };
@@ -44,16 +45,6 @@ void EncodeHeader(const FrameHeader& h, uint8_t out[kHeaderSize]);
 // Rejects a wrong magic or version, unknown opcodes and flags, oversized control
 // payloads, and a data payload that disagrees with length.
 Status DecodeHeader(const uint8_t in[kHeaderSize], FrameHeader* h);
-
-// Channels a HELLO may ask for.
-inline constexpr const char* kChannelRpc = "rpc";
-inline constexpr const char* kChannelTcpData = "tcp-data";
-
-// Client side of HELLO on a connected socket: announces channel and own segment name.
-Status ClientHello(int fd, const std::string& channel, const std::string& local_name);
-// Server side: reads the HELLO, accepts it only for `channel`, answers it.
-// peer_name receives the client's segment name.
-Status ServerHello(int fd, const std::string& channel, std::string* peer_name);
 
 // Sends one frame with a control payload.
 Status SendFrame(int fd, const FrameHeader& h, const std::string& payload);

@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "common/socket.h"
+#include "rpc/socket_pair_test.h"
 
 namespace te::wire {
 namespace {
@@ -69,8 +70,8 @@ TEST(WireTest, HeaderLayout) {
 }
 
 TEST(WireTest, RoundTripEveryOpcode) {
-  for (Opcode op :
-       {Opcode::kHello, Opcode::kGetSegment, Opcode::kNotify, Opcode::kRead, Opcode::kWrite}) {
+  for (Opcode op : {Opcode::kHello, Opcode::kGetSegment, Opcode::kNotify, Opcode::kAuth,
+                    Opcode::kRead, Opcode::kWrite}) {
     for (uint8_t flags : {uint8_t{0}, kFlagResponse}) {
       SCOPED_TRACE(testing::Message() << "opcode " << int(op) << " flags " << int(flags));
       FrameHeader in = SampleHeader();
@@ -128,7 +129,7 @@ TEST(WireTest, BadVersion) {
 }
 
 TEST(WireTest, UnknownOpcode) {
-  for (uint8_t op : {uint8_t{0}, uint8_t{4}, uint8_t{15}, uint8_t{18}, uint8_t{255}}) {
+  for (uint8_t op : {uint8_t{0}, uint8_t{5}, uint8_t{15}, uint8_t{18}, uint8_t{255}}) {
     uint8_t raw[kHeaderSize];
     EncodeHeader(SampleHeader(), raw);
     raw[5] = op;
@@ -203,90 +204,7 @@ TEST(WireTest, DataPayloadMustMatchLength) {
 
 // ---- over a socket pair ----
 
-class WireSocketTest : public testing::Test {
- protected:
-  void SetUp() override {
-    int fds[2];
-    ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds), 0);
-    client_.Reset(fds[0]);
-    server_.Reset(fds[1]);
-    // Bounds every blocking call, so a broken peer fails the test instead of hanging it.
-    ASSERT_TRUE(SetIoTimeout(client_.get(), 5000).ok());
-    ASSERT_TRUE(SetIoTimeout(server_.get(), 5000).ok());
-  }
-
-  UniqueFd client_;
-  UniqueFd server_;
-};
-
-TEST_F(WireSocketTest, HelloSucceeds) {
-  Status server_status;
-  std::string peer_name;
-  std::thread server([&] { server_status = ServerHello(server_.get(), kChannelRpc, &peer_name); });
-  Status client_status = ClientHello(client_.get(), kChannelRpc, "10.0.0.1:17000");
-  server.join();
-  EXPECT_TRUE(client_status.ok()) << client_status.ToString();
-  EXPECT_TRUE(server_status.ok()) << server_status.ToString();
-  EXPECT_EQ(peer_name, "10.0.0.1:17000");
-}
-
-TEST_F(WireSocketTest, HelloWrongChannel) {
-  Status server_status;
-  std::string peer_name = "untouched";
-  std::thread server(
-      [&] { server_status = ServerHello(server_.get(), kChannelTcpData, &peer_name); });
-  Status client_status = ClientHello(client_.get(), kChannelRpc, "me:1");
-  server.join();
-  EXPECT_EQ(server_status.code(), Status::Code::kInvalidArgument) << server_status.ToString();
-  EXPECT_EQ(client_status.code(), Status::Code::kInvalidArgument) << client_status.ToString();
-  EXPECT_NE(client_status.message().find("tcp-data"), std::string::npos) << client_status.message();
-  EXPECT_EQ(client_status.message().rfind("peer: ", 0), 0u) << client_status.message();
-  EXPECT_EQ(peer_name, "untouched");
-}
-
-TEST_F(WireSocketTest, ServerRejectsMalformedHello) {
-  Status server_status;
-  std::string peer_name;
-  std::thread server([&] { server_status = ServerHello(server_.get(), kChannelRpc, &peer_name); });
-  FrameHeader h;
-  h.opcode = Opcode::kHello;
-  ASSERT_TRUE(SendFrame(client_.get(), h, R"({"channel": "rpc"})").ok());  // no "from"
-  FrameHeader reply;
-  std::string payload;
-  Status recv = RecvFrame(client_.get(), &reply, &payload);
-  server.join();
-  ASSERT_TRUE(recv.ok()) << recv.ToString();
-  EXPECT_TRUE(reply.is_response());
-  EXPECT_EQ(reply.opcode, Opcode::kHello);
-  EXPECT_EQ(ResponseStatus(reply, payload).code(), Status::Code::kProtocolError);
-  EXPECT_EQ(server_status.code(), Status::Code::kProtocolError);
-}
-
-TEST_F(WireSocketTest, ServerRejectsNonHelloFirstFrame) {
-  Status server_status;
-  std::string peer_name;
-  std::thread server([&] { server_status = ServerHello(server_.get(), kChannelRpc, &peer_name); });
-  FrameHeader h;
-  h.opcode = Opcode::kGetSegment;
-  ASSERT_TRUE(SendFrame(client_.get(), h, "").ok());
-  server.join();
-  EXPECT_EQ(server_status.code(), Status::Code::kProtocolError);
-}
-
-TEST_F(WireSocketTest, ClientRejectsNonHelloAnswer) {
-  std::thread server([&] {
-    FrameHeader h;
-    std::string payload;
-    if (!RecvFrame(server_.get(), &h, &payload).ok()) return;
-    FrameHeader bogus;
-    bogus.opcode = Opcode::kNotify;
-    bogus.flags = kFlagResponse;
-    SendFrame(server_.get(), bogus, "");
-  });
-  Status s = ClientHello(client_.get(), kChannelRpc, "me:1");
-  server.join();
-  EXPECT_EQ(s.code(), Status::Code::kProtocolError) << s.ToString();
-}
+using WireSocketTest = SocketPairTest;
 
 TEST_F(WireSocketTest, FramesAndResponses) {
   Status server_status;

@@ -29,10 +29,13 @@ struct Slice {
   // Called once, from any thread, when the slice is done. It may free the slice.
   void (*on_done)(Slice* slice, const Status& status) = nullptr;
   void* owner = nullptr;
+  int route = 0;  // the owner's bookkeeping: which of its routes carries the slice
   // Private to the transport carrying the slice.
   Slice* next = nullptr;
   uint64_t transport_tag = 0;
-  void* carrier = nullptr;  // e.g. the connection it went out on
+  // E.g. the connection it went out on; atomic, as a waiter may look while a retry
+  // moves the slice elsewhere.
+  std::atomic<void*> carrier{nullptr};
 
   bool IsCancelled() const { return cancelled && cancelled->load(std::memory_order_relaxed); }
 };
@@ -63,10 +66,10 @@ class TransportPeer {
     (void)buffer;
     return true;
   }
-  // Lets a thread that waits for `slice` (submitted through this peer) receive its
-  // response itself, until done() or `deadline`, instead of sleeping while a transport
-  // thread receives it and wakes the waiter: one thread hand-off less per round trip.
-  // False, having done nothing, when the transport cannot now; true once it received.
+  // Lets a thread that waits for `slice` receive its response itself, until done() or
+  // `deadline`, instead of sleeping while a transport thread receives it and wakes the
+  // waiter: one thread hand-off less per round trip. False, having done nothing, when
+  // this peer does not carry the slice or cannot now; true once it received.
   virtual bool ReceiveFor(const Slice& slice, const std::function<bool()>& done,
                           std::chrono::steady_clock::time_point deadline) {
     (void)slice;

@@ -145,6 +145,17 @@ TEST_P(MetadataFailureTest, ServerKilledMidRunKeepsOpenSegmentsWorking) {
   ms = MsSince(start);
   Measured(Name() + ": engine shutdown with the server killed", ms);
   EXPECT_LT(ms, 5000);
+
+  // The server returns empty; the live engines' keep-alives publish their entries
+  // again, and lookups work once more.
+  ASSERT_TRUE(server_->Restart(&error)) << error;
+  auto later = std::make_unique<te::TransferEngine>(Config("seg-latecomer"));
+  ASSERT_TRUE(later->available()) << later->status().ToString();
+  const auto deadline = Clock::now() + 15s;
+  do {
+    s = later->openSegment(&other_segment, "seg-other");
+  } while (!s.ok() && Clock::now() < deadline && (std::this_thread::sleep_for(100ms), true));
+  EXPECT_TRUE(s.ok()) << s.ToString();
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, MetadataFailureTest,

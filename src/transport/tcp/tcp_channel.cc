@@ -129,7 +129,7 @@ std::shared_ptr<TcpChannel::Connection> TcpChannel::EnsureConnected() {
   auto conn = std::make_shared<Connection>();
   Status s = Connect(options_.host, options_.port, options_.connect_timeout_ms, &conn->fd);
   if (s.ok()) s = SetIoTimeout(conn->fd.get(), options_.io_timeout_ms);
-  if (s.ok()) s = wire::ClientHello(conn->fd.get(), wire::kChannelTcpData, options_.local_name);
+  if (s.ok()) s = wire::ClientHello(conn->fd.get(), wire::kChannelTcpData, options_.self);
   if (s.ok()) {
     SetBulkBuffers(conn->fd.get());
     std::lock_guard<std::mutex> lock(mu_);

@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "common/socket.h"
+#include "rpc/handshake.h"
 #include "transport/transport.h"
 
 namespace te {
@@ -34,7 +35,7 @@ namespace te {
 struct TcpChannelOptions {
   std::string host;
   uint16_t port = 0;
-  std::string local_name;
+  wire::Credentials self;  // proven to the peer in each connection's HELLO
   uint32_t connect_timeout_ms = 3000;
   uint32_t io_timeout_ms = 5000;
 };

@@ -2,6 +2,7 @@
 
 #include "common/logging.h"
 #include "common/socket.h"
+#include "rpc/handshake.h"
 #include "rpc/wire.h"
 
 namespace te {
@@ -45,12 +46,13 @@ Status ServeOne(int fd, const wire::FrameHeader& h, BufferRegistry::Reader* read
 
 }  // namespace
 
-void ServeTcpDataConnection(int fd, BufferRegistry* registry, uint32_t io_timeout_ms) {
+void ServeTcpDataConnection(int fd, BufferRegistry* registry, uint32_t io_timeout_ms,
+                            const std::string& secret) {
   SetIoTimeout(fd, io_timeout_ms);
   std::string peer;
-  Status s = wire::ServerHello(fd, wire::kChannelTcpData, &peer);
+  Status s = wire::ServerHello(fd, wire::kChannelTcpData, secret, &peer);
   if (!s.ok()) {
-    TE_LOG(Info) << "tcp: rejected data connection: " << s.ToString();
+    wire::LogRefusedHandshake("tcp", fd, s);
     return;
   }
   SetBulkBuffers(fd);

@@ -11,6 +11,8 @@
 namespace te {
 
 // Serves one accepted connection until the peer leaves, errs or the socket is shut down.
-void ServeTcpDataConnection(int fd, BufferRegistry* registry, uint32_t io_timeout_ms);
+// With a non-empty secret, only a client that proves it gets served.
+void ServeTcpDataConnection(int fd, BufferRegistry* registry, uint32_t io_timeout_ms,
+                            const std::string& secret);
 
 }  // namespace te

@@ -28,7 +28,7 @@ class TcpPeer : public TransportPeer {
       const size_t c = (start + i) % n;
       auto& [head, tail] = chains[c];
       slices[i]->next = nullptr;
-      slices[i]->carrier = channels_[c].get();
+      slices[i]->carrier.store(channels_[c].get(), std::memory_order_relaxed);
       if (tail) {
         tail->next = slices[i];
       } else {
@@ -43,7 +43,11 @@ class TcpPeer : public TransportPeer {
 
   bool ReceiveFor(const Slice& slice, const std::function<bool()>& done,
                   std::chrono::steady_clock::time_point deadline) override {
-    return static_cast<TcpChannel*>(slice.carrier)->ReceiveFor(done, deadline);
+    const void* carrier = slice.carrier.load(std::memory_order_relaxed);
+    for (const auto& channel : channels_) {
+      if (channel.get() == carrier) return channel->ReceiveFor(done, deadline);
+    }
+    return false;
   }
 
  private:
@@ -56,10 +60,11 @@ class TcpPeer : public TransportPeer {
 Status TcpTransport::Start(const TransportContext& context, SegmentDescriptor* local) {
   context_ = context;
   BufferRegistry* registry = context.registry;
-  uint32_t timeout = context.config->transfer_timeout_ms;
-  TE_RETURN_IF_ERROR(server_.Start(
-      context.bind_host, 0, kMaxDataConnections,
-      [registry, timeout](int fd) { ServeTcpDataConnection(fd, registry, timeout); }));
+  const Config* config = context.config;
+  TE_RETURN_IF_ERROR(
+      server_.Start(context.bind_host, 0, kMaxDataConnections, [registry, config](int fd) {
+        ServeTcpDataConnection(fd, registry, config->transfer_timeout_ms, config->cluster_secret);
+      }));
   std::string host = context.advertise_host;
   if (host.find(':') != std::string::npos) host = "[" + host + "]";
   local->transports["tcp"] = host + ":" + std::to_string(server_.port());
@@ -88,7 +93,7 @@ Status TcpTransport::GetPeer(const SegmentDescriptor& peer, std::shared_ptr<Tran
     return Status::ProtocolError("segment '" + peer.name + "': bad tcp endpoint '" + it->second +
                                  "'");
   }
-  options.local_name = context_.local_name;
+  options.self = {context_.local_name, context_.config->cluster_secret};
   options.connect_timeout_ms = context_.config->connect_timeout_ms;
   options.io_timeout_ms = context_.config->transfer_timeout_ms;
   std::lock_guard<std::mutex> lock(mu_);

@@ -1,0 +1,43 @@
+// How the engine reaches one open segment: the transports that can carry its traffic,
+// in order of preference, and counters the data path updates as slices move.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "metadata/segment_descriptor.h"
+#include "transport/transport.h"
+
+namespace te {
+
+struct Route {
+  size_t transport_index = 0;
+  std::shared_ptr<TransportPeer> peer;
+};
+
+// Replaced whole when the segment is refreshed; in-flight tasks keep theirs alive.
+struct SegmentRoutes {
+  std::shared_ptr<const SegmentDescriptor> descriptor;
+  std::vector<Route> routes;  // in order of preference
+
+  // The first route after `after` (the first at all for after = -1) that can serve
+  // requests to `buffer` (null: a range the descriptor does not know); -1 when none.
+  int NextRoute(int after, const SegmentBuffer* buffer) const {
+    for (size_t i = static_cast<size_t>(after + 1); i < routes.size(); ++i) {
+      if (routes[i].peer->CanServe(buffer)) return static_cast<int>(i);
+    }
+    return -1;
+  }
+};
+
+// Engine-wide data-path statistics, updated lock-free from any thread.
+struct EngineCounters {
+  explicit EngineCounters(size_t transports)
+      : transport_bytes(new std::atomic<uint64_t>[transports]()) {}
+  std::unique_ptr<std::atomic<uint64_t>[]> transport_bytes;  // by transport index
+  std::atomic<uint64_t> retried_slices{0};
+};
+
+}  // namespace te
