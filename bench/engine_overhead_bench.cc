@@ -9,6 +9,9 @@
 //   BM_RequestOverhead   the same, and the engine's cost alone: overhead_ns is the CPU
 //                        time per request minus copy_ns, what the same memcpys take
 //                        on their own (calibrated before the run)
+//   BM_SubmitOnly        one request per submitTransfer into a batch allocated once
+//                        for 4096 of them, and its task's status until done: the
+//                        cost of a request without allocateBatch/freeBatch
 #include <benchmark/benchmark.h>
 #include <time.h>
 
@@ -149,6 +152,31 @@ void BM_RequestOverhead(benchmark::State& state) {
   state.counters["overhead_ns"] = (per_request - copy_per_request) * 1e9;
 }
 
+void BM_SubmitOnly(benchmark::State& state) {
+  constexpr size_t kTasks = 4096;
+  const Fixture& f = TheFixture();
+  const std::vector<te::Request> request = f.Requests(1, static_cast<size_t>(state.range(0)));
+  te::BatchID batch = 0;
+  size_t task = kTasks;
+  for (auto _ : state) {
+    if (task == kTasks) {  // a fresh batch: 1/4096 of its cost per request
+      if (batch != 0 && !f.engine->freeBatch(batch).ok()) std::exit(1);
+      if (!f.engine->allocateBatch(kTasks, &batch).ok()) std::exit(1);
+      task = 0;
+    }
+    te::Status s = f.engine->submitTransfer(batch, request);
+    if (!s.ok()) Die("submitTransfer", s);
+    te::TransferStatus st;
+    do {
+      s = f.engine->getTransferStatus(batch, task, &st);
+      if (!s.ok()) Die("getTransferStatus", s);
+    } while (st.state == te::TransferState::kPending);
+    ++task;
+  }
+  f.engine->freeBatch(batch);
+  CountRequests(state, 1);
+}
+
 void Sizes(benchmark::internal::Benchmark* b) {
   b->ArgNames({"batch", "size"});
   for (int64_t batch : {1, 16, 64}) {
@@ -158,6 +186,7 @@ void Sizes(benchmark::internal::Benchmark* b) {
 
 BENCHMARK(BM_RequestRoundTrip)->Apply(Sizes);
 BENCHMARK(BM_RequestOverhead)->Apply(Sizes);
+BENCHMARK(BM_SubmitOnly)->ArgName("size")->Arg(8)->Arg(64)->Arg(4096);
 
 }  // namespace
 

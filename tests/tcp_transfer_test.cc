@@ -14,10 +14,12 @@
 #include <cinttypes>
 #include <cstdint>
 #include <cstring>
+#include <fstream>
 #include <functional>
 #include <future>
 #include <memory>
 #include <mutex>
+#include <random>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -776,9 +778,7 @@ TEST_F(TcpTransferTest, TargetKilledDuringActiveTransferDoesNotHang) {
 }
 
 TEST_F(TcpTransferTest, StalledTargetTimesOutThenRecovers) {
-  te::Config config = LoopbackConfig();
-  config.transfer_timeout_ms = 1000;
-  ASSERT_NO_FATAL_FAILURE(StartEngine(config));
+  ASSERT_NO_FATAL_FAILURE(StartEngineWithTransferTimeout(1000));
   PeerProcess* peer;
   te::SegmentHandle seg;
   void* local;
@@ -912,9 +912,7 @@ TEST_F(TcpTransferTest, FreeBatchWhileInFlight) {
 // freeBatch on a stalled target returns within transfer_timeout_ms, and no READ byte
 // lands in local memory after it returned, even once the target resumes.
 TEST_F(TcpTransferTest, FreeBatchOfStalledReadsLeavesLocalMemoryAlone) {
-  te::Config config = LoopbackConfig();
-  config.transfer_timeout_ms = 1000;
-  ASSERT_NO_FATAL_FAILURE(StartEngine(config));
+  ASSERT_NO_FATAL_FAILURE(StartEngineWithTransferTimeout(1000));
   const uint64_t size = 16 * kMiB;
   PeerProcess* peer;
   ASSERT_NO_FATAL_FAILURE(StartPeer(Args(1, size, "rw", 22), &peer));
@@ -955,6 +953,189 @@ TEST_F(TcpTransferTest, FreeBatchOfStalledReadsLeavesLocalMemoryAlone) {
   } while (!after.completed() && Clock::now() < deadline);
   EXPECT_TRUE(after.completed()) << after.Describe();
   EXPECT_EQ(Checksum(local, size), before) << "bytes landed after freeBatch returned";
+}
+
+// ---------------------------------------------------------------------------------
+// Waiting threads that receive their own responses (waitTransferStatus)
+
+// Waits for the batch with waitTransferStatus (or, with poll, getTransferStatus in a
+// loop), then frees it; the overall status, kPending after 20 s.
+te::TransferStatus Finish(te::TransferEngine& engine, te::BatchID batch, bool poll) {
+  te::TransferStatus st;
+  const auto deadline = Clock::now() + 20s;
+  do {
+    te::Status s =
+        poll ? engine.getTransferStatus(batch, &st) : engine.waitTransferStatus(batch, &st, 1000);
+    if (!s.ok()) {
+      st.state = TransferState::kFailed;
+      st.error = s.ToString();
+      break;
+    }
+  } while (st.state == TransferState::kPending && Clock::now() < deadline);
+  EXPECT_TRUE(engine.freeBatch(batch).ok());
+  return st;
+}
+
+te::TransferStatus RunAndFinish(te::TransferEngine& engine, const std::vector<Request>& requests,
+                                bool poll) {
+  te::BatchID batch;
+  EXPECT_TRUE(engine.allocateBatch(requests.size(), &batch).ok());
+  te::Status s = engine.submitTransfer(batch, requests);
+  if (!s.ok()) {
+    engine.freeBatch(batch);
+    te::TransferStatus st;
+    st.state = TransferState::kFailed;
+    st.error = "submitTransfer: " + s.ToString();
+    return st;
+  }
+  return Finish(engine, batch, poll);
+}
+
+// One-request batches that are waited for (the waiter reads the response), polled
+// (after a phase of waiters, the channel's receiver thread must still read them),
+// 16-request batches that are waited for (the receiver threads read), and small
+// WRITEs read back, in a random order: every byte is right.
+TEST_F(TcpTransferTest, WaitersReadTheirResponsesAlongsidePollersAndLargeBatches) {
+  const uint64_t size = 16 * kMiB, half = size / 2;
+  PeerProcess* peer;
+  te::SegmentHandle seg;
+  void* local;
+  ASSERT_NO_FATAL_FAILURE(StartPeerWithLocal(size, 31, &peer, &seg, &local));
+  const uint64_t remote = peer->buffers()[0].base;
+  std::vector<uint8_t> expect(half);
+  FillPattern(expect.data(), half, BufferSeed(31, 0));
+  std::mt19937_64 rng(5);
+  for (int round = 0; round < 600; ++round) {
+    SCOPED_TRACE("round " + std::to_string(round));
+    const int kind = round < 100 ? 0 : static_cast<int>(rng() % 4);
+    if (kind <= 1) {  // one 4 KiB READ, waited for or polled
+      const uint64_t off = rng() % (half - 4096);
+      te::TransferStatus st = RunAndFinish(
+          *engine_, {MakeRequest(Request::READ, Ptr(local, off), seg, remote + off, 4096)},
+          kind == 1);
+      ASSERT_EQ(st.state, TransferState::kCompleted) << st.error;
+      ASSERT_EQ(std::memcmp(Ptr(local, off), expect.data() + off, 4096), 0);
+    } else if (kind == 2) {  // 16 x 64 KiB READs, waited for
+      std::vector<Request> requests;
+      for (uint64_t i = 0; i < 16; ++i) {
+        requests.push_back(MakeRequest(Request::READ, Ptr(local, i * 64 * kKiB), seg,
+                                       remote + i * 64 * kKiB, 64 * kKiB));
+      }
+      te::TransferStatus st = RunAndFinish(*engine_, requests, false);
+      ASSERT_EQ(st.state, TransferState::kCompleted) << st.error;
+      ASSERT_EQ(std::memcmp(local, expect.data(), 16 * 64 * kKiB), 0);
+    } else {  // a small WRITE to the upper half, read back, both waited for
+      const uint64_t off = half + rng() % (half - 8192), len = 1 + rng() % 8192;
+      FillPattern(Ptr(local, off), len, 9000 + round);
+      te::TransferStatus st = RunAndFinish(
+          *engine_, {MakeRequest(Request::WRITE, Ptr(local, off), seg, remote + off, len)}, false);
+      ASSERT_EQ(st.state, TransferState::kCompleted) << st.error;
+      std::memset(Ptr(local, off), 0, len);
+      st = RunAndFinish(
+          *engine_, {MakeRequest(Request::READ, Ptr(local, off), seg, remote + off, len)}, false);
+      ASSERT_EQ(st.state, TransferState::kCompleted) << st.error;
+      ASSERT_EQ(FirstPatternMismatch(Ptr(local, off), len, 9000 + round), -1);
+    }
+  }
+}
+
+// Several threads wait on the same connections at once: one reads, the others sleep
+// and are woken; WRITEs above the inline limit go through the sender thread, so their
+// waiter may find nothing in flight yet.
+TEST_F(TcpTransferTest, ThreadsWaitingOnSharedConnections) {
+  constexpr int kThreads = 3, kIterations = 200;
+  const uint64_t region = 1 * kMiB;
+  PeerProcess* peer;
+  te::SegmentHandle seg;
+  void* local;
+  ASSERT_NO_FATAL_FAILURE(StartPeerWithLocal(2 * kThreads * region, 32, &peer, &seg, &local));
+  const uint64_t remote = peer->buffers()[0].base;
+  std::mutex mu;
+  std::vector<std::string> errors;
+  auto worker = [&](int t) {
+    uint8_t* w = Ptr(local, 2 * t * region);
+    uint8_t* r = w + region;
+    for (int i = 0; i < kIterations; ++i) {
+      const uint64_t len = i % 3 == 0 ? 20 * kKiB : 4 * kKiB + i;
+      const uint64_t roff = t * region + (i % 16) * 64 * kKiB;
+      FillPattern(w, len, 7000 + t * 1000 + i);
+      te::TransferStatus st =
+          RunAndFinish(*engine_, {MakeRequest(Request::WRITE, w, seg, remote + roff, len)}, false);
+      if (st.state == TransferState::kCompleted) {
+        st =
+            RunAndFinish(*engine_, {MakeRequest(Request::READ, r, seg, remote + roff, len)}, false);
+      }
+      std::string error;
+      if (st.state != TransferState::kCompleted) {
+        error = std::string(te::TransferStateName(st.state)) + " " + st.error;
+      } else if (std::memcmp(w, r, len) != 0) {
+        error = "read-back differs";
+      }
+      if (!error.empty()) {
+        std::lock_guard<std::mutex> lock(mu);
+        errors.push_back("thread " + std::to_string(t) + " iteration " + std::to_string(i) + ": " +
+                         error);
+        return;
+      }
+    }
+  };
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) threads.emplace_back(worker, t);
+  for (auto& th : threads) th.join();
+  for (const auto& e : errors) ADD_FAILURE() << e;
+}
+
+// SIGSTOP, and wait until the kernel has stopped the peer (the signal is asynchronous).
+void StopPeer(PeerProcess* peer) {
+  peer->Signal(SIGSTOP);
+  const std::string stat = "/proc/" + std::to_string(peer->pid()) + "/stat";
+  for (auto deadline = Clock::now() + 5s; Clock::now() < deadline;) {
+    std::ifstream in(stat);
+    std::string line;
+    std::getline(in, line);
+    const size_t paren = line.rfind(')');
+    if (paren != std::string::npos && paren + 2 < line.size() && line[paren + 2] == 'T') return;
+    std::this_thread::sleep_for(1ms);
+  }
+  ADD_FAILURE() << "peer " << peer->pid() << " did not stop";
+}
+
+// A waiter whose response does not come returns kPending at its own timeout, and gets
+// the data once the target runs again; a target stalled past the transfer timeout
+// fails the waiter's request.
+TEST_F(TcpTransferTest, WaiterOnStoppedTargetReturnsAtItsTimeoutThenGetsTheData) {
+  ASSERT_NO_FATAL_FAILURE(StartEngineWithTransferTimeout(1000));
+  PeerProcess* peer;
+  te::SegmentHandle seg;
+  void* local;
+  ASSERT_NO_FATAL_FAILURE(StartPeerWithLocal(1 * kMiB, 33, &peer, &seg, &local));
+  const uint64_t remote = peer->buffers()[0].base;
+  // Waiters read on every connection from now on.
+  for (int i = 0; i < 16; ++i) {
+    ASSERT_EQ(
+        RunAndFinish(*engine_, {MakeRequest(Request::READ, local, seg, remote, 4096)}, false).state,
+        TransferState::kCompleted);
+  }
+
+  std::memset(local, 0, 4096);
+  StopPeer(peer);
+  te::BatchID batch;
+  ASSERT_TRUE(engine_->allocateBatch(1, &batch).ok());
+  ASSERT_TRUE(
+      engine_->submitTransfer(batch, {MakeRequest(Request::READ, local, seg, remote, 4096)}).ok());
+  te::TransferStatus st;
+  ASSERT_TRUE(engine_->waitTransferStatus(batch, &st, 50).ok());
+  EXPECT_EQ(st.state, TransferState::kPending);
+  peer->Signal(SIGCONT);
+  st = Finish(*engine_, batch, false);
+  ASSERT_EQ(st.state, TransferState::kCompleted) << st.error;
+  EXPECT_EQ(FirstPatternMismatch(local, 4096, BufferSeed(33, 0)), -1);
+
+  StopPeer(peer);
+  st = RunAndFinish(*engine_, {MakeRequest(Request::READ, local, seg, remote, 4096)}, false);
+  EXPECT_EQ(st.state, TransferState::kFailed);
+  EXPECT_NE(st.error.find("Timeout"), std::string::npos) << st.error;
+  peer->Signal(SIGCONT);
 }
 
 // ---------------------------------------------------------------------------------

@@ -162,6 +162,13 @@ class PeerTransferTest : public ::testing::Test {
     ASSERT_TRUE(engine_->available()) << engine_->status().ToString();
   }
 
+  // Restarts this process's engine with a shorter transfer timeout (stall tests).
+  void StartEngineWithTransferTimeout(uint32_t ms) {
+    te::Config config = LoopbackConfig();
+    config.transfer_timeout_ms = ms;
+    StartEngine(config);
+  }
+
   // Spawns a peer with `args`; a fatal failure if it does not report READY.
   void StartPeer(const std::vector<std::string>& args, PeerProcess** out) {
     *out = nullptr;

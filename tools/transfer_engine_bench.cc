@@ -80,9 +80,11 @@ using te::bench::LatencyHistogram;
 using te::bench::Workload;
 
 constexpr uint64_t kTargetMinCapacity = 1ULL << 30;
-// The longest a worker sleeps before it looks at the batch again; the engine fails a
-// stuck transfer within its own timeout.
-constexpr uint32_t kWaitSliceMs = 1000;
+// How long one waitTransferStatus call may wait. Long: the engine fails a stuck
+// transfer within its own timeout anyway, and a waiter that reads its response itself
+// blocks in recv directly only when its deadline is further than the socket's
+// receive timeout (otherwise it polls first, one more system call per round trip).
+constexpr uint32_t kWaitSliceMs = 60000;
 
 // Prints `message` as the one error line and gives the exit code for it.
 int Error(std::string message) {

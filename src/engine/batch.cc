@@ -107,6 +107,17 @@ void Batch::OnSliceDone(Slice* slice, const te::Status& status) {
   }
 }
 
+const Slice* Batch::LoneSlice(std::shared_ptr<const SegmentRoutes>* routes) const {
+  // A batch of one request: where the round trip is the latency. The last slice of a
+  // larger batch is left to the transport's threads, which are reading anyway; a
+  // waiter reading there would make them step aside for the next batch.
+  if (size() != 1 || in_flight() != 1) return nullptr;
+  const Task& t = tasks_[0];
+  if (t.split_slices) return nullptr;
+  *routes = t.routes.lock();
+  return *routes ? &t.inline_slice : nullptr;
+}
+
 bool Batch::WaitDone(std::chrono::steady_clock::time_point deadline, SpinBudget* budget) {
   using Clock = std::chrono::steady_clock;
   const auto start = Clock::now();

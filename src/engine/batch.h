@@ -97,6 +97,9 @@ class Batch : public std::enable_shared_from_this<Batch> {
 
   // The overall state: pending while any task is, failed if any failed.
   TransferStatus Overall() const;
+  // The slice in flight of a batch of one single-slice request, with the routes of
+  // its segment; else nullptr. Only for a thread that keeps the batch alive.
+  const Slice* LoneSlice(std::shared_ptr<const SegmentRoutes>* routes) const;
   // True once every published task is done.
   bool Done() const {
     return done_tasks_.load(std::memory_order_seq_cst) >= size_.load(std::memory_order_acquire);

@@ -552,9 +552,27 @@ Status EngineImpl::WaitBatch(BatchID id, TransferStatus* overall, uint32_t timeo
   if (!overall) return Status::InvalidArgument("status is null");
   std::shared_ptr<Batch> batch = batches_.Find(id);
   if (!batch) return Status::NotFound("unknown batch " + std::to_string(id));
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  // A one-request batch: receive its response in this thread when the transport
+  // carrying it lets us, which spares the hand-off from the transport's thread. The
+  // slice's route may change under us (a retry), so each route is asked; only the
+  // one carrying it accepts. Each round that returns true received something.
+  auto receive = [&](const Slice& lone, const SegmentRoutes& routes) {
+    for (const Route& route : routes.routes) {
+      if (route.peer->ReceiveFor(
+              lone, [&batch] { return batch->Done(); }, deadline))
+        return true;
+    }
+    return false;
+  };
+  std::shared_ptr<const SegmentRoutes> routes;
+  for (const Slice* lone; !batch->Done() && (lone = batch->LoneSlice(&routes)) != nullptr &&
+                          receive(*lone, *routes);) {
+    if (std::chrono::steady_clock::now() >= deadline) break;
+  }
   // Per thread: a thread's waits are alike (its batches), other threads' need not be.
   thread_local SpinBudget spin;
-  batch->WaitDone(std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms), &spin);
+  batch->WaitDone(deadline, &spin);
   *overall = batch->Overall();
   return Status::OK();
 }

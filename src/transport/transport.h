@@ -5,7 +5,9 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -31,6 +33,9 @@ struct Slice {
   // Private to the transport carrying the slice.
   Slice* next = nullptr;
   uint64_t transport_tag = 0;
+  // E.g. the connection it went out on; atomic, as a waiter may look while a retry
+  // moves the slice elsewhere.
+  std::atomic<void*> carrier{nullptr};
 
   bool IsCancelled() const { return cancelled && cancelled->load(std::memory_order_relaxed); }
 };
@@ -60,6 +65,17 @@ class TransportPeer {
   virtual bool CanServe(const SegmentBuffer* buffer) const {
     (void)buffer;
     return true;
+  }
+  // Lets a thread that waits for `slice` receive its response itself, until done() or
+  // `deadline`, instead of sleeping while a transport thread receives it and wakes the
+  // waiter: one thread hand-off less per round trip. False, having done nothing, when
+  // this peer does not carry the slice or cannot now; true once it received.
+  virtual bool ReceiveFor(const Slice& slice, const std::function<bool()>& done,
+                          std::chrono::steady_clock::time_point deadline) {
+    (void)slice;
+    (void)done;
+    (void)deadline;
+    return false;
   }
 };
 

@@ -19,6 +19,11 @@ constexpr uint64_t kMaxBytesPerSend = 8 << 20;
 constexpr size_t kMaxInlineSlices = 16;
 constexpr uint64_t kMaxInlineBytes = 16 << 10;
 constexpr uint64_t kMaxErrorText = 4096;
+// How long the receiver thread of a channel where waiters read leaves a lone slice
+// to a waiter that may still come for it, and how often it looks at an idle channel
+// before it goes back to reading (and sleeping in recv) itself.
+constexpr auto kWaiterGrace = std::chrono::milliseconds(2);
+constexpr int kIdleChecks = 50;
 }  // namespace
 
 TcpChannel::TcpChannel(TcpChannelOptions options)
@@ -60,6 +65,7 @@ void TcpChannel::Enqueue(Slice* head, Slice* tail) {
   std::shared_ptr<Connection> conn;
   Slice* cancelled = nullptr;
   uint64_t last_id = 0;
+  bool wake_receiver;
   {
     std::lock_guard<std::mutex> lock(mu_);
     const bool idle = queue_head_ == nullptr && !sending_ && current_ != nullptr;
@@ -77,7 +83,9 @@ void TcpChannel::Enqueue(Slice* head, Slice* tail) {
         conn = current_;
       }
     }
+    wake_receiver = ReceiverMustRead();
   }
+  if (wake_receiver) conn_cv_.notify_one();
   Complete(cancelled, Status::Cancelled("batch freed before the slice was sent"));
   if (conn) {
     SendInline(conn, last_id);
@@ -238,12 +246,15 @@ void TcpChannel::SendLoop() {
     if (!conn) continue;
 
     Slice* cancelled = nullptr;
+    bool wake_receiver;
     {
       std::lock_guard<std::mutex> lock(mu_);
       if (current_ != conn) continue;  // failed meanwhile; queued slices stay queued
       last_id =
           TakeRun(headers.data(), kMaxSlicesPerSend, kMaxBytesPerSend, true, &iov, &cancelled);
+      wake_receiver = ReceiverMustRead();
     }
+    if (wake_receiver) conn_cv_.notify_one();
     Complete(cancelled, Status::Cancelled("batch freed before the slice was sent"));
     if (iov.empty()) continue;
     Status s = SendAll(conn->fd.get(), iov.data(), static_cast<int>(iov.size()));
@@ -252,36 +263,122 @@ void TcpChannel::SendLoop() {
   }
 }
 
+bool TcpChannel::ReceiverMustRead() const {
+  return waiter_mode_ && reader_ == Reader::kNone && current_ && in_flight_.size() >= 2;
+}
+
 void TcpChannel::ReceiveLoop() {
-  const auto timeout = std::chrono::milliseconds(options_.io_timeout_ms);
-  for (;;) {
-    std::shared_ptr<Connection> conn;
-    {
-      std::unique_lock<std::mutex> lock(mu_);
-      conn_cv_.wait(lock, [this] { return stopping_ || current_ != nullptr; });
-      if (stopping_) return;
-      conn = current_;
+  using Clock = std::chrono::steady_clock;
+  std::unique_lock<std::mutex> lock(mu_);
+  while (!stopping_) {
+    if (!current_) {
+      conn_cv_.wait(lock);
+      continue;
     }
-    const int fd = conn->fd.get();
+    if (reader_ != Reader::kNone) {
+      // A waiter reads. It wakes us when it leaves slices of others unread, but not
+      // for slices sent after it left: look again after the grace period.
+      conn_cv_.wait_for(lock, kWaiterGrace);
+      continue;
+    }
+    if (waiter_mode_ && !read_now_ && in_flight_.size() <= 1) {
+      // Waiters read here: leave the socket to them, but neither leave a slice unread
+      // when no waiter comes for it, nor keep waking up on an idle channel.
+      if (!in_flight_.empty()) {
+        if (Clock::now() < progress_ + kWaiterGrace) {
+          conn_cv_.wait_until(lock, progress_ + kWaiterGrace);
+          continue;
+        }
+        waiter_mode_ = false;
+      } else if (idle_checks_++ < kIdleChecks) {
+        conn_cv_.wait_for(lock, kWaiterGrace);
+        continue;
+      } else {
+        waiter_mode_ = false;
+      }
+    }
+    read_now_ = false;
+    reader_ = Reader::kThread;
+    const std::shared_ptr<Connection> conn = current_;
+    lock.unlock();
     for (;;) {
       bool idle = false;
-      Status s = ReceiveOne(fd, &idle);
-      if (idle) {
-        // An idle connection may stay silent forever; with slices on the wire, no
-        // progress for the I/O timeout means the peer is gone or stuck.
-        std::lock_guard<std::mutex> lock(mu_);
-        if (current_ != conn) break;
-        if (in_flight_.empty() || std::chrono::steady_clock::now() - progress_ < timeout) continue;
-        s = Status::Timeout("peer " + options_.host + ":" + std::to_string(options_.port) +
-                            " made no progress for " + std::to_string(options_.io_timeout_ms) +
-                            " ms");
-      }
+      Status s = ReadOne(conn, -1, &idle);
       if (!s.ok()) {
         Fail(conn, s);
         break;
       }
+      std::lock_guard<std::mutex> guard(mu_);
+      if (current_ != conn || (waiter_mode_ && in_flight_.empty())) break;
     }
+    lock.lock();
+    reader_ = Reader::kNone;
   }
+}
+
+bool TcpChannel::ReceiveFor(const std::function<bool()>& done,
+                            std::chrono::steady_clock::time_point deadline) {
+  using Clock = std::chrono::steady_clock;
+  std::shared_ptr<Connection> conn;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stopping_ || !current_ || in_flight_.empty()) return false;
+    // Read now or not, waiters wait here: the receiver thread is to leave the socket
+    // to them once nothing is in flight.
+    waiter_mode_ = true;
+    idle_checks_ = 0;
+    if (reader_ != Reader::kNone) return false;
+    reader_ = Reader::kWaiter;
+    conn = current_;
+  }
+  const auto io_timeout = std::chrono::milliseconds(options_.io_timeout_ms);
+  bool received = false;
+  while (!done()) {
+    const auto left = deadline - Clock::now();
+    if (left <= Clock::duration::zero()) break;
+    // Block in recv itself unless the caller's deadline comes before the socket's
+    // receive timeout would.
+    const int wait_ms =
+        left >= io_timeout
+            ? -1
+            : static_cast<int>(std::chrono::ceil<std::chrono::milliseconds>(left).count());
+    bool idle = false;
+    Status s = ReadOne(conn, wait_ms, &idle);
+    if (!s.ok()) {
+      Fail(conn, s);
+      received = true;
+      break;
+    }
+    received |= !idle;
+    std::lock_guard<std::mutex> lock(mu_);
+    if (current_ != conn || in_flight_.empty()) break;
+  }
+  bool others_left;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    reader_ = Reader::kNone;
+    others_left = read_now_ = current_ == conn && !in_flight_.empty();
+  }
+  if (others_left) conn_cv_.notify_one();
+  return received;
+}
+
+Status TcpChannel::ReadOne(const std::shared_ptr<Connection>& conn, int wait_ms, bool* idle) {
+  const int fd = conn->fd.get();
+  Status s;
+  *idle = wait_ms >= 0 && !WaitReadable(fd, wait_ms);
+  if (!*idle) s = ReceiveOne(fd, idle);
+  if (!*idle) return s;
+  // An idle connection may stay silent forever; with slices on the wire, no progress
+  // for the I/O timeout means the peer is gone or stuck.
+  const auto timeout = std::chrono::milliseconds(options_.io_timeout_ms);
+  std::lock_guard<std::mutex> lock(mu_);
+  if (current_ != conn || in_flight_.empty() ||
+      std::chrono::steady_clock::now() - progress_ < timeout) {
+    return Status::OK();
+  }
+  return Status::Timeout("peer " + options_.host + ":" + std::to_string(options_.port) +
+                         " made no progress for " + std::to_string(options_.io_timeout_ms) + " ms");
 }
 
 Status TcpChannel::ReceiveOne(int fd, bool* idle) {

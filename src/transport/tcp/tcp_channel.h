@@ -1,11 +1,17 @@
 // TcpChannel: one initiator-side connection to a peer's TCP data port. A sender thread
 // writes queued slices (headers and WRITE payloads gathered into one sendmsg); a
 // receiver thread reads responses in order and lands READ data straight in the
-// destination. On an idle channel the submitting thread sends small requests itself,
-// without waiting (what the socket does not take goes on in the sender thread), which
-// saves a thread wake-up per round trip. The connection opens lazily and reopens after a failure; a
-// failure ends every slice on the wire with the error, while queued ones wait for the next
+// destination. The connection opens lazily and reopens after a failure; a failure ends
+// every slice on the wire with the error, while queued ones wait for the next
 // connection.
+//
+// Two shortcuts take thread hand-offs out of a small round trip, which then costs what
+// a plain TCP ping-pong does: on an idle channel the submitting thread sends small
+// requests itself, without waiting (what the socket does not take goes on in the
+// sender thread); and a thread waiting for a response may read it itself
+// (ReceiveFor). Once waiters read on a channel, its receiver thread leaves the socket
+// to them whenever at most one slice is in flight, and reads a lone slice only when
+// no waiter came for it within a grace period.
 #pragma once
 
 #include <atomic>
@@ -13,6 +19,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -42,6 +49,11 @@ class TcpChannel {
 
   // Appends a chain of slices linked through Slice::next.
   void Enqueue(Slice* head, Slice* tail);
+  // Reads responses in this thread until done() or `deadline`, or until nothing is in
+  // flight. False, having done nothing, when another thread is reading or nothing is
+  // in flight; true once it received (or failed the connection).
+  bool ReceiveFor(const std::function<bool()>& done,
+                  std::chrono::steady_clock::time_point deadline);
 
  private:
   struct Connection {
@@ -60,6 +72,12 @@ class TcpChannel {
   // and hands the rest to the sender thread.
   void SendInline(const std::shared_ptr<Connection>& conn, uint64_t last_id);
   void ReceiveLoop();
+  // Under mu_: the receiver thread should read now although waiters read here.
+  bool ReceiverMustRead() const;
+  // Receives one response on conn: waiting for it up to wait_ms first (< 0: blocking
+  // in recv, bounded by the I/O timeout). *idle when none came; an error when none
+  // came for the I/O timeout while slices are in flight.
+  Status ReadOne(const std::shared_ptr<Connection>& conn, int wait_ms, bool* idle);
   // Receives one response; *idle when none came within the I/O timeout.
   Status ReceiveOne(int fd, bool* idle);
   // Opens a connection for the sender; fails the queue when the peer is unreachable.
@@ -73,13 +91,22 @@ class TcpChannel {
   const TcpChannelOptions options_;
   std::mutex mu_;
   std::condition_variable queue_cv_;  // sender: work queued or stopping
-  std::condition_variable conn_cv_;   // receiver: a connection is up or stopping
-  Slice* queue_head_ = nullptr;       // guarded by mu_
+  // Receiver: a connection is up, the socket was left to it, or stopping.
+  std::condition_variable conn_cv_;
+  Slice* queue_head_ = nullptr;  // guarded by mu_
   Slice* queue_tail_ = nullptr;
   std::deque<Slice*> in_flight_;  // guarded by mu_; sent, awaiting response
   // Guarded by mu_: when in_flight_ last became non-empty or last got a response.
   std::chrono::steady_clock::time_point progress_;
   std::shared_ptr<Connection> current_;  // guarded by mu_
+  // Guarded by mu_: who reads from the socket, one at a time.
+  enum class Reader { kNone, kThread, kWaiter };
+  Reader reader_ = Reader::kNone;
+  // Guarded by mu_: waiters read here, so the receiver thread leaves the socket to them
+  // while at most one slice is in flight (see ReceiveLoop).
+  bool waiter_mode_ = false;
+  bool read_now_ = false;  // a waiter left slices of others unread
+  int idle_checks_ = 0;    // the receiver thread's looks at an idle channel in waiter mode
   // Guarded by mu_: someone (the sender thread or a submitting thread) is writing to
   // the socket; only the holder sends, so requests go out whole and in id order.
   bool sending_ = false;

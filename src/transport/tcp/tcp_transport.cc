@@ -25,8 +25,10 @@ class TcpPeer : public TransportPeer {
     std::vector<std::pair<Slice*, Slice*>> chains(n, {nullptr, nullptr});
     size_t start = next_.fetch_add(count, std::memory_order_relaxed);
     for (size_t i = 0; i < count; ++i) {
-      auto& [head, tail] = chains[(start + i) % n];
+      const size_t c = (start + i) % n;
+      auto& [head, tail] = chains[c];
       slices[i]->next = nullptr;
+      slices[i]->carrier.store(channels_[c].get(), std::memory_order_relaxed);
       if (tail) {
         tail->next = slices[i];
       } else {
@@ -37,6 +39,15 @@ class TcpPeer : public TransportPeer {
     for (size_t c = 0; c < n; ++c) {
       if (chains[c].first) channels_[c]->Enqueue(chains[c].first, chains[c].second);
     }
+  }
+
+  bool ReceiveFor(const Slice& slice, const std::function<bool()>& done,
+                  std::chrono::steady_clock::time_point deadline) override {
+    const void* carrier = slice.carrier.load(std::memory_order_relaxed);
+    for (const auto& channel : channels_) {
+      if (channel.get() == carrier) return channel->ReceiveFor(done, deadline);
+    }
+    return false;
   }
 
  private:
