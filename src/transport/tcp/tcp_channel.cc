@@ -263,6 +263,11 @@ void TcpChannel::SendLoop() {
   }
 }
 
+bool TcpChannel::Idle() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return queue_head_ == nullptr && in_flight_.empty() && !sending_ && reader_ != Reader::kWaiter;
+}
+
 bool TcpChannel::ReceiverMustRead() const {
   return waiter_mode_ && reader_ == Reader::kNone && current_ && in_flight_.size() >= 2;
 }

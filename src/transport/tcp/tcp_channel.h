@@ -54,6 +54,8 @@ class TcpChannel {
   // in flight; true once it received (or failed the connection).
   bool ReceiveFor(const std::function<bool()>& done,
                   std::chrono::steady_clock::time_point deadline);
+  // Nothing queued, on the wire, being sent or being read by a waiter.
+  bool Idle();
 
  private:
   struct Connection {

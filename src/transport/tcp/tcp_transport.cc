@@ -8,8 +8,8 @@
 
 namespace te {
 namespace {
-
 constexpr uint32_t kMaxDataConnections = 4096;
+}  // namespace
 
 class TcpPeer : public TransportPeer {
  public:
@@ -50,12 +50,17 @@ class TcpPeer : public TransportPeer {
     return false;
   }
 
+  bool Idle() const {
+    for (const auto& channel : channels_) {
+      if (!channel->Idle()) return false;
+    }
+    return true;
+  }
+
  private:
   std::vector<std::unique_ptr<TcpChannel>> channels_;
   std::atomic<size_t> next_{0};
 };
-
-}  // namespace
 
 Status TcpTransport::Start(const TransportContext& context, SegmentDescriptor* local) {
   context_ = context;
@@ -96,11 +101,32 @@ Status TcpTransport::GetPeer(const SegmentDescriptor& peer, std::shared_ptr<Tran
   options.self = {context_.local_name, context_.config->cluster_secret};
   options.connect_timeout_ms = context_.config->connect_timeout_ms;
   options.io_timeout_ms = context_.config->transfer_timeout_ms;
+  std::vector<std::shared_ptr<TcpPeer>> unused;  // destroyed after the lock: joins threads
   std::lock_guard<std::mutex> lock(mu_);
   auto& slot = peers_[it->second];
-  if (!slot) slot = std::make_shared<TcpPeer>(options, context_.config->tcp_connections_per_peer);
-  *out = slot;
+  const bool created = !slot;
+  if (created) slot = std::make_shared<TcpPeer>(options, context_.config->tcp_connections_per_peer);
+  *out = slot;  // first, so that the new peer is in use
+  if (created) TakeUnusedPeers(&unused);
   return Status::OK();
+}
+
+void TcpTransport::TakeUnusedPeers(std::vector<std::shared_ptr<TcpPeer>>* unused) {
+  // Only the map holds such a peer, so nothing can submit to it any more; an idle one
+  // has no slice to fail either. A busy one is looked at again next time.
+  for (auto it = peers_.begin(); it != peers_.end();) {
+    if (it->second.use_count() == 1 && it->second->Idle()) {
+      unused->push_back(std::move(it->second));
+      it = peers_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+}
+
+size_t TcpTransport::PeerCount() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return peers_.size();
 }
 
 }  // namespace te
