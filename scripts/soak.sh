@@ -15,5 +15,5 @@ BUILD_DIR=${BUILD_DIR:-$ROOT/build-soak}
 
 cmake -S "$ROOT" -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build "$BUILD_DIR" -j2 --target te_soak te_test_peer >/dev/null
-echo "soak: $MINUTES min, 8 threads, target restarted every 60 s ($(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cpus)"
+echo "soak: $MINUTES min, 8 threads, target restarted every 60 s unless --restart_every_s says otherwise ($(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cpus)"
 exec "$BUILD_DIR/tests/te_soak" --minutes="$MINUTES" --threads=8 --restart_every_s=60 "$@"
