@@ -47,8 +47,9 @@ class TransferEngine {
   const std::string& getRpcAddress() const;  // advertised host
   uint16_t getRpcPort() const;
 
-  // Page-aligned DRAM (in POSIX shared memory with options.shm). Not registered:
-  // call registerLocalMemory to expose it.
+  // Page-aligned DRAM (in POSIX shared memory with options.shm), zeroed and resident
+  // (prefaulted) so transfers take no page faults. Not registered: call
+  // registerLocalMemory to expose it.
   Status allocateLocalMemory(void** addr, size_t size, const MemoryOptions& options = {});
   // Frees memory from allocateLocalMemory, unregistering it first if needed.
   Status freeLocalMemory(void* addr);
