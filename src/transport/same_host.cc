@@ -49,7 +49,7 @@ void SameHostPeer::Submit(Slice* const* slices, size_t count) {
     Slice* s = slices[i];
     if (!gone.ok()) {
       s->on_done(s, gone);
-    } else if (s->length >= kInlineCopyLimit) {
+    } else if (s->length >= inline_copy_limit_) {
       pool_->Post([self = shared_from_this(), s] { self->Run(s); });
     } else {
       Run(s);
