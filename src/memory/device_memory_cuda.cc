@@ -106,6 +106,11 @@ int DeviceOf(const void* addr) {
 }
 
 Status CopyMemory(void* dst, const void* src, size_t len) {
+  if (DeviceCount() == 0) {
+    // Without a driver every call fails, host to host included.
+    std::memmove(dst, src, len);
+    return Status::OK();
+  }
   return CudaStatus("cudaMemcpy", cudaMemcpy(dst, src, len, cudaMemcpyDefault));
 }
 
