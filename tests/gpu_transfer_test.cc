@@ -52,6 +52,17 @@ class GpuTransferTest : public PeerTransferTest {
     StartEngine(config);
   }
 
+  // Starts a peer with one buffer of `size` bytes holding pattern `fill`, given `extra`
+  // flags, and opens its segment.
+  void StartOpenPeer(uint64_t size, const std::string& permission, uint64_t fill,
+                     const std::vector<std::string>& extra, PeerProcess** peer,
+                     te::SegmentHandle* seg) {
+    std::vector<std::string> args = Args(1, size, permission, fill);
+    args.insert(args.end(), extra.begin(), extra.end());
+    ASSERT_NO_FATAL_FAILURE(StartPeer(args, peer));
+    ASSERT_NO_FATAL_FAILURE(OpenPeer(**peer, seg));
+  }
+
   static std::string SharedMachineId() { return "te-gpu-host-" + std::to_string(::getpid()); }
 
   // Allocates and registers `size` bytes at `location` holding pattern `seed`.
@@ -173,12 +184,9 @@ TEST_F(GpuTransferTest, InProcessCopiesBetweenDramAndVram) {
 TEST_F(GpuTransferTest, SameHostPeerThroughCudaIpc) {
   ASSERT_NO_FATAL_FAILURE(StartSameHostEngine());
   PeerProcess* peer = nullptr;
-  std::vector<std::string> args = Args(1, kOddSize, "rw", 5);
-  args.push_back("--location=cuda:0");
-  args.push_back("--machine_id=" + SharedMachineId());
-  ASSERT_NO_FATAL_FAILURE(StartPeer(args, &peer));
   te::SegmentHandle seg;
-  ASSERT_NO_FATAL_FAILURE(OpenPeer(*peer, &seg));
+  ASSERT_NO_FATAL_FAILURE(StartOpenPeer(
+      kOddSize, "rw", 5, {"--location=cuda:0", "--machine_id=" + SharedMachineId()}, &peer, &seg));
   void *vram = nullptr, *dram = nullptr;
   ASSERT_NO_FATAL_FAILURE(AllocAt("cuda:0", kOddSize, 0, &vram));
   ASSERT_NO_FATAL_FAILURE(AllocAt("cpu:0", kOddSize, 0, &dram));
@@ -194,12 +202,9 @@ TEST_F(GpuTransferTest, VramNeverGoesThroughShmOrCma) {
   // which no memcpy may touch: the request must go over TCP.
   ASSERT_NO_FATAL_FAILURE(StartSameHostEngine());
   PeerProcess* peer = nullptr;
-  std::vector<std::string> args = Args(1, kOddSize, "rw", 6);
-  args.push_back("--shm=1");
-  args.push_back("--machine_id=" + SharedMachineId());
-  ASSERT_NO_FATAL_FAILURE(StartPeer(args, &peer));
   te::SegmentHandle seg;
-  ASSERT_NO_FATAL_FAILURE(OpenPeer(*peer, &seg));
+  ASSERT_NO_FATAL_FAILURE(StartOpenPeer(
+      kOddSize, "rw", 6, {"--shm=1", "--machine_id=" + SharedMachineId()}, &peer, &seg));
   void* vram = nullptr;
   ASSERT_NO_FATAL_FAILURE(AllocAt("cuda:0", kOddSize, 0, &vram));
   ASSERT_NO_FATAL_FAILURE(RoundTrip(*peer, seg, vram, 0, kOddSize, 13));
@@ -210,12 +215,9 @@ TEST_F(GpuTransferTest, VramNeverGoesThroughShmOrCma) {
 TEST_F(GpuTransferTest, TcpVramToVram) {
   ASSERT_NO_FATAL_FAILURE(StartTcpEngine());
   PeerProcess* peer = nullptr;
-  std::vector<std::string> args = Args(1, kOddSize, "rw", 7);
-  args.push_back("--location=cuda:0");
-  args.push_back("--transports=tcp");
-  ASSERT_NO_FATAL_FAILURE(StartPeer(args, &peer));
   te::SegmentHandle seg;
-  ASSERT_NO_FATAL_FAILURE(OpenPeer(*peer, &seg));
+  ASSERT_NO_FATAL_FAILURE(
+      StartOpenPeer(kOddSize, "rw", 7, {"--location=cuda:0", "--transports=tcp"}, &peer, &seg));
   void* vram = nullptr;
   ASSERT_NO_FATAL_FAILURE(AllocAt("cuda:0", kOddSize, 0, &vram));
   ASSERT_NO_FATAL_FAILURE(RoundTrip(*peer, seg, vram, 0, kOddSize, 21));
@@ -225,14 +227,11 @@ TEST_F(GpuTransferTest, TcpVramToVram) {
 TEST_F(GpuTransferTest, TcpDramAndVramBothWays) {
   ASSERT_NO_FATAL_FAILURE(StartTcpEngine());
   PeerProcess *vram_peer = nullptr, *dram_peer = nullptr;
-  std::vector<std::string> args = Args(1, kOddSize, "rw", 8);
-  args.push_back("--transports=tcp");
-  ASSERT_NO_FATAL_FAILURE(StartPeer(args, &dram_peer));
-  args.push_back("--location=cuda:0");
-  ASSERT_NO_FATAL_FAILURE(StartPeer(args, &vram_peer));
   te::SegmentHandle to_vram, to_dram;
-  ASSERT_NO_FATAL_FAILURE(OpenPeer(*vram_peer, &to_vram));
-  ASSERT_NO_FATAL_FAILURE(OpenPeer(*dram_peer, &to_dram));
+  ASSERT_NO_FATAL_FAILURE(
+      StartOpenPeer(kOddSize, "rw", 8, {"--transports=tcp"}, &dram_peer, &to_dram));
+  ASSERT_NO_FATAL_FAILURE(StartOpenPeer(
+      kOddSize, "rw", 8, {"--location=cuda:0", "--transports=tcp"}, &vram_peer, &to_vram));
   void *dram = nullptr, *vram = nullptr;
   ASSERT_NO_FATAL_FAILURE(AllocAt("cpu:0", kOddSize, 0, &dram));
   ASSERT_NO_FATAL_FAILURE(AllocAt("cuda:0", kOddSize, 0, &vram));
@@ -243,13 +242,10 @@ TEST_F(GpuTransferTest, TcpDramAndVramBothWays) {
 TEST_F(GpuTransferTest, TcpIntegrityAtUnalignedSizes) {
   ASSERT_NO_FATAL_FAILURE(StartTcpEngine());
   PeerProcess* peer = nullptr;
-  const uint64_t capacity = 3 * te::kStagingChunkSize;
-  std::vector<std::string> args = Args(1, capacity + 64, "rw", 9);
-  args.push_back("--location=cuda:0");
-  args.push_back("--transports=tcp");
-  ASSERT_NO_FATAL_FAILURE(StartPeer(args, &peer));
   te::SegmentHandle seg;
-  ASSERT_NO_FATAL_FAILURE(OpenPeer(*peer, &seg));
+  const uint64_t capacity = 3 * te::kStagingChunkSize;
+  ASSERT_NO_FATAL_FAILURE(StartOpenPeer(capacity + 64, "rw", 9,
+                                        {"--location=cuda:0", "--transports=tcp"}, &peer, &seg));
   void* vram = nullptr;
   ASSERT_NO_FATAL_FAILURE(AllocAt("cuda:0", capacity + 64, 0, &vram));
   uint64_t seed = 40;
@@ -265,13 +261,11 @@ TEST_F(GpuTransferTest, ReadOnlyVramRefusesWrites) {
     SCOPED_TRACE(transport);
     ASSERT_NO_FATAL_FAILURE(StartSameHostEngine({"local", transport}));
     PeerProcess* peer = nullptr;
-    std::vector<std::string> args = Args(1, 1 * kMiB, "ro", 10);
-    args.push_back("--location=cuda:0");
-    args.push_back("--machine_id=" + SharedMachineId());
-    args.push_back(std::string("--transports=") + transport);
-    ASSERT_NO_FATAL_FAILURE(StartPeer(args, &peer));
     te::SegmentHandle seg;
-    ASSERT_NO_FATAL_FAILURE(OpenPeer(*peer, &seg));
+    ASSERT_NO_FATAL_FAILURE(StartOpenPeer(1 * kMiB, "ro", 10,
+                                          {"--location=cuda:0", "--machine_id=" + SharedMachineId(),
+                                           std::string("--transports=") + transport},
+                                          &peer, &seg));
     void* vram = nullptr;
     ASSERT_NO_FATAL_FAILURE(AllocAt("cuda:0", 1 * kMiB, 99, &vram));
     const uint64_t remote = peer->buffers()[0].base;

@@ -17,6 +17,13 @@ bool SameHostTransport::CanReach(const SegmentDescriptor& peer) const {
   return peer.machine_id == machine_id_ && peer.transports.count(name()) > 0;
 }
 
+Status SameHostTransport::AttachPeer(const SegmentDescriptor& peer,
+                                     std::unique_ptr<PinTable>* pins) const {
+  if (!CanReach(peer))
+    return Status::Unavailable("segment '" + peer.name + "' is not on this host");
+  return SameHostPeer::AttachPins(peer, pins);
+}
+
 bool ProcessAlive(uint32_t pid) {
   return ::kill(static_cast<pid_t>(pid), 0) == 0 || errno == EPERM;
 }

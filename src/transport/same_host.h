@@ -61,6 +61,9 @@ class SameHostTransport : public Transport {
 
  protected:
   CopyPool* pool() { return pool_.get(); }
+  // What every same-host peer needs first: the segment is on this machine and its pin
+  // table attaches and matches its descriptor.
+  Status AttachPeer(const SegmentDescriptor& peer, std::unique_ptr<PinTable>* pins) const;
 
  private:
   std::string machine_id_;
