@@ -268,6 +268,34 @@ TEST(TransferEngineBenchTest, MixWithIntegrityCheckThenTargetStopsOnSigterm) {
   ExpectStopsCleanly(&target, SIGTERM);
 }
 
+// --use_vram with the integrity check: VRAM to VRAM on this host (CUDA IPC), VRAM to
+// VRAM over TCP, and DRAM to VRAM; sizes over two staging chunks and odd ones.
+TEST(TransferEngineBenchTest, VramIntegrityCheckOverEachRoute) {
+  if (te::DeviceCount() == 0) GTEST_SKIP() << "needs a CUDA device and -DUSE_CUDA=ON";
+  const std::vector<std::vector<std::string>> runs = {
+      {"--use_dram=false", "--size=5000001", "--threads=2", "--batch=2"},
+      {"--use_dram=false", "--transport=tcp", "--size=4097", "--threads=3", "--batch=3"},
+      {"--use_vram=false", "--transport=tcp", "--size=5000001", "--threads=2", "--batch=1"}};
+  for (const std::vector<std::string>& run : runs) {
+    Child target;
+    std::string segment;
+    std::vector<std::string> target_args = {"--use_dram=false"};
+    for (const std::string& arg : run) {
+      if (arg.rfind("--transport=", 0) == 0) target_args.push_back(arg);
+    }
+    ASSERT_TRUE(StartTarget(&target, &segment, target_args));
+    std::vector<std::string> args = {"--remote_segment=" + segment, "--duration=2",
+                                     "--workload=mix", "--integrity_check"};
+    args.insert(args.end(), run.begin(), run.end());
+    Child initiator;
+    ASSERT_TRUE(RunToExit(&initiator, args, seconds(60)));
+    EXPECT_EQ(initiator.exit_code(), 0) << initiator.Describe();
+    EXPECT_NE(initiator.out().find("integrity check passed ("), std::string::npos)
+        << initiator.Describe();
+    ExpectStopsCleanly(&target, SIGTERM);
+  }
+}
+
 TEST(TransferEngineBenchTest, ReadWriteAndCheckAliasThenSigint) {
   Child target;
   std::string segment;
