@@ -38,6 +38,36 @@ Status ParseP2pName(const std::string& name, std::string* host, uint16_t* port) 
   return Status::OK();
 }
 
+// The location to publish for memory at addr: its device, or its NUMA node. `asked`
+// (MemoryOptions::location) must agree with what the memory is: a device address
+// published as DRAM would be handed to memcpy.
+Status LocateBuffer(const void* addr, const std::string& asked, std::string* location) {
+  const int device = DeviceOf(addr);
+  const std::string where =
+      device == kHostMemory ? "host memory" : "cuda:" + std::to_string(device);
+  if (IsDeviceLocation(asked)) {
+    int wanted;
+    TE_RETURN_IF_ERROR(ParseDeviceLocation(asked, &wanted));
+    if (wanted != device) {
+      return Status::InvalidArgument("location '" + asked + "' given for " + where);
+    }
+  } else if (device != kHostMemory && !asked.empty()) {
+    return Status::InvalidArgument("location '" + asked + "' given for " + where);
+  }
+  if (device != kHostMemory) {
+    *location = where;
+    return Status::OK();
+  }
+  int node;
+  if (asked.empty()) {
+    node = NumaNodeOf(addr);
+  } else {
+    TE_RETURN_IF_ERROR(ParseCpuLocation(asked, &node));
+  }
+  *location = "cpu:" + std::to_string(node);
+  return Status::OK();
+}
+
 }  // namespace
 
 EngineImpl::~EngineImpl() {
@@ -237,36 +267,6 @@ Status EngineImpl::Free(void* addr) {
   }
   PublishLocal();
   FreeMemory(a);
-  return Status::OK();
-}
-
-Status EngineImpl::LocateBuffer(const void* addr, const std::string& asked, std::string* location) {
-  // The memory's kind decides, not the caller's word: a device address taken for DRAM
-  // would be handed to memcpy.
-  const int device = DeviceOf(addr);
-  const std::string actual = device == kHostMemory ? "" : "cuda:" + std::to_string(device);
-  if (IsDeviceLocation(asked)) {
-    int wanted;
-    TE_RETURN_IF_ERROR(ParseDeviceLocation(asked, &wanted));
-    if (wanted != device) {
-      return Status::InvalidArgument("location '" + asked + "' given for memory on " +
-                                     (actual.empty() ? "the host" : actual));
-    }
-  } else if (!actual.empty()) {
-    if (!asked.empty()) {
-      return Status::InvalidArgument("location '" + asked + "' given for memory on " + actual);
-    }
-  } else {
-    int node;
-    if (asked.empty()) {
-      node = NumaNodeOf(addr);
-    } else {
-      TE_RETURN_IF_ERROR(ParseCpuLocation(asked, &node));
-    }
-    *location = "cpu:" + std::to_string(node);
-    return Status::OK();
-  }
-  *location = actual;
   return Status::OK();
 }
 

@@ -71,9 +71,6 @@ class EngineImpl {
     std::shared_ptr<std::atomic<bool>> stale = std::make_shared<std::atomic<bool>>(false);
   };
 
-  // The location to publish for memory at addr: its device, or its NUMA node; `asked`
-  // (the caller's MemoryOptions::location) must agree with what the memory is.
-  static Status LocateBuffer(const void* addr, const std::string& asked, std::string* location);
   SegmentDescriptor LocalDescriptor() const;
   Status Resolve(const std::string& name, SegmentDescriptor* out);
   // Collects every enabled transport that reaches the descriptor.
