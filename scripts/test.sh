@@ -1,17 +1,18 @@
 #!/usr/bin/env bash
 # The README's test command: installs dependencies, then builds and runs the whole
-# test suite three times: a normal build, ASan+UBSan, and TSan; then a short run of
+# test suite: a normal build, ASan+UBSan, TSan, and a -DUSE_CUDA=ON build where the
+# CUDA toolkit is installed (its GPU tests skip without a device); then a short run of
 # each libFuzzer target (scripts/fuzz.sh).
 #
-#   scripts/test.sh            all four
-#   TE_TEST_BUILDS="release" scripts/test.sh    a subset (release, asan, tsan, fuzz)
+#   scripts/test.sh            all five
+#   TE_TEST_BUILDS="release" scripts/test.sh    a subset (release, asan, tsan, cuda, fuzz)
 # Environment: JOBS (default 2), CTEST_ARGS (extra ctest arguments), FUZZ_SECONDS
 # (per fuzz target, default 60).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 JOBS=${JOBS:-2}
-BUILDS=${TE_TEST_BUILDS:-release asan tsan fuzz}
+BUILDS=${TE_TEST_BUILDS:-release asan tsan cuda fuzz}
 
 bash "$ROOT/scripts/install_deps.sh"
 
@@ -35,10 +36,18 @@ for build in $BUILDS; do
     tsan)
       TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
         run_suite tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTE_SANITIZE=thread ;;
+    cuda)
+      # Compile-checks the GPU code everywhere the toolkit is, and runs the CPU suite
+      # against it; the GPU tests run only where a device is.
+      if [ -x /usr/local/cuda/bin/nvcc ] || command -v nvcc >/dev/null; then
+        run_suite cuda -DCMAKE_BUILD_TYPE=RelWithDebInfo -DUSE_CUDA=ON
+      else
+        echo "=== [cuda] skipped: no CUDA toolkit (/usr/local/cuda/bin/nvcc or nvcc on PATH)"
+      fi ;;
     fuzz)
       echo "=== [fuzz] build and run each target for ${FUZZ_SECONDS:-60} s"
       BUILD=$ROOT/build-test-fuzz JOBS=$JOBS bash "$ROOT/scripts/fuzz.sh" "${FUZZ_SECONDS:-60}" ;;
-    *) echo "unknown build '$build' (release, asan, tsan, fuzz)" >&2; exit 2 ;;
+    *) echo "unknown build '$build' (release, asan, tsan, cuda, fuzz)" >&2; exit 2 ;;
   esac
 done
 echo "=== all test builds passed: $BUILDS"

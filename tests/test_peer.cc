@@ -11,6 +11,7 @@
 //   --transfer_timeout_ms=MS, --connect_timeout_ms=MS, --log_level=L
 //   --machine_id=ID        default "te-test-peer-<pid>", so peers look like other hosts
 //   --shm=1                allocate the buffers in POSIX shared memory
+//   --location=L           allocate the buffers at L (cpu:N, or cuda:N in a CUDA build)
 //   --transports=a,b       the engine's transports (default: the config's default)
 //   --rpc_port=P           fixed RPC port, so a restarted peer keeps its segment name
 //   --cluster_secret=S     the engine's cluster secret
@@ -46,6 +47,8 @@
 #include <thread>
 #include <vector>
 
+#include "memory/device_memory.h"
+#include "memory/memory.h"
 #include "te/transfer_engine.h"
 #include "test_util.h"
 
@@ -80,6 +83,7 @@ struct PeerBuffer {
   size_t length = 0;
   uint64_t index = 0;
   bool registered = false;
+  bool on_device = false;  // GPU memory: read and written through host copies
 };
 
 std::optional<te::Permission> ParsePermission(const std::string& s) {
@@ -115,8 +119,8 @@ std::vector<std::string> Split(const std::string& line) {
 
 class Peer {
  public:
-  Peer(std::unique_ptr<te::TransferEngine> engine, uint64_t fill, bool shm)
-      : engine_(std::move(engine)), fill_(fill), shm_(shm) {}
+  Peer(std::unique_ptr<te::TransferEngine> engine, uint64_t fill, bool shm, std::string location)
+      : engine_(std::move(engine)), fill_(fill), shm_(shm), location_(std::move(location)) {}
 
   ~Peer() {
     for (auto& [name, handle] : segments_) engine_->closeSegment(handle);
@@ -130,13 +134,21 @@ class Peer {
     te::MemoryOptions options;
     options.permission = permission;
     options.shm = shm_;
+    options.location = location_;
     void* addr = nullptr;
     TE_RETURN_IF_ERROR(engine_->allocateLocalMemory(&addr, size, options));
     PeerBuffer buffer;
     buffer.base = addr;
     buffer.length = size;
     buffer.index = buffers_.size();
-    te_test::FillPattern(addr, size, te_test::BufferSeed(fill_, buffer.index));
+    buffer.on_device = te::IsDeviceLocation(location_);
+    if (buffer.on_device) {
+      std::vector<uint8_t> pattern(size);
+      te_test::FillPattern(pattern.data(), size, te_test::BufferSeed(fill_, buffer.index));
+      TE_RETURN_IF_ERROR(te::CopyMemory(addr, pattern.data(), size));
+    } else {
+      te_test::FillPattern(addr, size, te_test::BufferSeed(fill_, buffer.index));
+    }
     te::Status s = engine_->registerLocalMemory(addr, size, options);
     if (!s.ok()) {
       engine_->freeLocalMemory(addr);
@@ -186,13 +198,13 @@ class Peer {
     return nullptr;
   }
 
-  // True when [addr, addr+len) lies inside memory this peer allocated.
-  bool InsideAllocated(uint64_t addr, uint64_t len) const {
+  // The buffer this peer allocated that holds [addr, addr+len), or null.
+  const PeerBuffer* InsideAllocated(uint64_t addr, uint64_t len) const {
     for (const auto& b : buffers_) {
       uint64_t base = reinterpret_cast<uint64_t>(b.base);
-      if (addr >= base && len <= b.length && addr - base <= b.length - len) return true;
+      if (addr >= base && len <= b.length && addr - base <= b.length - len) return &b;
     }
-    return false;
+    return nullptr;
   }
 
   void Checksum(const std::vector<std::string>& t) {
@@ -200,9 +212,17 @@ class Peer {
     if (t.size() != 3 || !ParseU64(t[1], &addr) || !ParseU64(t[2], &len)) {
       return Reply("ERR usage: CHECKSUM <addr> <len>");
     }
-    if (!InsideAllocated(addr, len)) return Reply("ERR range outside the peer's buffers");
-    Reply("CHECKSUM " +
-          te_test::ToHex64(ChecksumOfTransferredMemory(reinterpret_cast<void*>(addr), len)));
+    const PeerBuffer* b = InsideAllocated(addr, len);
+    if (!b) return Reply("ERR range outside the peer's buffers");
+    const void* data = reinterpret_cast<void*>(addr);
+    std::vector<uint8_t> host;
+    if (b->on_device) {
+      host.resize(len);
+      te::Status s = te::CopyMemory(host.data(), data, len);
+      if (!s.ok()) return Reply("ERR " + s.ToString());
+      data = host.data();
+    }
+    Reply("CHECKSUM " + te_test::ToHex64(ChecksumOfTransferredMemory(data, len)));
   }
 
   void Notifications() {
@@ -328,6 +348,7 @@ class Peer {
   std::unique_ptr<te::TransferEngine> engine_;
   uint64_t fill_;
   bool shm_;
+  std::string location_;
   std::vector<PeerBuffer> buffers_;
   std::map<std::string, te::SegmentHandle> segments_;
 };
@@ -338,6 +359,7 @@ struct Flags {
   std::vector<te::Permission> permissions = {te::Permission::kRemoteReadWrite};
   uint64_t fill = 1;
   bool shm = false;
+  std::string location;
   te::Config config;
 };
 
@@ -392,6 +414,8 @@ bool ParseFlags(int argc, char** argv, Flags* flags, std::string* error) {
       flags->config.cluster_secret = value;
     } else if (key == "shm" && numeric && n <= 1) {
       flags->shm = n == 1;
+    } else if (key == "location") {
+      flags->location = value;
     } else if (key == "transports") {
       flags->config.transports.clear();
       std::istringstream in(value);
@@ -456,7 +480,7 @@ int main(int argc, char** argv) {
     Reply("ERROR engine unavailable: " + engine->status().ToString());
     return 1;
   }
-  Peer peer(std::move(engine), flags.fill, flags.shm);
+  Peer peer(std::move(engine), flags.fill, flags.shm, flags.location);
   for (uint64_t i = 0; i < flags.buffers; ++i) {
     te::Permission p = flags.permissions[std::min<size_t>(i, flags.permissions.size() - 1)];
     PeerBuffer b;

@@ -56,12 +56,23 @@ bool ParseReportUnit(const std::string& name, uint64_t* bytes_per_unit) {
 }
 
 Status ValidateBenchFlags(const BenchFlags& flags, std::vector<BenchCase>* cases) {
-  if (flags.use_vram_set && flags.use_vram) {
-    return Status::NotSupported("--use_vram needs a build with -DUSE_CUDA=ON");
-  }
-  if (!flags.use_dram) {
-    return Status::InvalidArgument(
-        "--use_dram=false leaves nothing to benchmark: VRAM needs a build with -DUSE_CUDA=ON");
+  if (flags.cuda_devices < 0) {
+    if (flags.use_vram_set && flags.use_vram) {
+      return Status::NotSupported("--use_vram needs a build with -DUSE_CUDA=ON");
+    }
+    if (!flags.use_dram) {
+      return Status::InvalidArgument(
+          "--use_dram=false leaves nothing to benchmark: VRAM needs a build with -DUSE_CUDA=ON");
+    }
+  } else {
+    // --use_vram defaults to true in a CUDA build; only an explicit one needs a device.
+    if (flags.use_vram_set && flags.use_vram && flags.cuda_devices == 0) {
+      return Status::NotSupported("--use_vram: no CUDA device is available");
+    }
+    if (!flags.use_dram && !(flags.use_vram && flags.cuda_devices > 0)) {
+      return Status::InvalidArgument(
+          "--use_dram=false leaves nothing to benchmark: no CUDA device is used either");
+    }
   }
   Workload workload;
   if (!ParseWorkload(flags.workload, &workload)) {
@@ -108,10 +119,13 @@ Status ValidateBenchFlags(const BenchFlags& flags, std::vector<BenchCase>* cases
     return Status::InvalidArgument("--integrity_check needs --workload=mix (got " +
                                    Quoted(flags.workload) + ")");
   }
+  const bool cuda_ipc = flags.transport == "cuda_ipc" && flags.cuda_devices >= 0;
   if (flags.transport != "auto" && flags.transport != "tcp" && flags.transport != "shm" &&
-      flags.transport != "cma") {
+      flags.transport != "cma" && !cuda_ipc) {
     return Status::InvalidArgument("unknown --transport " + Quoted(flags.transport) +
-                                   " (expected auto, tcp, shm or cma)");
+                                   (flags.cuda_devices >= 0
+                                        ? " (expected auto, tcp, shm, cma or cuda_ipc)"
+                                        : " (expected auto, tcp, shm or cma)"));
   }
   std::vector<BenchCase> expanded = ExpandCases(threads, batches, sizes);
   for (const BenchCase& c : expanded) {

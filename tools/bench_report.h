@@ -33,6 +33,8 @@ struct BenchFlags {
   bool use_dram = true;
   bool use_vram = true;
   bool use_vram_set = false;  // --use_vram was given on the command line
+  // CUDA devices this run may use; -1 in a build without CUDA.
+  int cuda_devices = -1;
   std::string transport = "auto";
 };
 

@@ -123,6 +123,24 @@ TEST(ValidateTest, AcceptsValidVariants) {
   EXPECT_TRUE(ValidateBenchFlags(f).ok()) << ValidateBenchFlags(f).ToString();
 }
 
+// A CUDA build: DRAM and VRAM by default, either alone, and the default --use_vram
+// quietly means none on a machine without a device.
+TEST(ValidateTest, CudaBuildMemoryKinds) {
+  BenchFlags f;
+  f.cuda_devices = 2;
+  EXPECT_TRUE(ValidateBenchFlags(f).ok());
+  f.use_vram_set = true;
+  EXPECT_TRUE(ValidateBenchFlags(f).ok());
+  f.use_dram = false;
+  EXPECT_TRUE(ValidateBenchFlags(f).ok()) << "VRAM alone";
+  f.use_dram = true;
+  f.use_vram = false;
+  EXPECT_TRUE(ValidateBenchFlags(f).ok()) << "DRAM alone";
+  BenchFlags none;
+  none.cuda_devices = 0;
+  EXPECT_TRUE(ValidateBenchFlags(none).ok()) << "default --use_vram without a device";
+}
+
 struct BadCase {
   const char* what;
   void (*mutate)(BenchFlags*);
@@ -191,6 +209,20 @@ INSTANTIATE_TEST_SUITE_P(
                               "--use_vram needs a build with -DUSE_CUDA=ON"},
                       BadCase{"no_dram", [](BenchFlags* f) { f->use_dram = false; },
                               Status::Code::kInvalidArgument, "--use_dram"},
+                      BadCase{"vram_without_device",
+                              [](BenchFlags* f) {
+                                f->cuda_devices = 0;
+                                f->use_vram_set = true;
+                                f->use_vram = true;
+                              },
+                              Status::Code::kNotSupported, "no CUDA device"},
+                      BadCase{"nothing_left",
+                              [](BenchFlags* f) {
+                                f->cuda_devices = 2;
+                                f->use_dram = false;
+                                f->use_vram = false;
+                              },
+                              Status::Code::kInvalidArgument, "--use_dram=false"},
                       BadCase{"udp", [](BenchFlags* f) { f->transport = "udp"; },
                               Status::Code::kInvalidArgument, "--transport"},
                       BadCase{"transport", [](BenchFlags* f) { f->transport = "rdma"; },

@@ -40,6 +40,8 @@
 #include "bench_pattern.h"
 #include "bench_report.h"
 #include "latency_histogram.h"
+#include "memory/device_memory.h"
+#include "memory/memory.h"
 #include "te/transfer_engine.h"
 
 DEFINE_string(metadata_type, "p2p", "Metadata backend: p2p | etcd | redis | http");
@@ -65,8 +67,9 @@ DEFINE_uint32(report_precision, 2, "Decimals in the reported throughput (at most
 DEFINE_bool(use_dram, true, "Allocate buffers from CPU DRAM");
 DEFINE_bool(use_vram, true, "Allocate buffers from GPU VRAM (needs a build with -DUSE_CUDA=ON)");
 DEFINE_string(transport, "auto",
-              "Transport: auto (per request: shm, then cma, then tcp) | tcp | shm | cma; "
-              "give the same value to target and initiator");
+              "Transport: auto (per request: cuda_ipc for GPU memory in a CUDA build, shm, "
+              "cma, then tcp) | tcp | shm | cma | cuda_ipc (CUDA builds); give the same value "
+              "to target and initiator");
 DEFINE_bool(json, false, "Also print one JSON line per case, after the table");
 DEFINE_string(cluster_secret, "",
               "Cluster secret both sides must prove (default: $TE_CLUSTER_SECRET; the "
@@ -138,6 +141,7 @@ BenchFlags FlagsFromCommandLine(const te::Config& config) {
   flags.use_dram = FLAGS_use_dram;
   flags.use_vram = FLAGS_use_vram;
   flags.use_vram_set = FlagGiven("use_vram");
+  flags.cuda_devices = te::DeviceMemoryBuilt() ? te::DeviceCount() : -1;
   flags.transport = FLAGS_transport;
   return flags;
 }
@@ -156,7 +160,8 @@ te::Status BuildConfig(te::Config* config) {
   return te::Status::OK();
 }
 
-// Buffers this process allocated, one per NUMA node.
+// Buffers this process allocated: one per NUMA node (--use_dram) and one per CUDA
+// device (--use_vram), as the spec's benchmark has them.
 class LocalBuffers {
  public:
   explicit LocalBuffers(te::TransferEngine* engine) : engine_(engine) {}
@@ -164,26 +169,14 @@ class LocalBuffers {
   LocalBuffers(const LocalBuffers&) = delete;
   LocalBuffers& operator=(const LocalBuffers&) = delete;
 
-  te::Status Allocate(int count, uint64_t capacity, bool shm) {
-    for (int node = 0; node < count; ++node) {
-      te::MemoryOptions options;
-      options.location = "cpu:" + std::to_string(node);
-      options.shm = shm;
-      options.permission = te::Permission::kRemoteReadWrite;
-      void* addr = nullptr;
-      te::Status status = engine_->allocateLocalMemory(&addr, capacity, options);
-      if (!status.ok()) {
-        return te::Status(status.code(), "cannot allocate " + std::to_string(capacity) +
-                                             " bytes on " + options.location + ": " +
-                                             status.message());
-      }
-      buffers_.push_back({addr, false});
-      status = engine_->registerLocalMemory(addr, capacity, options);
-      if (!status.ok()) {
-        return te::Status(status.code(), "cannot register the buffer on " + options.location +
-                                             ": " + status.message());
-      }
-      buffers_.back().registered = true;
+  te::Status Allocate(const BenchFlags& flags, uint64_t capacity) {
+    const int nodes = NumaNodes();
+    for (int node = 0; flags.use_dram && node < nodes; ++node) {
+      TE_RETURN_IF_ERROR(
+          Add("cpu:" + std::to_string(node), capacity, flags.shmfs, nodes > 1 ? node : -1));
+    }
+    for (int device = 0; flags.use_vram && device < flags.cuda_devices; ++device) {
+      TE_RETURN_IF_ERROR(Add("cuda:" + std::to_string(device), capacity, false, -1));
     }
     return te::Status::OK();
   }
@@ -203,12 +196,39 @@ class LocalBuffers {
 
   size_t count() const { return buffers_.size(); }
   uint8_t* at(size_t i) const { return static_cast<uint8_t*>(buffers_[i].addr); }
+  bool on_device(size_t i) const { return buffers_[i].on_device; }
+  // The NUMA node to run a thread using buffer i on; -1: do not pin.
+  int numa_node(size_t i) const { return buffers_[i].numa_node; }
 
  private:
   struct Buffer {
     void* addr;
     bool registered;
+    bool on_device;
+    int numa_node;
   };
+
+  te::Status Add(const std::string& location, uint64_t capacity, bool shm, int numa_node) {
+    te::MemoryOptions options;
+    options.location = location;
+    options.shm = shm;
+    options.permission = te::Permission::kRemoteReadWrite;
+    void* addr = nullptr;
+    te::Status status = engine_->allocateLocalMemory(&addr, capacity, options);
+    if (!status.ok()) {
+      return te::Status(status.code(), "cannot allocate " + std::to_string(capacity) +
+                                           " bytes on " + location + ": " + status.message());
+    }
+    buffers_.push_back({addr, false, te::IsDeviceLocation(location), numa_node});
+    status = engine_->registerLocalMemory(addr, capacity, options);
+    if (!status.ok()) {
+      return te::Status(status.code(),
+                        "cannot register the buffer on " + location + ": " + status.message());
+    }
+    buffers_.back().registered = true;
+    return te::Status::OK();
+  }
+
   te::TransferEngine* engine_;
   std::vector<Buffer> buffers_;
 };
@@ -222,7 +242,7 @@ int RunTarget(te::TransferEngine& engine, const te::Config& config, const BenchF
   // An initiator started with the same flags always fits.
   const uint64_t capacity = std::max(kTargetMinCapacity, LargestWorkingSet(cases));
   LocalBuffers buffers(&engine);
-  te::Status status = buffers.Allocate(NumaNodes(), capacity, flags.shmfs);
+  te::Status status = buffers.Allocate(flags, capacity);
   if (!status.ok()) return Error(status.ToString());
 
   std::printf("Target server has been started.\n%s\n",
@@ -271,7 +291,8 @@ struct WorkerArgs {
   te::TransferEngine* engine;
   te::SegmentHandle segment;
   int thread_id;
-  uint8_t* local;   // this thread's region of its local buffer
+  uint8_t* local;  // this thread's region of its local buffer
+  bool local_on_device;
   uint64_t remote;  // the matching region of the target's buffer
   uint64_t batch;
   uint64_t size;
@@ -345,6 +366,17 @@ void InitiatorWorker(const WorkerArgs& args, RunState* state) {
   const uint64_t region = args.batch * args.size;
   std::vector<te::Request> requests = BatchRequests(args);
   std::string error;
+  // Integrity data is made and checked in host memory; a device buffer gets it and
+  // gives it back by copies.
+  std::vector<uint8_t> staging(args.local_on_device && args.integrity_check ? region : 0);
+  uint8_t* host = args.local_on_device ? staging.data() : args.local;
+  auto sync = [&](bool to_local) {
+    if (!args.local_on_device) return true;
+    te::Status s = to_local ? te::CopyMemory(args.local, host, region)
+                            : te::CopyMemory(host, args.local, region);
+    if (!s.ok()) state->Fail("thread " + std::to_string(args.thread_id) + ": " + s.ToString());
+    return s.ok();
+  };
   auto run = [&](te::Request::OpCode opcode) {
     const bool measured = state->measuring.load(std::memory_order_relaxed);
     uint64_t nanoseconds = 0;
@@ -373,15 +405,15 @@ void InitiatorWorker(const WorkerArgs& args, RunState* state) {
         }
         {
           const uint64_t seed = te::bench::PatternSeed(args.thread_id, iteration);
-          te::bench::FillPattern(args.local, region, seed);
-          if (!run(te::Request::WRITE)) return;
-          std::memset(args.local, 0, region);
-          if (!run(te::Request::READ)) return;
-          size_t bad = te::bench::FindPatternMismatch(args.local, region, seed);
+          te::bench::FillPattern(host, region, seed);
+          if (!sync(true) || !run(te::Request::WRITE)) return;
+          std::memset(host, 0, region);
+          if (!sync(true) || !run(te::Request::READ) || !sync(false)) return;
+          size_t bad = te::bench::FindPatternMismatch(host, region, seed);
           if (bad != region) {
             char detail[96];
             std::snprintf(detail, sizeof(detail), ": expected 0x%02x, read 0x%02x",
-                          te::bench::PatternByte(seed, bad), args.local[bad]);
+                          te::bench::PatternByte(seed, bad), host[bad]);
             state->Fail("integrity check failed at offset " + std::to_string(bad) + " (thread " +
                         std::to_string(args.thread_id) + ")" + detail);
             return;
@@ -469,7 +501,8 @@ bool RunCase(const Setup& setup, const BenchCase& c, size_t index, te::bench::Be
     args.size = c.size;
     args.workload = setup.workload;
     args.integrity_check = flags.integrity_check;
-    args.numa_node = setup.buffers->count() > 1 ? static_cast<int>(i % setup.buffers->count()) : -1;
+    args.local_on_device = setup.buffers->on_device(i % setup.buffers->count());
+    args.numa_node = setup.buffers->numa_node(i % setup.buffers->count());
     args.histogram = &histograms[i];
     try {
       workers.emplace_back(InitiatorWorker, args, &state);
@@ -570,7 +603,7 @@ int RunInitiator(te::TransferEngine& engine, const BenchFlags& flags,
   }
 
   LocalBuffers buffers(&engine);
-  status = buffers.Allocate(NumaNodes(), LargestWorkingSet(cases), flags.shmfs);
+  status = buffers.Allocate(flags, LargestWorkingSet(cases));
   if (!status.ok()) return Error(status.ToString());
   setup.buffers = &buffers;
 

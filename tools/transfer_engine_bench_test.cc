@@ -17,6 +17,8 @@
 #include <string>
 #include <vector>
 
+#include "memory/device_memory.h"
+
 #ifndef TE_BENCH_PATH
 #error "TE_BENCH_PATH must name the transfer_engine_bench binary"
 #endif
@@ -266,6 +268,34 @@ TEST(TransferEngineBenchTest, MixWithIntegrityCheckThenTargetStopsOnSigterm) {
   ExpectStopsCleanly(&target, SIGTERM);
 }
 
+// --use_vram with the integrity check: VRAM to VRAM on this host (CUDA IPC), VRAM to
+// VRAM over TCP, and DRAM to VRAM; sizes over two staging chunks and odd ones.
+TEST(TransferEngineBenchTest, VramIntegrityCheckOverEachRoute) {
+  if (te::DeviceCount() == 0) GTEST_SKIP() << "needs a CUDA device and -DUSE_CUDA=ON";
+  const std::vector<std::vector<std::string>> runs = {
+      {"--use_dram=false", "--size=5000001", "--threads=2", "--batch=2"},
+      {"--use_dram=false", "--transport=tcp", "--size=4097", "--threads=3", "--batch=3"},
+      {"--use_vram=false", "--transport=tcp", "--size=5000001", "--threads=2", "--batch=1"}};
+  for (const std::vector<std::string>& run : runs) {
+    Child target;
+    std::string segment;
+    std::vector<std::string> target_args = {"--use_dram=false"};
+    for (const std::string& arg : run) {
+      if (arg.rfind("--transport=", 0) == 0) target_args.push_back(arg);
+    }
+    ASSERT_TRUE(StartTarget(&target, &segment, target_args));
+    std::vector<std::string> args = {"--remote_segment=" + segment, "--duration=2",
+                                     "--workload=mix", "--integrity_check"};
+    args.insert(args.end(), run.begin(), run.end());
+    Child initiator;
+    ASSERT_TRUE(RunToExit(&initiator, args, seconds(60)));
+    EXPECT_EQ(initiator.exit_code(), 0) << initiator.Describe();
+    EXPECT_NE(initiator.out().find("integrity check passed ("), std::string::npos)
+        << initiator.Describe();
+    ExpectStopsCleanly(&target, SIGTERM);
+  }
+}
+
 TEST(TransferEngineBenchTest, ReadWriteAndCheckAliasThenSigint) {
   Child target;
   std::string segment;
@@ -484,6 +514,11 @@ TEST(TransferEngineBenchTest, CentralMetadataFailsWithOneLine) {
 class BadFlagsTest : public ::testing::TestWithParam<std::vector<std::string>> {};
 
 TEST_P(BadFlagsTest, OneLineErrorAndExitOne) {
+  for (const std::string& arg : GetParam()) {
+    if (arg.rfind("--use_", 0) == 0 && te::DeviceCount() > 0) {
+      GTEST_SKIP() << arg << " is valid where a CUDA device is available";
+    }
+  }
   Child child;
   ASSERT_TRUE(RunToExit(&child, GetParam(), seconds(10)));
   EXPECT_EQ(child.exit_code(), 1) << child.Describe();
@@ -512,10 +547,13 @@ INSTANTIATE_TEST_SUITE_P(
         std::vector<std::string>{"stray-argument"}));
 
 TEST(TransferEngineBenchTest, UseVramMessage) {
+  if (te::DeviceCount() > 0) GTEST_SKIP() << "--use_vram is valid where a CUDA device is available";
   Child child;
   ASSERT_TRUE(RunToExit(&child, {"--use_vram"}, seconds(10)));
   EXPECT_EQ(child.exit_code(), 1);
-  EXPECT_EQ(child.err(), "error: --use_vram needs a build with -DUSE_CUDA=ON\n");
+  EXPECT_EQ(child.err(), te::DeviceMemoryBuilt()
+                             ? "error: --use_vram: no CUDA device is available\n"
+                             : "error: --use_vram needs a build with -DUSE_CUDA=ON\n");
 }
 
 TEST(TransferEngineBenchTest, FlagsGflagsRejects) {

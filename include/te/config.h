@@ -25,10 +25,13 @@ struct Config {
   std::string rpc_host;
   uint16_t rpc_port = 0;  // 0 picks a free port
   // Transports this engine may use and serve, in order of preference: "local" (same
-  // process), "shm" (same host, buffers in POSIX shared memory), "cma" (same host,
-  // cross-memory attach), "tcp". The engine picks per request the first one that can
-  // serve it. Others are reported as NotSupported by this build.
-  std::vector<std::string> transports = {"local", "shm", "cma", "tcp"};
+  // process), "cuda_ipc" (same host, GPU memory through CUDA IPC; CUDA builds only),
+  // "shm" (same host, buffers in POSIX shared memory), "cma" (same host, cross-memory
+  // attach), "tcp". The engine picks per request the first one that can serve it.
+  // Others are reported as NotSupported by this build.
+  std::vector<std::string> transports = DefaultTransports();
+  // local, shm, cma, tcp; with cuda_ipc after local in a CUDA build.
+  static std::vector<std::string> DefaultTransports();
   // "debug", "info", "warning", "error".
   std::string log_level = "warning";
   // Identity of the machine; empty reads /etc/machine-id. Tests override it to

@@ -7,6 +7,7 @@
 
 #include "common/logging.h"
 #include "common/strings.h"
+#include "memory/device_memory.h"
 
 namespace te {
 namespace {
@@ -137,6 +138,11 @@ Status Config::FromEnv(Config* config) {
   return Status::OK();
 }
 
+std::vector<std::string> Config::DefaultTransports() {
+  if (DeviceMemoryBuilt()) return {"local", "cuda_ipc", "shm", "cma", "tcp"};
+  return {"local", "shm", "cma", "tcp"};
+}
+
 Status Config::Validate() const {
   static const char* const kMetadataTypes[] = {"p2p", "redis", "etcd", "http"};
   bool known = false;
@@ -155,7 +161,8 @@ Status Config::Validate() const {
   }
   if (transports.empty()) return Status::InvalidArgument("no transport enabled");
   for (const std::string& t : transports) {
-    if (t != "local" && t != "shm" && t != "cma" && t != "tcp") {
+    if (t != "local" && t != "shm" && t != "cma" && t != "tcp" &&
+        !(t == "cuda_ipc" && DeviceMemoryBuilt())) {
       return Status::NotSupported("transport '" + t + "' is not available in this build");
     }
   }

@@ -10,6 +10,8 @@
 #include <string>
 #include <vector>
 
+#include "memory/device_memory.h"
+
 namespace te {
 namespace {
 
@@ -55,7 +57,7 @@ TEST_F(ConfigTest, Defaults) {
   EXPECT_EQ(c.local_segment_name, "");
   EXPECT_EQ(c.rpc_host, "");
   EXPECT_EQ(c.rpc_port, 0);
-  EXPECT_EQ(c.transports, (Strings{"local", "shm", "cma", "tcp"}));
+  EXPECT_EQ(c.transports, Config::DefaultTransports());
   EXPECT_EQ(c.log_level, "warning");
   EXPECT_EQ(c.machine_id, "");
   EXPECT_EQ(c.tcp_connections_per_peer, 4u);
@@ -250,7 +252,23 @@ TEST_F(ConfigTest, FromEnvNothingSetKeepsConfig) {
   ASSERT_TRUE(Config::FromEnv(&c).ok());
   EXPECT_EQ(c.rpc_host, "h");
   EXPECT_EQ(c.rpc_port, 9);
-  EXPECT_EQ(c.transports, (Strings{"local", "shm", "cma", "tcp"}));
+  EXPECT_EQ(c.transports, Config::DefaultTransports());
+}
+
+// CUDA IPC is preferred to the DRAM-only same-host transports, but exists only where
+// the build has device support; a build without CUDA keeps its old defaults.
+TEST_F(ConfigTest, DefaultTransportsFollowTheBuild) {
+  if (DeviceMemoryBuilt()) {
+    EXPECT_EQ(Config::DefaultTransports(), (Strings{"local", "cuda_ipc", "shm", "cma", "tcp"}));
+    Config c;
+    c.transports = {"cuda_ipc"};
+    EXPECT_TRUE(c.Validate().ok());
+  } else {
+    EXPECT_EQ(Config::DefaultTransports(), (Strings{"local", "shm", "cma", "tcp"}));
+    Config c;
+    c.transports = {"cuda_ipc"};
+    EXPECT_EQ(c.Validate().code(), Status::Code::kNotSupported);
+  }
 }
 
 TEST_F(ConfigTest, FromEnvAllVariables) {

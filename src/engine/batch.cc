@@ -27,8 +27,8 @@ bool Task::Retry(Slice* slice, const te::Status& status) {
   }
   std::shared_ptr<const SegmentRoutes> routes = this->routes.lock();
   if (!routes) return false;  // the segment was closed or refreshed meanwhile
-  const int next =
-      routes->NextRoute(slice->route, routes->descriptor->FindBuffer(slice->remote, slice->length));
+  const int next = routes->NextRoute(slice->route, slice->local_device,
+                                     routes->descriptor->FindBuffer(slice->remote, slice->length));
   if (next < 0) return false;
   slice->route = next;
   const Route& route = routes->routes[static_cast<size_t>(next)];

@@ -324,7 +324,9 @@ class ScriptedPeer : public TransportPeer {
     }
   }
   bool CanServe(const SegmentBuffer*) const override { return serves_; }
+  bool CarriesDeviceMemory() const override { return carries_device; }
   int submitted = 0;
+  bool carries_device = false;
 
  private:
   Status result_;
@@ -370,6 +372,46 @@ TEST(BatchRetryTest, FailedSliceMovesToTheNextRouteThatServesIt) {
   EXPECT_EQ(f.counters.retried_slices.load(), 1u);
   EXPECT_EQ(f.counters.transport_bytes[2].load(), 512u);
   EXPECT_EQ(f.batch.in_flight(), 0);
+}
+
+// A memcpy (shm), process_vm_readv (cma) or plain memmove of a device address faults:
+// a request with GPU memory on either side skips every route that does not carry it,
+// first choice and retries alike. No GPU needed: the location alone decides.
+TEST(DeviceRoutingTest, DeviceMemoryOnEitherSideSkipsHostOnlyRoutes) {
+  auto shm = std::make_shared<ScriptedPeer>(Status::OK());
+  auto cma = std::make_shared<ScriptedPeer>(Status::OK());
+  auto tcp = std::make_shared<ScriptedPeer>(Status::OK());
+  tcp->carries_device = true;
+  SegmentRoutes routes;
+  routes.routes = {{0, shm}, {1, cma}, {2, tcp}};
+  SegmentBuffer dram, vram;
+  dram.location = "cpu:0";
+  vram.location = "cuda:1";
+  EXPECT_EQ(routes.NextRoute(-1, kHostMemory, &dram), 0) << "DRAM to DRAM keeps its order";
+  EXPECT_EQ(routes.NextRoute(-1, kHostMemory, &vram), 2) << "remote VRAM";
+  EXPECT_EQ(routes.NextRoute(-1, 0, &dram), 2) << "local VRAM";
+  EXPECT_EQ(routes.NextRoute(-1, 0, nullptr), 2) << "local VRAM, unknown remote range";
+  EXPECT_EQ(routes.NextRoute(2, 0, &vram), -1) << "no later route carries it";
+  tcp->carries_device = false;
+  EXPECT_EQ(routes.NextRoute(-1, 0, &vram), -1) << "nothing carries device memory";
+}
+
+TEST(DeviceRoutingTest, RetryOfADeviceSliceSkipsHostOnlyRoutes) {
+  auto ipc = std::make_shared<ScriptedPeer>(Status::Unavailable("ipc gone"));
+  ipc->carries_device = true;
+  auto shm = std::make_shared<ScriptedPeer>(Status::OK());
+  auto tcp = std::make_shared<ScriptedPeer>(Status::OK());
+  tcp->carries_device = true;
+  RetryFixture f({ipc, shm, tcp});
+  Slice* s = PrepareTask(&f.batch, 0, {512});
+  s->remote = 4096;
+  s->local_device = 0;
+  f.batch.task(0).routes = f.routes;
+  f.batch.Publish(1);
+  ipc->Submit(&s, 1);
+  EXPECT_EQ(f.batch.task(0).state.load(), TransferState::kCompleted);
+  EXPECT_EQ(shm->submitted, 0);
+  EXPECT_EQ(tcp->submitted, 1);
 }
 
 TEST(BatchRetryTest, EveryRouteFailingFailsTheTaskWithTheLastError) {

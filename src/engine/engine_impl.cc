@@ -14,6 +14,7 @@
 #include "common/logging.h"
 #include "common/machine.h"
 #include "common/strings.h"
+#include "memory/device_memory.h"
 #include "rpc/rpc_client.h"
 
 namespace te {
@@ -34,6 +35,36 @@ Status ParseP2pName(const std::string& name, std::string* host, uint16_t* port) 
   if (!ParseHostPort(name, host, port)) {
     return Status::InvalidArgument("p2p local segment '" + name + "' must be host or host:port");
   }
+  return Status::OK();
+}
+
+// The location to publish for memory at addr: its device, or its NUMA node. `asked`
+// (MemoryOptions::location) must agree with what the memory is: a device address
+// published as DRAM would be handed to memcpy.
+Status LocateBuffer(const void* addr, const std::string& asked, std::string* location) {
+  const int device = DeviceOf(addr);
+  const std::string where =
+      device == kHostMemory ? "host memory" : "cuda:" + std::to_string(device);
+  if (IsDeviceLocation(asked)) {
+    int wanted;
+    TE_RETURN_IF_ERROR(ParseDeviceLocation(asked, &wanted));
+    if (wanted != device) {
+      return Status::InvalidArgument("location '" + asked + "' given for " + where);
+    }
+  } else if (device != kHostMemory && !asked.empty()) {
+    return Status::InvalidArgument("location '" + asked + "' given for " + where);
+  }
+  if (device != kHostMemory) {
+    *location = where;
+    return Status::OK();
+  }
+  int node;
+  if (asked.empty()) {
+    node = NumaNodeOf(addr);
+  } else {
+    TE_RETURN_IF_ERROR(ParseCpuLocation(asked, &node));
+  }
+  *location = "cpu:" + std::to_string(node);
   return Status::OK();
 }
 
@@ -114,7 +145,9 @@ Status EngineImpl::Init(const Config& config) {
     static_descriptor_.rpc_host = advertise_host_;
     static_descriptor_.rpc_port = rpc_server_.port();
     bool same_host = false;
-    for (const std::string& name : config.transports) same_host |= name == "shm" || name == "cma";
+    for (const std::string& name : config.transports) {
+      same_host |= name == "shm" || name == "cma" || name == "cuda_ipc";
+    }
     if (same_host) {
       // Same-host peers copy into our buffers directly; they pin them in this table.
       RemoveStaleSharedMemory();
@@ -193,10 +226,20 @@ Status EngineImpl::RpcNotify(const std::string& peer, const std::string& request
 
 Status EngineImpl::Allocate(void** addr, size_t size, const MemoryOptions& options) {
   if (!addr) return Status::InvalidArgument("addr is null");
-  int node;
-  TE_RETURN_IF_ERROR(ParseCpuLocation(options.location, &node));
   Allocation a;
-  TE_RETURN_IF_ERROR(AllocateMemory(size, node, options.shm, &a));
+  if (IsDeviceLocation(options.location)) {
+    if (options.shm) {
+      return Status::InvalidArgument(
+          "shm is for DRAM; device memory is shared with same-host peers through CUDA IPC");
+    }
+    int device;
+    TE_RETURN_IF_ERROR(ParseDeviceLocation(options.location, &device));
+    TE_RETURN_IF_ERROR(AllocateDeviceMemory(size, device, &a));
+  } else {
+    int node;
+    TE_RETURN_IF_ERROR(ParseCpuLocation(options.location, &node));
+    TE_RETURN_IF_ERROR(AllocateMemory(size, node, options.shm, &a));
+  }
   std::lock_guard<std::mutex> lock(alloc_mu_);
   allocations_[reinterpret_cast<uintptr_t>(a.addr)] = a;
   *addr = a.addr;
@@ -229,17 +272,16 @@ Status EngineImpl::Free(void* addr) {
 
 Status EngineImpl::Register(void* addr, size_t size, const MemoryOptions& options) {
   if (!addr) return Status::InvalidArgument("cannot register a null address");
-  BufferInfo info;
+  SegmentBuffer info;
   info.base = reinterpret_cast<uint64_t>(addr);
   info.length = size;
   info.permission = options.permission;
-  int node;
-  if (options.location.empty()) {
-    node = NumaNodeOf(addr);
-  } else {
-    TE_RETURN_IF_ERROR(ParseCpuLocation(options.location, &node));
+  TE_RETURN_IF_ERROR(LocateBuffer(addr, options.location, &info.location));
+  if (IsDeviceLocation(info.location) && info.permission != Permission::kLocalOnly) {
+    // Without a handle same-host peers still reach the buffer, over TCP.
+    Status s = ExportDeviceHandle(addr, &info.device_handle);
+    if (!s.ok()) TE_LOG(Info) << "buffer at " << HexAddr(addr) << ": no CUDA IPC: " << s.ToString();
   }
-  info.location = "cpu:" + std::to_string(node);
   {
     std::lock_guard<std::mutex> lock(alloc_mu_);
     auto it = allocations_.upper_bound(info.base);
@@ -417,6 +459,7 @@ Status EngineImpl::Submit(BatchID id, const std::vector<Request>& requests) {
   // the per-request state: allocations were most of a small batch's cost.
   struct Routed {
     int route = -1;                                // index into segment->routes
+    int local_device = kHostMemory;                // where the request's local bytes are
     std::shared_ptr<const SegmentRoutes> segment;  // keeps the route alive; tasks keep
                                                    // a weak reference for retries
     std::shared_ptr<std::atomic<bool>> stale;
@@ -437,11 +480,13 @@ Status EngineImpl::Submit(BatchID id, const std::vector<Request>& requests) {
     }
     if (r.length == 0) return Status::InvalidArgument(which() + "length is 0");
     // Validation only: the caller owns its memory, so nothing is pinned here.
+    const std::shared_ptr<RegisteredBuffer>* local = nullptr;
     Status s = BufferRegistry::CheckRange(*local_table, reinterpret_cast<uint64_t>(r.source),
-                                          r.length, Access::kLocal);
+                                          r.length, Access::kLocal, &local);
     if (!s.ok()) {
       return Status::InvalidArgument(which() + "local " + s.message());
     }
+    routed[i].local_device = LocationDevice((*local)->info.location);
     if (!segment || r.target_id != cached_handle) {
       auto state = segments_.Find(r.target_id);
       if (!state)
@@ -460,7 +505,7 @@ Status EngineImpl::Submit(BatchID id, const std::vector<Request>& requests) {
       QueueRefresh(cached_state);
       refreshed = cached_state;
     }
-    routed[i].route = segment->NextRoute(-1, remote);
+    routed[i].route = segment->NextRoute(-1, routed[i].local_device, remote);
     routed[i].segment = segment;
     routed[i].stale = stale_flag;
     if (routed[i].route < 0) {
@@ -502,6 +547,7 @@ Status EngineImpl::Submit(BatchID id, const std::vector<Request>& requests) {
         s.local = static_cast<char*>(r.source) + offset;
         s.remote = r.target_offset + offset;
         s.length = std::min<uint64_t>(slice_size, r.length - offset);
+        s.local_device = routed[j].local_device;
         s.cancelled = batch->cancel_flag();
         s.on_done = &Batch::OnSliceDone;
         s.owner = &task;

@@ -7,6 +7,7 @@
 #include <memory>
 #include <vector>
 
+#include "memory/memory.h"
 #include "metadata/segment_descriptor.h"
 #include "transport/transport.h"
 
@@ -23,10 +24,17 @@ struct SegmentRoutes {
   std::vector<Route> routes;  // in order of preference
 
   // The first route after `after` (the first at all for after = -1) that can serve
-  // requests to `buffer` (null: a range the descriptor does not know); -1 when none.
-  int NextRoute(int after, const SegmentBuffer* buffer) const {
+  // requests between local memory on `local_device` and `buffer` (null: a range the
+  // descriptor does not know); -1 when none. Device memory on either side goes only
+  // to peers that carry it.
+  int NextRoute(int after, int local_device, const SegmentBuffer* buffer) const {
+    const bool device =
+        local_device != kHostMemory || (buffer && IsDeviceLocation(buffer->location));
     for (size_t i = static_cast<size_t>(after + 1); i < routes.size(); ++i) {
-      if (routes[i].peer->CanServe(buffer)) return static_cast<int>(i);
+      const TransportPeer& peer = *routes[i].peer;
+      if ((!device || peer.CarriesDeviceMemory()) && peer.CanServe(buffer)) {
+        return static_cast<int>(i);
+      }
     }
     return -1;
   }

@@ -59,7 +59,7 @@ Status BufferRegistry::SharePinTable(const std::string& shm_name) {
   return Status::OK();
 }
 
-Status BufferRegistry::Add(const BufferInfo& info) {
+Status BufferRegistry::Add(const SegmentBuffer& info) {
   if (info.length == 0) return Status::InvalidArgument("cannot register 0 bytes");
   if (info.base == 0) return Status::InvalidArgument("cannot register a null address");
   if (info.base + info.length < info.base) {

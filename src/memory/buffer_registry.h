@@ -51,7 +51,7 @@ class BufferRegistry {
   Status SharePinTable(const std::string& shm_name);
   const std::string& pin_table_name() const { return pins_->shm_name(); }
 
-  Status Add(const BufferInfo& info);
+  Status Add(const SegmentBuffer& info);
   // Marks the buffer dead, then waits until no pin holds it, for at most
   // drain_timeout_ms (a peer that died holding a pin cannot block us longer).
   Status Remove(uint64_t base, uint32_t drain_timeout_ms = 30000);

@@ -12,6 +12,7 @@
 
 #include "common/machine.h"
 #include "common/strings.h"
+#include "memory/device_memory.h"
 
 #ifdef TE_HAVE_NUMA
 #include <numa.h>
@@ -38,6 +39,41 @@ Status ParseCpuLocation(const std::string& location, int* numa_node) {
   }
   *numa_node = static_cast<int>(node);
   return Status::OK();
+}
+
+bool IsDeviceLocation(const std::string& location) {
+  return location == "cuda" || location.rfind("cuda:", 0) == 0;
+}
+
+Status ParseDeviceLocation(const std::string& location, int* device) {
+  if (!DeviceMemoryBuilt()) {
+    return Status::NotSupported("location '" + location + "' needs a build with -DUSE_CUDA=ON");
+  }
+  uint64_t index = 0;
+  if (location != "cuda" &&
+      (location.rfind("cuda:", 0) != 0 || !ParseUint64(location.substr(5), &index))) {
+    return Status::InvalidArgument("location '" + location + "' is not of the form cuda:N");
+  }
+  const int count = DeviceCount();
+  if (count == 0) {
+    return Status::NotSupported("location '" + location + "': no CUDA device is available");
+  }
+  if (index >= static_cast<uint64_t>(count)) {
+    return Status::InvalidArgument("location '" + location + "': this machine has " +
+                                   std::to_string(count) + " CUDA device(s)");
+  }
+  *device = static_cast<int>(index);
+  return Status::OK();
+}
+
+int LocationDevice(const std::string& location) {
+  if (!IsDeviceLocation(location)) return kHostMemory;
+  uint64_t index = 0;
+  if (location.size() > 5 && ParseUint64(std::string_view(location).substr(5), &index) &&
+      index < (1u << 16)) {
+    return static_cast<int>(index);
+  }
+  return 0;  // "cuda"
 }
 
 namespace {
@@ -130,7 +166,21 @@ Status AllocateMemory(size_t size, int numa_node, bool shm, Allocation* out) {
   return Status::OK();
 }
 
+Status AllocateDeviceMemory(size_t size, int device, Allocation* out) {
+  if (size == 0) return Status::InvalidArgument("cannot allocate 0 bytes");
+  Allocation a;
+  a.size = size;
+  a.device = device;
+  TE_RETURN_IF_ERROR(DeviceAllocate(device, size, &a.addr));
+  *out = std::move(a);
+  return Status::OK();
+}
+
 void FreeMemory(const Allocation& a) {
+  if (a.device != kHostMemory) {
+    DeviceFree(a.addr);
+    return;
+  }
   if (a.addr) ::munmap(a.addr, a.size);
   if (!a.shm_name.empty()) UnlinkSharedMemory(a.shm_name);
 }

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "common/machine.h"
+#include "memory/device_memory.h"
 
 namespace te {
 namespace {
@@ -220,6 +221,47 @@ TEST(ParseCpuLocationTest, CudaNotSupported) {
     EXPECT_EQ(s.code(), Status::Code::kNotSupported);
     EXPECT_NE(s.message().find("USE_CUDA"), std::string::npos) << s.message();
   }
+}
+
+TEST(DeviceLocationTest, RecognizesCudaLocations) {
+  for (const char* loc : {"cuda", "cuda:0", "cuda:12", "cuda:x"})
+    EXPECT_TRUE(IsDeviceLocation(loc));
+  for (const char* loc : {"", "cpu:0", "cuda0", "CUDA:0", "gpu:0", " cuda:0"}) {
+    EXPECT_FALSE(IsDeviceLocation(loc)) << loc;
+  }
+  EXPECT_EQ(LocationDevice("cuda:12"), 12);
+  EXPECT_EQ(LocationDevice("cuda"), 0);
+  EXPECT_EQ(LocationDevice("cpu:1"), kHostMemory);
+  EXPECT_EQ(LocationDevice(""), kHostMemory);
+}
+
+// Without CUDA in the build the answer names the missing option; with it but no
+// device (CI, this machine) it says there is none; malformed is malformed either way
+// once the build can have devices.
+TEST(DeviceLocationTest, ParseFollowsBuildAndDevices) {
+  int device = -5;
+  for (const char* loc : {"cuda:0", "cuda", "cuda:99999"}) {
+    Status s = ParseDeviceLocation(loc, &device);
+    if (!DeviceMemoryBuilt()) {
+      EXPECT_EQ(s.code(), Status::Code::kNotSupported) << loc;
+      EXPECT_NE(s.message().find("USE_CUDA"), std::string::npos) << s.message();
+    } else if (DeviceCount() == 0) {
+      EXPECT_EQ(s.code(), Status::Code::kNotSupported) << loc;
+      EXPECT_NE(s.message().find("no CUDA device"), std::string::npos) << s.message();
+    }
+  }
+  if (DeviceMemoryBuilt()) {
+    for (const char* loc : {"cuda:", "cuda:x", "cuda:-1", "cuda:0:1", "cuda: 0"}) {
+      EXPECT_EQ(ParseDeviceLocation(loc, &device).code(), Status::Code::kInvalidArgument) << loc;
+    }
+    const std::string beyond = "cuda:" + std::to_string(DeviceCount());
+    if (DeviceCount() > 0) {
+      EXPECT_EQ(ParseDeviceLocation(beyond, &device).code(), Status::Code::kInvalidArgument);
+      ASSERT_TRUE(ParseDeviceLocation("cuda:0", &device).ok());
+      EXPECT_EQ(device, 0);
+    }
+  }
+  EXPECT_EQ(device, DeviceCount() > 0 ? 0 : -5) << "failures leave the output alone";
 }
 
 TEST(ParseCpuLocationTest, Junk) {

@@ -43,6 +43,7 @@ std::string SegmentDescriptor::ToJson() const {
       entry["pin_slot"] = b.pin_slot;
       entry["pin_generation"] = b.pin_generation;
     }
+    if (!b.device_handle.empty()) entry["device_handle"] = b.device_handle;
     buffers_json.push_back(std::move(entry));
   }
   Json j = {{"name", name},           {"machine_id", machine_id}, {"pid", pid},
@@ -78,6 +79,8 @@ Status SegmentDescriptor::FromJson(const std::string& text, SegmentDescriptor* o
       info.length = GetUnsigned<uint64_t>(b, "length");
       info.location = b.at("location").get<std::string>();
       info.shm_name = b.at("shm_name").get<std::string>();
+      if (b.contains("device_handle"))
+        info.device_handle = b.at("device_handle").get<std::string>();
       if (!ParsePermission(b.at("permission").get<std::string>(), &info.permission)) {
         return Status::ProtocolError("segment descriptor: bad buffer permission");
       }

@@ -20,6 +20,9 @@ struct SegmentBuffer : BufferInfo {
   SegmentBuffer(const BufferInfo& info) : BufferInfo(info) {}  // NOLINT: implicit on purpose
   uint32_t pin_slot = kNoPinSlot;
   uint64_t pin_generation = 0;
+  // Device memory only: the owner's export of the buffer (CUDA IPC), opaque to all
+  // but the device seam; empty when not shared (DRAM, or exporting failed).
+  std::string device_handle;
 };
 
 struct SegmentDescriptor {

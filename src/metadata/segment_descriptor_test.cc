@@ -67,6 +67,25 @@ TEST(SegmentDescriptorTest, RoundTrip) {
   EXPECT_EQ(out.ToJson(), in.ToJson());
 }
 
+// A device buffer's location and CUDA IPC export travel with it; DRAM buffers carry
+// no handle field at all, so descriptors of builds without CUDA are unchanged.
+TEST(SegmentDescriptorTest, DeviceBufferRoundTrip) {
+  SegmentDescriptor d = Sample();
+  d.buffers[1].location = "cuda:3";
+  d.buffers[1].shm_name.clear();
+  d.buffers[1].device_handle = std::string(128, 'a') + "+4096";
+  Json j = Json::parse(d.ToJson());
+  EXPECT_FALSE(j["buffers"][0].contains("device_handle"));
+  EXPECT_EQ(j["buffers"][1]["device_handle"], d.buffers[1].device_handle);
+  SegmentDescriptor back;
+  ASSERT_TRUE(SegmentDescriptor::FromJson(d.ToJson(), &back).ok());
+  EXPECT_EQ(back.buffers[1].location, "cuda:3");
+  EXPECT_EQ(back.buffers[1].device_handle, d.buffers[1].device_handle);
+  EXPECT_EQ(back.buffers[0].device_handle, "");
+  j["buffers"][1]["device_handle"] = 7;
+  EXPECT_EQ(SegmentDescriptor::FromJson(j.dump(), &back).code(), Status::Code::kProtocolError);
+}
+
 TEST(SegmentDescriptorTest, RoundTripEmptyAndExtremes) {
   SegmentDescriptor in;
   in.rpc_port = 65535;

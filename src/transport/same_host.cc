@@ -17,6 +17,13 @@ bool SameHostTransport::CanReach(const SegmentDescriptor& peer) const {
   return peer.machine_id == machine_id_ && peer.transports.count(name()) > 0;
 }
 
+Status SameHostTransport::AttachPeer(const SegmentDescriptor& peer,
+                                     std::unique_ptr<PinTable>* pins) const {
+  if (!CanReach(peer))
+    return Status::Unavailable("segment '" + peer.name + "' is not on this host");
+  return SameHostPeer::AttachPins(peer, pins);
+}
+
 bool ProcessAlive(uint32_t pid) {
   return ::kill(static_cast<pid_t>(pid), 0) == 0 || errno == EPERM;
 }
@@ -49,7 +56,7 @@ void SameHostPeer::Submit(Slice* const* slices, size_t count) {
     Slice* s = slices[i];
     if (!gone.ok()) {
       s->on_done(s, gone);
-    } else if (s->length >= kInlineCopyLimit) {
+    } else if (s->length >= inline_copy_limit_) {
       pool_->Post([self = shared_from_this(), s] { self->Run(s); });
     } else {
       Run(s);

@@ -1,5 +1,5 @@
-// What the shm and CMA transports share. Both copy straight between this process and
-// a peer process on the same machine, so both must check each slice against the
+// What the same-host transports (shm, CMA, CUDA IPC) share. All copy straight between
+// this process and a peer process on the same machine, so all must check each slice against the
 // peer's descriptor (range, permission) and pin the peer's buffer through its shared
 // pin table while copying, exactly as the peer's own serving threads do. Subclasses
 // supply only the copy itself (SameHostPeer) and the peer's construction
@@ -27,8 +27,13 @@ class SameHostPeer : public TransportPeer, public std::enable_shared_from_this<S
   static Status AttachPins(const SegmentDescriptor& desc, std::unique_ptr<PinTable>* out);
 
  protected:
-  SameHostPeer(SegmentDescriptor desc, std::unique_ptr<PinTable> pins, CopyPool* pool)
-      : desc_(std::move(desc)), pins_(std::move(pins)), pool_(pool) {}
+  // Slices of at least inline_copy_limit bytes go to the pool.
+  SameHostPeer(SegmentDescriptor desc, std::unique_ptr<PinTable> pins, CopyPool* pool,
+               uint64_t inline_copy_limit = kInlineCopyLimit)
+      : desc_(std::move(desc)),
+        pins_(std::move(pins)),
+        pool_(pool),
+        inline_copy_limit_(inline_copy_limit) {}
   // Copies one slice whose remote buffer is pinned.
   virtual Status Copy(Slice* slice, const SegmentBuffer& buffer, size_t index) = 0;
 
@@ -39,12 +44,13 @@ class SameHostPeer : public TransportPeer, public std::enable_shared_from_this<S
 
   std::unique_ptr<PinTable> pins_;
   CopyPool* pool_;
+  const uint64_t inline_copy_limit_;
 };
 
 // True when the process still exists (same pid namespace).
 bool ProcessAlive(uint32_t pid);
 
-// What shm and cma share as transports: they serve nothing themselves (peers come
+// What shm, cma and cuda_ipc share as transports: they serve nothing themselves (peers come
 // through the pin table), reach only segments on this machine that advertise them,
 // and own a small copy pool for large slices.
 class SameHostTransport : public Transport {
@@ -55,6 +61,9 @@ class SameHostTransport : public Transport {
 
  protected:
   CopyPool* pool() { return pool_.get(); }
+  // What every same-host peer needs first: the segment is on this machine and its pin
+  // table attaches and matches its descriptor.
+  Status AttachPeer(const SegmentDescriptor& peer, std::unique_ptr<PinTable>* pins) const;
 
  private:
   std::string machine_id_;

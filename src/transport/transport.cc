@@ -1,6 +1,8 @@
 #include "transport/transport.h"
 
+#include "memory/device_memory.h"
 #include "transport/cma/cma_transport.h"
+#include "transport/cuda_ipc/cuda_ipc_transport.h"
 #include "transport/local/local_transport.h"
 #include "transport/shm/shm_transport.h"
 #include "transport/tcp/tcp_transport.h"
@@ -9,6 +11,7 @@ namespace te {
 
 std::unique_ptr<Transport> CreateTransport(const std::string& name) {
   if (name == "local") return std::make_unique<LocalTransport>();
+  if (name == "cuda_ipc" && DeviceMemoryBuilt()) return std::make_unique<CudaIpcTransport>();
   if (name == "shm") return std::make_unique<ShmTransport>();
   if (name == "cma") return std::make_unique<CmaTransport>();
   if (name == "tcp") return std::make_unique<TcpTransport>();

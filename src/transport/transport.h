@@ -12,6 +12,7 @@
 #include <string>
 
 #include "memory/buffer_registry.h"
+#include "memory/device_memory.h"
 #include "metadata/segment_descriptor.h"
 #include "te/config.h"
 #include "te/status.h"
@@ -24,6 +25,8 @@ struct Slice {
   char* local = nullptr;
   uint64_t remote = 0;
   uint64_t length = 0;
+  // The device holding `local`, or kHostMemory: device bytes need device copies.
+  int local_device = kHostMemory;
   // Set by the owner to abandon slices not yet on the wire.
   const std::atomic<bool>* cancelled = nullptr;
   // Called once, from any thread, when the slice is done. It may free the slice.
@@ -49,9 +52,6 @@ struct TransportContext {
   std::string bind_host;       // host the engine's servers bind
 };
 
-// Transport names this build knows, in the default order of preference.
-inline constexpr const char* kTransportNames[] = {"local", "shm", "cma", "tcp"};
-
 // One peer as seen by one transport.
 class TransportPeer {
  public:
@@ -66,6 +66,10 @@ class TransportPeer {
     (void)buffer;
     return true;
   }
+  // Whether this peer moves device (GPU) memory, on either side. Those that copy with
+  // memcpy, process_vm_readv or shared-memory mappings must not: device addresses
+  // fault there. The engine never routes a request touching device memory elsewhere.
+  virtual bool CarriesDeviceMemory() const { return false; }
   // Lets a thread that waits for `slice` receive its response itself, until done() or
   // `deadline`, instead of sleeping while a transport thread receives it and wakes the
   // waiter: one thread hand-off less per round trip. False, having done nothing, when

@@ -2,9 +2,11 @@
 
 #include <sys/uio.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
+#include "memory/memory.h"
 #include "transport/same_host.h"
 
 namespace te {
@@ -50,16 +52,17 @@ class CmaPeer : public SameHostPeer {
 }  // namespace
 
 Status CmaTransport::GetPeer(const SegmentDescriptor& peer, std::shared_ptr<TransportPeer>* out) {
-  if (!CanReach(peer))
-    return Status::Unavailable("segment '" + peer.name + "' is not on this host");
-  if (peer.buffers.empty())
-    return Status::Unavailable("segment '" + peer.name + "' has no buffers");
   std::unique_ptr<PinTable> pins;
-  TE_RETURN_IF_ERROR(SameHostPeer::AttachPins(peer, &pins));
-  // Probe: read one byte of the peer's first buffer. EPERM here means the kernel
+  TE_RETURN_IF_ERROR(AttachPeer(peer, &pins));
+  // The probe reads host memory: process_vm_readv cannot reach device buffers.
+  auto probed = std::find_if(peer.buffers.begin(), peer.buffers.end(),
+                             [](const SegmentBuffer& b) { return !IsDeviceLocation(b.location); });
+  if (probed == peer.buffers.end())
+    return Status::Unavailable("segment '" + peer.name + "' has no host buffers");
+  // Probe: read one byte of the peer's first host buffer. EPERM here means the kernel
   // forbids cross-memory attach to that process (ptrace rules).
   char byte;
-  Status s = CmaCopy(static_cast<pid_t>(peer.pid), true, &byte, peer.buffers.front().base, 1);
+  Status s = CmaCopy(static_cast<pid_t>(peer.pid), true, &byte, probed->base, 1);
   if (!s.ok())
     return Status::Unavailable("cross-memory attach to '" + peer.name +
                                "' not allowed: " + s.message());

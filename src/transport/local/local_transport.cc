@@ -4,12 +4,17 @@
 
 #include <cstring>
 
+#include "memory/memory.h"
+
 namespace te {
 namespace {
 
 class LocalPeer : public TransportPeer {
  public:
   explicit LocalPeer(BufferRegistry* registry) : registry_(registry) {}
+
+  // Device bytes take a device copy (synchronous, like the memmove of host bytes).
+  bool CarriesDeviceMemory() const override { return true; }
 
   void Submit(Slice* const* slices, size_t count) override {
     auto table = registry_->Snapshot();
@@ -20,10 +25,12 @@ class LocalPeer : public TransportPeer {
       Status st = BufferRegistry::PinRange(*table, s->remote, s->length, access, &pin);
       if (st.ok()) {
         char* remote = reinterpret_cast<char*>(s->remote);
-        if (s->opcode == Request::READ) {
-          std::memmove(s->local, remote, s->length);
+        char* dst = s->opcode == Request::READ ? s->local : remote;
+        const char* src = s->opcode == Request::READ ? remote : s->local;
+        if (s->local_device == kHostMemory && !IsDeviceLocation(pin.info()->location)) {
+          std::memmove(dst, src, s->length);
         } else {
-          std::memmove(remote, s->local, s->length);
+          st = CopyMemory(dst, src, s->length);
         }
       }
       pin.Release();

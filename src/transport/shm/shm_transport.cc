@@ -75,10 +75,8 @@ class ShmPeer : public SameHostPeer {
 }  // namespace
 
 Status ShmTransport::GetPeer(const SegmentDescriptor& peer, std::shared_ptr<TransportPeer>* out) {
-  if (!CanReach(peer))
-    return Status::Unavailable("segment '" + peer.name + "' is not on this host");
   std::unique_ptr<PinTable> pins;
-  TE_RETURN_IF_ERROR(SameHostPeer::AttachPins(peer, &pins));
+  TE_RETURN_IF_ERROR(AttachPeer(peer, &pins));
   *out = std::make_shared<ShmPeer>(peer, std::move(pins), pool());
   return Status::OK();
 }

@@ -6,6 +6,7 @@
 
 #include "common/logging.h"
 #include "rpc/wire.h"
+#include "transport/tcp/payload_io.h"
 
 namespace te {
 namespace {
@@ -77,7 +78,7 @@ void TcpChannel::Enqueue(Slice* head, Slice* tail) {
     queue_tail_ = tail;
     if (idle) {
       last_id = TakeRun(inline_headers_.data(), kMaxInlineSlices, kMaxInlineBytes, false,
-                        &inline_iov_, &cancelled);
+                        &inline_iov_, &cancelled, nullptr);
       if (!inline_iov_.empty()) {
         sending_ = true;
         conn = current_;
@@ -177,14 +178,18 @@ void TcpChannel::Fail(const std::shared_ptr<Connection>& conn, const Status& sta
 }
 
 uint64_t TcpChannel::TakeRun(uint8_t* headers, size_t max_slices, uint64_t max_payload,
-                             bool first_always, std::vector<iovec>* iov, Slice** cancelled) {
+                             bool first_always, std::vector<iovec>* iov, Slice** cancelled,
+                             Slice** staged) {
   iov->clear();
+  if (staged) *staged = nullptr;
   size_t count = 0;
   uint64_t bytes = 0;
   while (queue_head_ && count < max_slices) {
     Slice* s = queue_head_;
     const uint64_t payload = s->opcode == Request::WRITE ? s->length : 0;
     if (bytes + payload > max_payload && !(first_always && count == 0)) break;
+    const bool device_payload = payload && s->local_device != kHostMemory;
+    if (device_payload && (count > 0 || !staged)) break;
     queue_head_ = s->next;
     if (!queue_head_) queue_tail_ = nullptr;
     s->next = nullptr;
@@ -202,11 +207,15 @@ uint64_t TcpChannel::TakeRun(uint8_t* headers, size_t max_slices, uint64_t max_p
     uint8_t* hdr = headers + count * wire::kHeaderSize;
     wire::EncodeHeader(h, hdr);
     iov->push_back({hdr, wire::kHeaderSize});
-    if (payload) iov->push_back({s->local, payload});
+    if (payload && !device_payload) iov->push_back({s->local, payload});
     bytes += payload;
     if (in_flight_.empty()) progress_ = std::chrono::steady_clock::now();
     in_flight_.push_back(s);
     ++count;
+    if (device_payload) {
+      *staged = s;
+      break;
+    }
   }
   return next_request_id_ - 1;
 }
@@ -246,18 +255,22 @@ void TcpChannel::SendLoop() {
     if (!conn) continue;
 
     Slice* cancelled = nullptr;
+    Slice* staged = nullptr;
     bool wake_receiver;
     {
       std::lock_guard<std::mutex> lock(mu_);
       if (current_ != conn) continue;  // failed meanwhile; queued slices stay queued
-      last_id =
-          TakeRun(headers.data(), kMaxSlicesPerSend, kMaxBytesPerSend, true, &iov, &cancelled);
+      last_id = TakeRun(headers.data(), kMaxSlicesPerSend, kMaxBytesPerSend, true, &iov, &cancelled,
+                        &staged);
       wake_receiver = ReceiverMustRead();
     }
     if (wake_receiver) conn_cv_.notify_one();
     Complete(cancelled, Status::Cancelled("batch freed before the slice was sent"));
     if (iov.empty()) continue;
     Status s = SendAll(conn->fd.get(), iov.data(), static_cast<int>(iov.size()));
+    if (s.ok() && staged) {
+      s = SendPayload(conn->fd.get(), staged->local_device, staged->local, staged->length);
+    }
     released_id_.store(last_id, std::memory_order_release);
     if (!s.ok()) Fail(conn, s);
   }
@@ -417,7 +430,7 @@ Status TcpChannel::ReceiveOne(int fd, bool* idle) {
     }
   } else if (slice->opcode == Request::READ) {
     s = h.payload_len == slice->length
-            ? RecvAll(fd, slice->local, slice->length)
+            ? RecvPayload(fd, slice->local_device, slice->local, slice->length)
             : Status::ProtocolError("READ response length differs from the request");
   } else if (h.payload_len != 0) {
     s = Status::ProtocolError("WRITE response with a payload");

@@ -67,9 +67,13 @@ class TcpChannel {
   // gathered send (headers encoded into `headers`, WRITE payloads by reference) and
   // onto in_flight_. Stops at max_slices, or before a slice whose payload would take
   // the send past max_payload (the first is taken regardless when first_always).
-  // Cancelled slices are chained into *cancelled. Returns the last request id taken.
+  // Cancelled slices are chained into *cancelled. A WRITE from device memory cannot be
+  // gathered (its bytes need staging copies): it is taken only first, and last, in a
+  // run, its header alone in the iovecs and the slice in *staged for the caller to send
+  // the payload after them; with staged null it is not taken. Returns the last request
+  // id taken.
   uint64_t TakeRun(uint8_t* headers, size_t max_slices, uint64_t max_payload, bool first_always,
-                   std::vector<iovec>* iov, Slice** cancelled);
+                   std::vector<iovec>* iov, Slice** cancelled, Slice** staged);
   // The submitting thread's send on an idle channel: sends what the socket takes now
   // and hands the rest to the sender thread.
   void SendInline(const std::shared_ptr<Connection>& conn, uint64_t last_id);

@@ -2,8 +2,10 @@
 
 #include "common/logging.h"
 #include "common/socket.h"
+#include "memory/memory.h"
 #include "rpc/handshake.h"
 #include "rpc/wire.h"
+#include "transport/tcp/payload_io.h"
 
 namespace te {
 namespace {
@@ -32,13 +34,18 @@ Status ServeOne(int fd, const wire::FrameHeader& h, BufferRegistry::Reader* read
     return wire::SendResponse(fd, h, verdict, "");
   }
   char* target = reinterpret_cast<char*>(h.addr);
+  const int device = LocationDevice(pin.info()->location);
   if (is_read) {
     reply.payload_len = h.length;
     wire::EncodeHeader(reply, raw);
-    iovec iov[2] = {{raw, sizeof(raw)}, {target, h.length}};
-    return SendAll(fd, iov, 2);
+    if (device == kHostMemory) {
+      iovec iov[2] = {{raw, sizeof(raw)}, {target, h.length}};
+      return SendAll(fd, iov, 2);
+    }
+    TE_RETURN_IF_ERROR(SendAll(fd, raw, sizeof(raw)));
+    return SendPayload(fd, device, target, h.length);
   }
-  TE_RETURN_IF_ERROR(RecvAll(fd, target, h.length));
+  TE_RETURN_IF_ERROR(RecvPayload(fd, device, target, h.length));
   pin.Release();
   wire::EncodeHeader(reply, raw);
   return SendAll(fd, raw, sizeof(raw));

@@ -41,6 +41,9 @@ class TcpPeer : public TransportPeer {
     }
   }
 
+  // Device bytes are staged through pinned host chunks on both sides (payload_io.h).
+  bool CarriesDeviceMemory() const override { return true; }
+
   bool ReceiveFor(const Slice& slice, const std::function<bool()>& done,
                   std::chrono::steady_clock::time_point deadline) override {
     const void* carrier = slice.carrier.load(std::memory_order_relaxed);
