@@ -1,9 +1,16 @@
-// memcpy_baseline: the in-process ceiling for same-host transports. Each of --threads
-// threads copies batches of --batch blocks of --size bytes between a "remote" and a
-// "local" buffer laid out exactly as transfer_engine_bench lays out its regions, for
-// --duration seconds, and prints the throughput in GB/s (10^9 bytes).
+// memcpy_baseline: the ceilings for same-host transports. Each of --threads threads
+// copies batches of --batch blocks of --size bytes between a "remote" and a "local"
+// buffer laid out exactly as transfer_engine_bench lays out its regions, for
+// --duration seconds, and prints the throughput in GB/s (10^9 bytes). With --via=cma
+// the remote buffer belongs to a child process and each batch is one
+// process_vm_readv/writev call (its blocks are adjacent: one iovec a side, as the
+// engine merges them): the kernel's own ceiling for CMA, below memcpy's.
 #include <gflags/gflags.h>
+#include <signal.h>
 #include <sys/mman.h>
+#include <sys/uio.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <chrono>
@@ -17,11 +24,31 @@ DEFINE_int32(batch, 16, "Blocks per batch");
 DEFINE_int32(threads, 1, "Copying threads");
 DEFINE_int32(duration, 5, "Seconds");
 DEFINE_string(direction, "read", "read (remote to local) | write (local to remote)");
+DEFINE_string(via, "memcpy", "memcpy (one process) | cma (the remote buffer in a child process)");
+
+namespace {
+
+// Moves one region to or from the child, finishing partial transfers; false on error.
+bool CmaRegion(pid_t child, bool read, char* local, char* remote, size_t len) {
+  while (len > 0) {
+    iovec l{local, len}, r{remote, len};
+    ssize_t n =
+        read ? process_vm_readv(child, &l, 1, &r, 1, 0) : process_vm_writev(child, &l, 1, &r, 1, 0);
+    if (n <= 0) return false;
+    local += n;
+    remote += n;
+    len -= static_cast<size_t>(n);
+  }
+  return true;
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   gflags::ParseCommandLineFlags(&argc, &argv, true);
   if (FLAGS_size == 0 || FLAGS_batch < 1 || FLAGS_threads < 1 || FLAGS_duration < 1 ||
-      (FLAGS_direction != "read" && FLAGS_direction != "write")) {
+      (FLAGS_direction != "read" && FLAGS_direction != "write") ||
+      (FLAGS_via != "memcpy" && FLAGS_via != "cma")) {
     std::fprintf(stderr, "error: bad flags (see --help)\n");
     return 1;
   }
@@ -37,7 +64,22 @@ int main(int argc, char** argv) {
   }
   std::memset(remote, 1, total);
   std::memset(local, 2, total);
+  const bool cma = FLAGS_via == "cma";
+  pid_t child = 0;
+  if (cma) {
+    child = fork();
+    if (child < 0) {
+      std::perror("error: fork");
+      return 1;
+    }
+    if (child == 0) {
+      std::memset(remote, 3, total);  // its own pages, not shared copy-on-write
+      pause();
+      _exit(0);
+    }
+  }
   std::atomic<bool> running{true};
+  std::atomic<bool> failed{false};
   std::atomic<uint64_t> batches{0};
   const bool read = FLAGS_direction == "read";
   std::vector<std::thread> workers;
@@ -47,6 +89,14 @@ int main(int argc, char** argv) {
       char* l = local + t * region;
       uint64_t n = 0;
       while (running.load(std::memory_order_relaxed)) {
+        if (cma) {
+          if (!CmaRegion(child, read, l, r, region)) {
+            failed.store(true);
+            break;
+          }
+          ++n;
+          continue;
+        }
         for (int b = 0; b < FLAGS_batch; ++b) {
           size_t off = static_cast<size_t>(b) * FLAGS_size;
           if (read) {
@@ -64,9 +114,17 @@ int main(int argc, char** argv) {
   std::this_thread::sleep_for(std::chrono::seconds(FLAGS_duration));
   running.store(false);
   for (auto& w : workers) w.join();
+  if (cma) {
+    kill(child, SIGKILL);
+    waitpid(child, nullptr, 0);
+  }
+  if (failed.load()) {
+    std::fprintf(stderr, "error: process_vm_%sv failed (ptrace rules?)\n", read ? "read" : "write");
+    return 1;
+  }
   double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   double bytes = static_cast<double>(batches.load()) * static_cast<double>(region);
-  std::printf("memcpy %s: duration %.2fs, batch count %llu, throughput %.2f GB/s\n",
+  std::printf("%s %s: duration %.2fs, batch count %llu, throughput %.2f GB/s\n", FLAGS_via.c_str(),
               FLAGS_direction.c_str(), secs, static_cast<unsigned long long>(batches.load()),
               bytes / secs / 1e9);
   return 0;

@@ -128,6 +128,52 @@ INSTANTIATE_TEST_SUITE_P(Sizes, SameHostSizeTest,
                            return info.param.transport + "_" + size;
                          });
 
+// Small slices are copied in groups (CMA: one system call per run of slices going the
+// same way, adjacent ranges merged): a batch longer than a group, READs and WRITEs
+// interleaved in runs, ranges adjacent and apart, must land byte-exact.
+class SameHostGroupTest : public SameHostTest, public ::testing::WithParamInterface<std::string> {};
+
+TEST_P(SameHostGroupTest, ManySmallSlicesInterleavedAndAdjacent) {
+  const std::string transport = GetParam();
+  if (transport == "cma" && !CmaPermitted()) GTEST_SKIP() << "kernel forbids process_vm_readv";
+  constexpr uint64_t kSize = 1 * kMiB, kSlices = 150;
+  const uint64_t fill = 9, peer_seed = BufferSeed(fill, 0), write_seed = 31;
+  PeerProcess* peer;
+  te::SegmentHandle seg;
+  void* local;
+  ASSERT_NO_FATAL_FAILURE(Connect(transport, kSize, "rw", fill, &peer, &seg, &local));
+  std::memset(local, 0, kSize);
+  FillPattern(local, kSize, write_seed);
+  const uint64_t base = peer->buffers()[0].base;
+  std::vector<Request> requests;
+  uint64_t offset = 1;
+  for (uint64_t i = 0; i < kSlices; ++i) {
+    const uint64_t length = 100 + (i * 37) % 900;
+    // Runs of three the same way; every fifth slice leaves a gap before the next.
+    const auto op = (i / 3) % 2 == 0 ? Request::READ : Request::WRITE;
+    requests.push_back(MakeRequest(op, Ptr(local, offset), seg, base + offset, length));
+    offset += length + (i % 5 == 4 ? 13 : 0);
+  }
+  ASSERT_LT(offset, kSize);
+  // What each WRITE sends, before the READs overwrite neighbouring local bytes.
+  std::vector<uint64_t> sent(kSlices);
+  for (uint64_t i = 0; i < kSlices; ++i) sent[i] = Checksum(requests[i].source, requests[i].length);
+  Outcome out = RunBatch(*engine_, requests, 30s);
+  ASSERT_TRUE(out.completed()) << out.Describe();
+  for (uint64_t i = 0; i < kSlices; ++i) {
+    const Request& r = requests[i];
+    const uint64_t at = r.target_offset - base;
+    if (r.opcode == Request::READ) {
+      EXPECT_EQ(FirstPatternMismatch(r.source, r.length, peer_seed, at), -1) << "slice " << i;
+    } else {
+      EXPECT_EQ(PeerChecksum(*peer, r.target_offset, r.length), sent[i]) << "slice " << i;
+    }
+  }
+  EXPECT_EQ(engine_->primaryTransport(), transport);
+}
+
+INSTANTIATE_TEST_SUITE_P(Transports, SameHostGroupTest, ::testing::Values("shm", "cma"));
+
 // The engine picks per segment and buffer: shm for shared memory, then CMA for plain
 // memory, then TCP; a transport disabled on either side drops out of the choice.
 TEST_F(SameHostTest, FallbackOrder) {

@@ -52,36 +52,61 @@ void SameHostPeer::Submit(Slice* const* slices, size_t count) {
     gone = Status::Unavailable("peer process " + std::to_string(desc_.pid) + " of segment '" +
                                desc_.name + "' is gone");
   }
+  PinnedSlice group[kMaxGroup];
+  size_t grouped = 0;
   for (size_t i = 0; i < count; ++i) {
     Slice* s = slices[i];
     if (!gone.ok()) {
       s->on_done(s, gone);
     } else if (s->length >= inline_copy_limit_) {
       pool_->Post([self = shared_from_this(), s] { self->Run(s); });
-    } else {
-      Run(s);
+    } else if (Status st = Prepare(s, &group[grouped]); !st.ok()) {
+      s->on_done(s, st);
+    } else if (++grouped == kMaxGroup) {
+      Finish(group, grouped);
+      grouped = 0;
     }
   }
+  Finish(group, grouped);
 }
 
 void SameHostPeer::Run(Slice* s) {
-  if (s->IsCancelled()) {
-    s->on_done(s, Status::Cancelled("batch freed before the slice was copied"));
-    return;
-  }
-  const SegmentBuffer* b = desc_.FindBuffer(s->remote, s->length);
-  Status st;
-  if (!b) {
-    st = Status::OutOfRange("range is not inside a buffer of segment '" + desc_.name + "'");
-  } else if (s->opcode == Request::WRITE && b->permission != Permission::kRemoteReadWrite) {
-    st = Status::PermissionDenied("buffer of segment '" + desc_.name + "' is read-only for peers");
-  } else if (!pins_->Pin(b->pin_slot, b->pin_generation, b->base, b->length)) {
-    st = Status::OutOfRange("buffer of segment '" + desc_.name + "' was unregistered");
+  PinnedSlice pinned;
+  Status st = Prepare(s, &pinned);
+  if (st.ok()) {
+    Finish(&pinned, 1);
   } else {
-    st = Copy(s, *b, static_cast<size_t>(b - desc_.buffers.data()));
-    pins_->Unpin(b->pin_slot);
+    s->on_done(s, st);
   }
-  s->on_done(s, st);
+}
+
+Status SameHostPeer::Prepare(Slice* s, PinnedSlice* out) {
+  if (s->IsCancelled()) return Status::Cancelled("batch freed before the slice was copied");
+  const SegmentBuffer* b = desc_.FindBuffer(s->remote, s->length);
+  if (!b) return Status::OutOfRange("range is not inside a buffer of segment '" + desc_.name + "'");
+  if (s->opcode == Request::WRITE && b->permission != Permission::kRemoteReadWrite) {
+    return Status::PermissionDenied("buffer of segment '" + desc_.name +
+                                    "' is read-only for peers");
+  }
+  if (!pins_->Pin(b->pin_slot, b->pin_generation, b->base, b->length)) {
+    return Status::OutOfRange("buffer of segment '" + desc_.name + "' was unregistered");
+  }
+  *out = {s, b, static_cast<size_t>(b - desc_.buffers.data())};
+  return Status::OK();
+}
+
+void SameHostPeer::Finish(const PinnedSlice* slices, size_t n) {
+  if (n == 0) return;
+  Status results[kMaxGroup];
+  CopyAll(slices, n, results);
+  for (size_t i = 0; i < n; ++i) pins_->Unpin(slices[i].buffer->pin_slot);
+  for (size_t i = 0; i < n; ++i) slices[i].slice->on_done(slices[i].slice, results[i]);
+}
+
+void SameHostPeer::CopyAll(const PinnedSlice* slices, size_t n, Status* results) {
+  for (size_t i = 0; i < n; ++i) {
+    results[i] = Copy(slices[i].slice, *slices[i].buffer, slices[i].index);
+  }
 }
 
 }  // namespace te

@@ -34,13 +34,29 @@ class SameHostPeer : public TransportPeer, public std::enable_shared_from_this<S
         pins_(std::move(pins)),
         pool_(pool),
         inline_copy_limit_(inline_copy_limit) {}
-  // Copies one slice whose remote buffer is pinned.
+  // A slice checked against the descriptor, its remote buffer pinned.
+  struct PinnedSlice {
+    Slice* slice;
+    const SegmentBuffer* buffer;
+    size_t index;  // of buffer in desc_.buffers
+  };
+  // Copies one slice.
   virtual Status Copy(Slice* slice, const SegmentBuffer& buffer, size_t index) = 0;
+  // Copies n slices, results[i] for slices[i]. One Copy each, unless the transport
+  // moves several at once for less than several times the cost.
+  virtual void CopyAll(const PinnedSlice* slices, size_t n, Status* results);
 
   const SegmentDescriptor desc_;
 
  private:
+  // Inline slices copied together, at most: bounds what a submission keeps pinned.
+  static constexpr size_t kMaxGroup = 64;
+
   void Run(Slice* slice);
+  // Checks the slice and pins its remote buffer; the error when it may not be copied.
+  Status Prepare(Slice* slice, PinnedSlice* out);
+  // Copies prepared slices, unpins their buffers and completes them.
+  void Finish(const PinnedSlice* slices, size_t n);
 
   std::unique_ptr<PinTable> pins_;
   CopyPool* pool_;
