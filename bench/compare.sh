@@ -6,7 +6,9 @@
 #        loopback with as many streams as threads, and (when ucx_perftest is
 #        installed) beside UCX over TCP with one thread: ucp_put_bw for WRITE,
 #        ucp_get for READ. One 4 KiB READ round trip (batch 1, one thread): p50 and
-#        p99 beside a 4 KiB TCP ping-pong (sockperf, when installed). The target's
+#        p99 beside a 4 KiB TCP ping-pong (sockperf, when installed), and again with
+#        both ends placed on one CPU and on two, beside bench/tcp_pingpong.cc placed
+#        alike. The target's
 #        CPU while idle afterwards. iperf3 and sockperf run before and after the
 #        engine; the better figure of the two counts.
 #   shm, cma  the same throughput cases beside a plain memcpy of the same pattern in
@@ -160,6 +162,34 @@ tcp_baselines() {
   fi
 }
 
+# The 4 KiB round trip with both ends placed: target and initiator (server and client
+# of te_tcp_pingpong, a blocking ping-pong between two processes) on one CPU, then on
+# two. On a virtual machine the placement decides the figure (waking a thread on an
+# idle virtual CPU can cost several round trips), so unplaced runs compare luck.
+placed_latency_rows() {
+  local placements=("0 0") placement tcpu icpu lat pp p
+  (($(nproc) > 1)) && placements+=("1 0")
+  for placement in "${placements[@]}"; do
+    read -r tcpu icpu <<<"$placement"
+    note "engine tcp 4 KiB read round trips, target on cpu $tcpu, initiator on cpu $icpu"
+    PIN_TARGET=(taskset -c "$tcpu")
+    PIN_INITIATOR=(taskset -c "$icpu")
+    start_target tcp
+    lat=$(run_engine tcp --workload=read --size=4096 --batch=1 --threads=1 --duration="$SECS")
+    stop_bg "$TARGET_PID"
+    PIN_TARGET=()
+    PIN_INITIATOR=()
+    note "te_tcp_pingpong 4 KiB, server on cpu $tcpu, client on cpu $icpu"
+    pp=$("$PINGPONG_TOOL" --size=4096 --duration="$SECS" --server_cpu="$tcpu" --client_cpu="$icpu")
+    for p in 50 99; do
+      row "tcp read 4KiB x1 p$p cpus $tcpu+$icpu" \
+        "$(fixed "$(json_value latency_p${p}_us <<<"$lat")" 1)" us \
+        "te_tcp_pingpong 4KiB p$p cpus $tcpu+$icpu" \
+        "$(sed -n "s/.* p$p \([0-9.]*\) us.*/\1/p" <<<"$pp")" lower
+    done
+  done
+}
+
 LOAD=$(cut -d' ' -f1-3 /proc/loadavg)
 for transport in $TRANSPORTS; do
   if [[ $transport == tcp ]]; then
@@ -205,6 +235,7 @@ for transport in $TRANSPORTS; do
       "${PINGPONG[0]:-}" lower
     row "tcp read 4KiB x1 t=1 p99" "$(fixed "$p99" 1)" us "sockperf ping-pong 4KiB p99" \
       "${PINGPONG[1]:-}" lower
+    placed_latency_rows
     ROWS+=("$(printf '%-36s %9s %-4s  (target process, 2 s idle after the runs)' "tcp target idle CPU" "$IDLE" "%")")
   else
     # CMA also beside the system call itself, one call per batch: what the kernel's

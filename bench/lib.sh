@@ -10,6 +10,10 @@ BENCH_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BUILD_DIR=${BUILD_DIR:-$BENCH_ROOT/build-release}
 BENCH=$BUILD_DIR/tools/transfer_engine_bench
 MEMCPY=$BUILD_DIR/bench/te_memcpy_baseline
+PINGPONG_TOOL=$BUILD_DIR/bench/te_tcp_pingpong
+# A command prefix for the engine's processes (e.g. taskset -c 0); empty: none.
+PIN_TARGET=()
+PIN_INITIATOR=()
 BENCH_TMP=$(mktemp -d)
 BENCH_PIDS=()
 
@@ -31,13 +35,14 @@ need_tool() {
   command -v "$1" >/dev/null || die "$1 is missing (bash scripts/install_deps.sh installs it)"
 }
 
+# Always builds: cmake does nothing when the binaries are current, and a stale one
+# would measure other code than the tree's.
 build_bench() {
-  [[ -x $BENCH && -x $MEMCPY ]] && return
   echo "building $BUILD_DIR ..." >&2
   cmake -S "$BENCH_ROOT" -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Release -DTE_BUILD_TESTS=OFF \
     >/dev/null || die "cmake configure failed"
-  cmake --build "$BUILD_DIR" -j2 --target transfer_engine_bench te_memcpy_baseline >/dev/null ||
-    die "build failed"
+  cmake --build "$BUILD_DIR" -j2 --target transfer_engine_bench te_memcpy_baseline te_tcp_pingpong \
+    >/dev/null || die "build failed"
 }
 
 # Runs "$@" in the background, remembered for the cleanup; sets BG_PID.
@@ -58,7 +63,7 @@ stop_bg() {
 start_target() {
   local log=$BENCH_TMP/target_$1.log extra=()
   [[ $1 == shm ]] && extra=(--shmfs)
-  start_bg "$BENCH" --transport="$1" "${extra[@]}" >"$log" 2>&1
+  start_bg "${PIN_TARGET[@]}" "$BENCH" --transport="$1" "${extra[@]}" >"$log" 2>&1
   TARGET_PID=$BG_PID
   SEGMENT=
   for _ in $(seq 100); do
@@ -77,7 +82,7 @@ run_engine() {
   local transport=$1 err=$BENCH_TMP/initiator.err
   shift
   local out
-  out=$("$BENCH" --remote_segment="$SEGMENT" --transport="$transport" --json "$@" 2>"$err") || {
+  out=$("${PIN_INITIATOR[@]}" "$BENCH" --remote_segment="$SEGMENT" --transport="$transport" --json "$@" 2>"$err") || {
     cat "$err" >&2
     die "transfer_engine_bench --transport=$transport $* failed"
   }
