@@ -52,7 +52,7 @@ void SameHostPeer::Submit(Slice* const* slices, size_t count) {
     gone = Status::Unavailable("peer process " + std::to_string(desc_.pid) + " of segment '" +
                                desc_.name + "' is gone");
   }
-  PinnedSlice group[kMaxGroup];
+  CheckedSlice group[kMaxGroup];
   size_t grouped = 0;
   for (size_t i = 0; i < count; ++i) {
     Slice* s = slices[i];
@@ -60,7 +60,7 @@ void SameHostPeer::Submit(Slice* const* slices, size_t count) {
       s->on_done(s, gone);
     } else if (s->length >= inline_copy_limit_) {
       pool_->Post([self = shared_from_this(), s] { self->Run(s); });
-    } else if (Status st = Prepare(s, &group[grouped]); !st.ok()) {
+    } else if (Status st = Check(s, &group[grouped]); !st.ok()) {
       s->on_done(s, st);
     } else if (++grouped == kMaxGroup) {
       Finish(group, grouped);
@@ -71,16 +71,16 @@ void SameHostPeer::Submit(Slice* const* slices, size_t count) {
 }
 
 void SameHostPeer::Run(Slice* s) {
-  PinnedSlice pinned;
-  Status st = Prepare(s, &pinned);
+  CheckedSlice checked;
+  Status st = Check(s, &checked);
   if (st.ok()) {
-    Finish(&pinned, 1);
+    Finish(&checked, 1);
   } else {
     s->on_done(s, st);
   }
 }
 
-Status SameHostPeer::Prepare(Slice* s, PinnedSlice* out) {
+Status SameHostPeer::Check(Slice* s, CheckedSlice* out) const {
   if (s->IsCancelled()) return Status::Cancelled("batch freed before the slice was copied");
   const SegmentBuffer* b = desc_.FindBuffer(s->remote, s->length);
   if (!b) return Status::OutOfRange("range is not inside a buffer of segment '" + desc_.name + "'");
@@ -88,22 +88,48 @@ Status SameHostPeer::Prepare(Slice* s, PinnedSlice* out) {
     return Status::PermissionDenied("buffer of segment '" + desc_.name +
                                     "' is read-only for peers");
   }
-  if (!pins_->Pin(b->pin_slot, b->pin_generation, b->base, b->length)) {
-    return Status::OutOfRange("buffer of segment '" + desc_.name + "' was unregistered");
-  }
   *out = {s, b, static_cast<size_t>(b - desc_.buffers.data())};
   return Status::OK();
 }
 
-void SameHostPeer::Finish(const PinnedSlice* slices, size_t n) {
+void SameHostPeer::Finish(const CheckedSlice* slices, size_t n) {
   if (n == 0) return;
+  // Each buffer is pinned once for the group (a batch's slices mostly share one): its
+  // pin count is a cache line that every copying thread, ours and the owner's, writes.
+  struct Held {
+    const SegmentBuffer* buffer;
+    bool pinned;
+  };
+  Held held[kMaxGroup];
+  size_t holds = 0;
+  CheckedSlice ready[kMaxGroup];
+  size_t ready_at[kMaxGroup];
+  size_t readies = 0;
   Status results[kMaxGroup];
-  CopyAll(slices, n, results);
-  for (size_t i = 0; i < n; ++i) pins_->Unpin(slices[i].buffer->pin_slot);
+  for (size_t i = 0; i < n; ++i) {
+    const SegmentBuffer* b = slices[i].buffer;
+    size_t h = 0;
+    while (h < holds && held[h].buffer != b) ++h;
+    if (h == holds) {
+      held[holds++] = {b, pins_->Pin(b->pin_slot, b->pin_generation, b->base, b->length)};
+    }
+    if (held[h].pinned) {
+      ready_at[readies] = i;
+      ready[readies++] = slices[i];
+    } else {
+      results[i] = Status::OutOfRange("buffer of segment '" + desc_.name + "' was unregistered");
+    }
+  }
+  Status copied[kMaxGroup];
+  CopyAll(ready, readies, copied);
+  for (size_t k = 0; k < readies; ++k) results[ready_at[k]] = std::move(copied[k]);
+  for (size_t h = 0; h < holds; ++h) {
+    if (held[h].pinned) pins_->Unpin(held[h].buffer->pin_slot);
+  }
   for (size_t i = 0; i < n; ++i) slices[i].slice->on_done(slices[i].slice, results[i]);
 }
 
-void SameHostPeer::CopyAll(const PinnedSlice* slices, size_t n, Status* results) {
+void SameHostPeer::CopyAll(const CheckedSlice* slices, size_t n, Status* results) {
   for (size_t i = 0; i < n; ++i) {
     results[i] = Copy(slices[i].slice, *slices[i].buffer, slices[i].index);
   }

@@ -34,17 +34,18 @@ class SameHostPeer : public TransportPeer, public std::enable_shared_from_this<S
         pins_(std::move(pins)),
         pool_(pool),
         inline_copy_limit_(inline_copy_limit) {}
-  // A slice checked against the descriptor, its remote buffer pinned.
-  struct PinnedSlice {
+  // A slice checked against the descriptor (range, permission).
+  struct CheckedSlice {
     Slice* slice;
     const SegmentBuffer* buffer;
     size_t index;  // of buffer in desc_.buffers
   };
   // Copies one slice.
   virtual Status Copy(Slice* slice, const SegmentBuffer& buffer, size_t index) = 0;
-  // Copies n slices, results[i] for slices[i]. One Copy each, unless the transport
-  // moves several at once for less than several times the cost.
-  virtual void CopyAll(const PinnedSlice* slices, size_t n, Status* results);
+  // Copies n slices whose remote buffers are pinned, results[i] for slices[i]. One
+  // Copy each, unless the transport moves several at once for less than several
+  // times the cost.
+  virtual void CopyAll(const CheckedSlice* slices, size_t n, Status* results);
 
   const SegmentDescriptor desc_;
 
@@ -53,10 +54,10 @@ class SameHostPeer : public TransportPeer, public std::enable_shared_from_this<S
   static constexpr size_t kMaxGroup = 64;
 
   void Run(Slice* slice);
-  // Checks the slice and pins its remote buffer; the error when it may not be copied.
-  Status Prepare(Slice* slice, PinnedSlice* out);
-  // Copies prepared slices, unpins their buffers and completes them.
-  void Finish(const PinnedSlice* slices, size_t n);
+  // The error when the slice may not be copied.
+  Status Check(Slice* slice, CheckedSlice* out) const;
+  // Pins the checked slices' buffers, copies them, unpins and completes them.
+  void Finish(const CheckedSlice* slices, size_t n);
 
   std::unique_ptr<PinTable> pins_;
   CopyPool* pool_;

@@ -52,7 +52,7 @@ class CmaPeer : public SameHostPeer {
   // A system call costs about as much as copying 16 KiB here, so each run of slices
   // going the same way moves in one call; ranges that continue one another merge
   // into one iovec on their side, which the kernel walks once.
-  void CopyAll(const PinnedSlice* slices, size_t n, Status* results) override {
+  void CopyAll(const CheckedSlice* slices, size_t n, Status* results) override {
     for (size_t begin = 0, end; begin < n; begin = end) {
       const Request::OpCode op = slices[begin].slice->opcode;
       for (end = begin + 1; end < n && slices[end].slice->opcode == op;) ++end;
@@ -72,7 +72,7 @@ class CmaPeer : public SameHostPeer {
     iovs->push_back({base, len});
   }
 
-  void CopyRun(const PinnedSlice* slices, size_t n, Status* results) {
+  void CopyRun(const CheckedSlice* slices, size_t n, Status* results) {
     const bool read = slices[0].slice->opcode == Request::READ;
     thread_local std::vector<iovec> local, remote;
     local.clear();

@@ -59,8 +59,9 @@ TEST(TcpTransportTest, PeersOfGoneEndpointsAreDropped) {
   Endpoint initiator("initiator");
   ASSERT_TRUE(initiator.Start().ok());
   for (int round = 0; round < 5; ++round) {
-    Endpoint target("target");
+    // Before the target, so that it outlives the target's serving threads.
     std::vector<char> memory(4096, static_cast<char>('a' + round));
+    Endpoint target("target");
     BufferInfo info;
     info.base = reinterpret_cast<uint64_t>(memory.data());
     info.length = memory.size();
