@@ -6,10 +6,7 @@
 // virtual machine a sleeping thread's wake-up can cost more than the round trip).
 // Prints p50 and p99 of the round trip in microseconds, from the same histogram
 // transfer_engine_bench uses.
-#include <arpa/inet.h>
 #include <gflags/gflags.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <sched.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -19,8 +16,10 @@
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
+#include <string>
 #include <vector>
 
+#include "common/socket.h"
 #include "latency_histogram.h"
 
 DEFINE_uint64(size, 4096, "Bytes in each answer");
@@ -33,30 +32,16 @@ namespace {
 
 constexpr size_t kRequestBytes = 32;
 
-bool SendAll(int fd, const char* p, size_t n) {
+// The answer, polling the socket instead of sleeping in recv.
+te::Status PollRecvAll(int fd, char* p, size_t n) {
   while (n > 0) {
-    ssize_t k = send(fd, p, n, MSG_NOSIGNAL);
-    if (k <= 0) return false;
+    ssize_t k = recv(fd, p, n, MSG_DONTWAIT);
+    if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) continue;
+    if (k <= 0) return te::Status::Unavailable("connection lost");
     p += k;
     n -= static_cast<size_t>(k);
   }
-  return true;
-}
-
-bool RecvAll(int fd, char* p, size_t n, bool poll = false) {
-  while (n > 0) {
-    ssize_t k = recv(fd, p, n, poll ? MSG_DONTWAIT : 0);
-    if (k < 0 && poll && (errno == EAGAIN || errno == EWOULDBLOCK)) continue;
-    if (k <= 0) return false;
-    p += k;
-    n -= static_cast<size_t>(k);
-  }
-  return true;
-}
-
-void NoDelay(int fd) {
-  int one = 1;
-  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+  return te::Status::OK();
 }
 
 // Where the two ends run decides the figure on a virtual machine: waking a thread on
@@ -69,8 +54,8 @@ bool Pin(int cpu) {
   return sched_setaffinity(0, sizeof(set), &set) == 0;
 }
 
-int Fail(const char* what) {
-  std::perror(what);
+int Fail(const std::string& what) {
+  std::fprintf(stderr, "error: %s\n", what.c_str());
   return 1;
 }
 
@@ -82,40 +67,29 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "error: bad flags (see --help)\n");
     return 1;
   }
-  int listener = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof(addr);
-  if (listener < 0 || bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
-      listen(listener, 1) != 0 ||
-      getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
-    return Fail("error: listen");
-  }
+  te::UniqueFd listener;
+  uint16_t port = 0;
+  te::Status s = te::Listen("127.0.0.1", 0, &listener, &port);
+  if (!s.ok()) return Fail("listen: " + s.ToString());
   std::vector<char> answer(FLAGS_size, 'a'), request(kRequestBytes, 'r');
   pid_t server = fork();
-  if (server < 0) return Fail("error: fork");
+  if (server < 0) return Fail("fork failed");
   if (server == 0) {
-    if (!Pin(FLAGS_server_cpu)) _exit(1);
-    int fd = accept(listener, nullptr, nullptr);
-    if (fd < 0) _exit(1);
-    NoDelay(fd);
-    while (RecvAll(fd, request.data(), kRequestBytes) &&
-           SendAll(fd, answer.data(), answer.size())) {
+    te::UniqueFd fd;
+    if (!Pin(FLAGS_server_cpu) || !te::Accept(listener.get(), &fd).ok()) _exit(1);
+    while (te::RecvAll(fd.get(), request.data(), kRequestBytes).ok() &&
+           te::SendAll(fd.get(), answer.data(), answer.size()).ok()) {
     }
     _exit(0);
   }
-  close(listener);
-  if (!Pin(FLAGS_client_cpu)) {
+  listener.Reset();
+  te::UniqueFd fd;
+  if (!Pin(FLAGS_client_cpu)) s = te::Status::InvalidArgument("--client_cpu: no such CPU");
+  if (s.ok()) s = te::Connect("127.0.0.1", port, 5000, &fd);
+  if (!s.ok()) {
     kill(server, SIGKILL);
-    return Fail("error: --client_cpu");
+    return Fail(s.ToString());
   }
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  if (fd < 0 || connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
-    kill(server, SIGKILL);
-    return Fail("error: connect");
-  }
-  NoDelay(fd);
   using Clock = std::chrono::steady_clock;
   te::bench::LatencyHistogram histogram;
   const auto start = Clock::now();
@@ -123,9 +97,14 @@ int main(int argc, char** argv) {
   const auto end = measure_from + std::chrono::seconds(FLAGS_duration);
   for (auto now = start; now < end;) {
     const auto sent = now;
-    if (!SendAll(fd, request.data(), kRequestBytes) || !RecvAll(fd, answer.data(), answer.size())) {
+    s = te::SendAll(fd.get(), request.data(), kRequestBytes);
+    if (s.ok()) {
+      s = FLAGS_busy_poll ? PollRecvAll(fd.get(), answer.data(), answer.size())
+                          : te::RecvAll(fd.get(), answer.data(), answer.size());
+    }
+    if (!s.ok()) {
       kill(server, SIGKILL);
-      return Fail("error: round trip");
+      return Fail("round trip: " + s.ToString());
     }
     now = Clock::now();
     if (sent >= measure_from) {
@@ -133,7 +112,7 @@ int main(int argc, char** argv) {
           std::chrono::duration_cast<std::chrono::nanoseconds>(now - sent).count()));
     }
   }
-  close(fd);
+  fd.Reset();
   waitpid(server, nullptr, 0);
   std::printf("tcp ping-pong%s %llu B: round trips %llu, p50 %.1f us, p99 %.1f us\n",
               FLAGS_busy_poll ? " busy-poll" : "", static_cast<unsigned long long>(FLAGS_size),
