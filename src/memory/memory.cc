@@ -45,13 +45,23 @@ bool IsDeviceLocation(const std::string& location) {
   return location == "cuda" || location.rfind("cuda:", 0) == 0;
 }
 
+namespace {
+// N of a well-formed "cuda:N", 0 of "cuda"; false for anything else.
+bool DeviceIndexOf(std::string_view location, uint64_t* index) {
+  constexpr std::string_view kPrefix = "cuda:";
+  *index = 0;
+  if (location == "cuda") return true;
+  return location.substr(0, kPrefix.size()) == kPrefix &&
+         ParseUint64(location.substr(kPrefix.size()), index);
+}
+}  // namespace
+
 Status ParseDeviceLocation(const std::string& location, int* device) {
   if (!DeviceMemoryBuilt()) {
     return Status::NotSupported("location '" + location + "' needs a build with -DUSE_CUDA=ON");
   }
   uint64_t index = 0;
-  if (location != "cuda" &&
-      (location.rfind("cuda:", 0) != 0 || !ParseUint64(location.substr(5), &index))) {
+  if (!DeviceIndexOf(location, &index)) {
     return Status::InvalidArgument("location '" + location + "' is not of the form cuda:N");
   }
   const int count = DeviceCount();
@@ -69,11 +79,8 @@ Status ParseDeviceLocation(const std::string& location, int* device) {
 int LocationDevice(const std::string& location) {
   if (!IsDeviceLocation(location)) return kHostMemory;
   uint64_t index = 0;
-  if (location.size() > 5 && ParseUint64(std::string_view(location).substr(5), &index) &&
-      index < (1u << 16)) {
-    return static_cast<int>(index);
-  }
-  return 0;  // "cuda"
+  // A published location was validated where it was made; anything odd means device 0.
+  return DeviceIndexOf(location, &index) && index < (1u << 16) ? static_cast<int>(index) : 0;
 }
 
 namespace {
