@@ -94,9 +94,11 @@ TEST_F(FaultTest, KilledTargetFailsItsTasksOthersGoOnAndItsRestartIsUsable) {
   EXPECT_EQ(FirstPatternMismatch(to_victim, size, BufferSeed(53, 0)), -1);
 }
 
-// Unregistering a buffer while an initiator keeps targeting it: requests fail with a
-// clear error, never touch the memory, and the target keeps serving its other buffer.
-TEST_F(FaultTest, UnregisteredWhileTargetedFailsCleanly) {
+// A buffer the target unregistered after the initiator opened its segment (so the
+// initiator's descriptor still lists it): requests fail with a clear error, never
+// touch the memory, and the target keeps serving its other buffer. (Unregistering
+// while a request is in flight is buffer_registry_test's: the remover waits.)
+TEST_F(FaultTest, UnregisteredBufferInAStaleDescriptorFailsCleanly) {
   PeerProcess* peer;
   ASSERT_NO_FATAL_FAILURE(StartPeer(Args(2, kMiB, "rw", 54), &peer));
   te::SegmentHandle seg;

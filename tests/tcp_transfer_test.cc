@@ -541,10 +541,20 @@ TEST_F(TcpTransferTest, TargetEnforcesPermissionWithStaleDescriptor) {
   Outcome r = RunOne(*engine_, Request::READ, local, seg, remote, 4096);
   EXPECT_TRUE(r.completed()) << r.Describe();
 
-  // Local-only: neither READ nor WRITE, and invisible after a refresh.
+  // Local-only: neither READ nor WRITE, and invisible after a refresh. The descriptor
+  // is made stale at read-write first, so the WRITE reaches the target, which must
+  // refuse it itself.
+  ASSERT_EQ(peer->Command("REREGISTER " + std::to_string(remote) + " rw"), "OK");
+  ASSERT_TRUE(engine_->refreshSegment(seg).ok());
+  ASSERT_TRUE(engine_->getSegmentInfo(seg, &info).ok());
+  ASSERT_EQ(info.buffers.size(), 1u);
+  ASSERT_EQ(info.buffers[0].permission, Permission::kRemoteReadWrite);
   ASSERT_EQ(peer->Command("REREGISTER " + std::to_string(remote) + " local"), "OK");
   r = RunOne(*engine_, Request::READ, local, seg, remote, 4096, 10s);
   EXPECT_TRUE(r.rejected()) << r.Describe();
+  w = RunOne(*engine_, Request::WRITE, local, seg, remote, 4096, 10s);
+  EXPECT_TRUE(w.rejected()) << w.Describe();
+  EXPECT_EQ(PeerChecksum(*peer, remote, size), PatternChecksum(BufferSeed(fill, 0), 0, size));
   ASSERT_TRUE(engine_->refreshSegment(seg).ok());
   ASSERT_TRUE(engine_->getSegmentInfo(seg, &info).ok());
   EXPECT_TRUE(info.buffers.empty());
