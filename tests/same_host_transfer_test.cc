@@ -361,9 +361,8 @@ TEST_F(SameHostTest, PeerVanishingMidTransferFailsWithoutFault) {
     for (size_t i = 0; i < requests.size(); ++i) {
       SCOPED_TRACE("slice " + std::to_string(i));
       if (tasks[i].state == TransferState::kCompleted) {
-        EXPECT_EQ(FirstPatternMismatch(Ptr(local, i * slice), slice, BufferSeed(fill, 0),
-                                       i * slice),
-                  -1);
+        EXPECT_EQ(
+            FirstPatternMismatch(Ptr(local, i * slice), slice, BufferSeed(fill, 0), i * slice), -1);
       } else {
         EXPECT_EQ(tasks[i].state, TransferState::kFailed);
         EXPECT_FALSE(tasks[i].error.empty());

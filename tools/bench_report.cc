@@ -208,8 +208,8 @@ Status IntegrityVerdict(const std::vector<BenchResult>& results, std::string* li
     if (result.verified_batches == 0) {
       return Status::Internal("integrity check verified no batch (" + result.workload + " " +
                               std::to_string(result.size) + " bytes x" +
-                              std::to_string(result.batch) + " t=" +
-                              std::to_string(result.threads) + "): nothing was checked");
+                              std::to_string(result.batch) +
+                              " t=" + std::to_string(result.threads) + "): nothing was checked");
     }
     verified += result.verified_batches;
   }

@@ -272,8 +272,7 @@ TEST(TransferEngineBenchTest, MixWithIntegrityCheckThenTargetStopsOnSigterm) {
   EXPECT_EQ(initiator.exit_code(), 0) << initiator.Describe();
   EXPECT_NE(initiator.out().find("throughput"), std::string::npos) << initiator.Describe();
   EXPECT_TRUE(std::regex_search(initiator.out(), kSummary)) << initiator.Describe();
-  EXPECT_GT(VerifiedBatches(initiator.out()), 0u)
-      << initiator.Describe();
+  EXPECT_GT(VerifiedBatches(initiator.out()), 0u) << initiator.Describe();
   EXPECT_NE(initiator.out().find("transport: "), std::string::npos) << initiator.Describe();
 
   ExpectStopsCleanly(&target, SIGTERM);
@@ -332,8 +331,7 @@ TEST(TransferEngineBenchTest, VramIntegrityCheckOverEachRoute) {
     Child initiator;
     ASSERT_TRUE(RunToExit(&initiator, args, seconds(60)));
     EXPECT_EQ(initiator.exit_code(), 0) << initiator.Describe();
-    EXPECT_GT(VerifiedBatches(initiator.out()), 0u)
-        << initiator.Describe();
+    EXPECT_GT(VerifiedBatches(initiator.out()), 0u) << initiator.Describe();
     ExpectStopsCleanly(&target, SIGTERM);
   }
 }
@@ -377,8 +375,7 @@ TEST(TransferEngineBenchTest, ReadWriteAndCheckAliasThenSigint) {
                          "--threads=3", "--batch=3", "--size=1001"},
                         seconds(60)));
   EXPECT_EQ(checker.exit_code(), 0) << checker.Describe();
-  EXPECT_GT(VerifiedBatches(checker.out()), 0u)
-      << checker.Describe();
+  EXPECT_GT(VerifiedBatches(checker.out()), 0u) << checker.Describe();
 
   ExpectStopsCleanly(&target, SIGINT);
 }

@@ -2,8 +2,8 @@
 
 #include <gtest/gtest.h>
 
-#include <nlohmann/json.hpp>
 #include <functional>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <thread>
 
@@ -191,10 +191,10 @@ TEST_F(HandshakeTest, ClientRejectsNonHelloAnswer) {
 // ServerHello(kChannelRpc, kSecret): HELLO with `client_nonce`, then AUTH with
 // prove(server nonce).
 struct RawAttempt {
-  Status server;         // what ServerHello returned
-  Status auth_answer;    // the server's answer to AUTH
+  Status server;       // what ServerHello returned
+  Status auth_answer;  // the server's answer to AUTH
   std::string server_nonce;
-  std::string proof;     // the proof sent
+  std::string proof;  // the proof sent
 };
 
 RawAttempt RawClientAttempt(const std::string& client_nonce,
@@ -213,8 +213,10 @@ RawAttempt RawClientAttempt(const std::string& client_nonce,
       [&] { attempt.server = ServerHello(server.get(), kChannelRpc, kSecret, &peer_name); });
   FrameHeader h;
   h.opcode = Opcode::kHello;
-  const nlohmann::json hello = {{"version", kVersion},  {"channel", kChannelRpc},
-                                {"from", "raw"},        {"auth", "hmac-sha256"},
+  const nlohmann::json hello = {{"version", kVersion},
+                                {"channel", kChannelRpc},
+                                {"from", "raw"},
+                                {"auth", "hmac-sha256"},
                                 {"nonce", client_nonce}};
   FrameHeader reply;
   std::string payload;
@@ -236,8 +238,8 @@ RawAttempt RawClientAttempt(const std::string& client_nonce,
 // The client's proof as docs/security.md defines it: HMAC-SHA256 under the secret over
 // the role, the channel and both nonces.
 std::string ClientProof(const std::string& client_nonce, const std::string& server_nonce) {
-  return HmacSha256Hex(kSecret, std::string("client\n") + kChannelRpc + '\n' + client_nonce +
-                                    '\n' + server_nonce);
+  return HmacSha256Hex(
+      kSecret, std::string("client\n") + kChannelRpc + '\n' + client_nonce + '\n' + server_nonce);
 }
 
 // A proof recorded on one connection, replayed on another with the same client nonce,
@@ -246,14 +248,12 @@ TEST(HandshakeReplayTest, RecordedClientProofIsRefusedOnANewConnection) {
   const std::string nonce = "00112233445566778899aabbccddeeff";
   // The control: the proof computed as documented is accepted, so the refusal below
   // is the replay's, not a mistake in the raw client.
-  RawAttempt recorded = RawClientAttempt(nonce, [&](const std::string& server_nonce) {
-    return ClientProof(nonce, server_nonce);
-  });
+  RawAttempt recorded = RawClientAttempt(
+      nonce, [&](const std::string& server_nonce) { return ClientProof(nonce, server_nonce); });
   ASSERT_TRUE(recorded.server.ok()) << recorded.server.ToString();
   ASSERT_TRUE(recorded.auth_answer.ok()) << recorded.auth_answer.ToString();
 
-  RawAttempt replayed =
-      RawClientAttempt(nonce, [&](const std::string&) { return recorded.proof; });
+  RawAttempt replayed = RawClientAttempt(nonce, [&](const std::string&) { return recorded.proof; });
   EXPECT_NE(replayed.server_nonce, recorded.server_nonce);
   EXPECT_EQ(replayed.server.code(), Status::Code::kPermissionDenied) << replayed.server.ToString();
   EXPECT_EQ(replayed.auth_answer.code(), Status::Code::kPermissionDenied)
