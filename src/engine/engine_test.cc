@@ -21,6 +21,7 @@
 #include <thread>
 #include <vector>
 
+#include "common/refusing_port_test.h"
 #include "common/socket.h"
 #include "memory/device_memory.h"
 #include "metadata/segment_descriptor.h"
@@ -89,26 +90,18 @@ bool AllBytes(const void* p, size_t n, uint8_t v) {
 uint64_t Addr(const void* p) { return reinterpret_cast<uint64_t>(p); }
 char* At(void* base, uint64_t offset) { return static_cast<char*>(base) + offset; }
 
-// A loopback port that refuses connections for as long as this lives: a socket bound
-// to it that never listens. Holding it keeps parallel tests from taking the port, as
-// they could take the port of an engine just destroyed.
-class RefusingPort {
- public:
-  RefusingPort() {
-    fd_.Reset(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof(addr);
-    EXPECT_EQ(::bind(fd_.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
-    EXPECT_EQ(::getsockname(fd_.get(), reinterpret_cast<sockaddr*>(&addr), &len), 0);
-    port_ = ntohs(addr.sin_port);
-  }
-  uint16_t port() const { return port_; }
+addr.sin_family = AF_INET;
+addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+socklen_t len = sizeof(addr);
+EXPECT_EQ(::bind(fd_.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+EXPECT_EQ(::getsockname(fd_.get(), reinterpret_cast<sockaddr*>(&addr), &len), 0);
+port_ = ntohs(addr.sin_port);
+}
+uint16_t port() const { return port_; }
 
- private:
-  UniqueFd fd_;
-  uint16_t port_ = 0;
+private:
+UniqueFd fd_;
+uint16_t port_ = 0;
 };
 
 // Polls the batch until nothing in it is pending; false when the deadline passes.
