@@ -90,20 +90,6 @@ bool AllBytes(const void* p, size_t n, uint8_t v) {
 uint64_t Addr(const void* p) { return reinterpret_cast<uint64_t>(p); }
 char* At(void* base, uint64_t offset) { return static_cast<char*>(base) + offset; }
 
-addr.sin_family = AF_INET;
-addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-socklen_t len = sizeof(addr);
-EXPECT_EQ(::bind(fd_.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
-EXPECT_EQ(::getsockname(fd_.get(), reinterpret_cast<sockaddr*>(&addr), &len), 0);
-port_ = ntohs(addr.sin_port);
-}
-uint16_t port() const { return port_; }
-
-private:
-UniqueFd fd_;
-uint16_t port_ = 0;
-};
-
 // Polls the batch until nothing in it is pending; false when the deadline passes.
 bool WaitBatch(TransferEngine& e, BatchID batch, TransferStatus* out,
                std::chrono::milliseconds timeout = 10s) {
