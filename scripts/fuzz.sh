@@ -12,7 +12,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 SECS=${1:-60}
 BUILD=${BUILD:-$ROOT/build-fuzz}
 JOBS=${JOBS:-2}
-TARGETS=(wire descriptor config)
+TARGETS=(wire descriptor config session)
 
 CC=clang CXX=clang++ cmake -S "$ROOT" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DTE_SANITIZE=fuzzer -DTE_BUILD_TESTS=OFF >/dev/null
@@ -35,10 +35,16 @@ for target in "${TARGETS[@]}"; do
   findings=none
   if ((status != 0)); then
     findings="CRASH (exit $status): $(ls "$BUILD/artifacts" | grep "^$target-" | tr '\n' ' ')"
+  elif [[ -z ${execs:-} || ${execs:-0} -eq 0 ]]; then
+    # A target that ran nothing tested nothing (it failed to start, or its setup
+    # consumed the whole time): that is a failure, not a clean run.
+    findings="NO EXECUTIONS"
+    status=1
   fi
   printf '%-12s %12s %10s %8s  %s\n' "$target" "${execs:-?}" "${rate:-?}" "$units" "$findings"
   if ((status != 0)); then
-    grep -m1 -A30 'ERROR: \|==ERROR\|deadly signal' "$log" >&2 || tail -40 "$log" >&2
+    echo "--- $log:" >&2
+    cat "$log" >&2
     exit 1
   fi
   if [[ ${FUZZ_MERGE:-0} == 1 ]]; then

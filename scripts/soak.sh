@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Soak test (not in CI): 8 threads of mixed READ/WRITE with integrity checks against a
 # target restarted every minute (SIGKILL and SIGTERM in turn), for 10 minutes. Prints
-# a progress table and a summary; exits non-zero on any integrity error, stuck task
-# or failed restart.
+# a progress table and a summary; exits non-zero on any integrity error, stuck task,
+# failed restart, or operation that failed with no restart overlapping it.
 #
 #   scripts/soak.sh [minutes, default 10] [extra te_soak flags, e.g. --same_host]
 # Environment: BUILD_DIR (default build-soak; configured and built if needed).

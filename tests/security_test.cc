@@ -126,6 +126,12 @@ TEST_F(SecurityTest, RawClientOnTheDataPortMovesNoByte) {
   FrameHeader reply;
   std::string payload;
   ASSERT_TRUE(te::wire::RecvFrame(fd.get(), &reply, &payload).ok());
+  // The HELLO itself was accepted (the server now waits for the proof), so what
+  // follows tests the skipped proof, not a HELLO refused for another reason.
+  ASSERT_TRUE(reply.is_response() && reply.opcode == Opcode::kHello);
+  ASSERT_TRUE(te::wire::ResponseStatus(reply, payload).ok())
+      << te::wire::ResponseStatus(reply, payload).ToString();
+  ASSERT_NE(payload.find("\"nonce\""), std::string::npos) << payload;
   FrameHeader read;
   read.opcode = Opcode::kRead;
   read.addr = remote_;

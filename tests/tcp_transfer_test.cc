@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "peer_process.h"
+#include "peer_sockets.h"
 #include "te/transfer_engine.h"
 #include "test_util.h"
 #include "transfer_fixture.h"
@@ -541,10 +542,20 @@ TEST_F(TcpTransferTest, TargetEnforcesPermissionWithStaleDescriptor) {
   Outcome r = RunOne(*engine_, Request::READ, local, seg, remote, 4096);
   EXPECT_TRUE(r.completed()) << r.Describe();
 
-  // Local-only: neither READ nor WRITE, and invisible after a refresh.
+  // Local-only: neither READ nor WRITE, and invisible after a refresh. The descriptor
+  // is made stale at read-write first, so the WRITE reaches the target, which must
+  // refuse it itself.
+  ASSERT_EQ(peer->Command("REREGISTER " + std::to_string(remote) + " rw"), "OK");
+  ASSERT_TRUE(engine_->refreshSegment(seg).ok());
+  ASSERT_TRUE(engine_->getSegmentInfo(seg, &info).ok());
+  ASSERT_EQ(info.buffers.size(), 1u);
+  ASSERT_EQ(info.buffers[0].permission, Permission::kRemoteReadWrite);
   ASSERT_EQ(peer->Command("REREGISTER " + std::to_string(remote) + " local"), "OK");
   r = RunOne(*engine_, Request::READ, local, seg, remote, 4096, 10s);
   EXPECT_TRUE(r.rejected()) << r.Describe();
+  w = RunOne(*engine_, Request::WRITE, local, seg, remote, 4096, 10s);
+  EXPECT_TRUE(w.rejected()) << w.Describe();
+  EXPECT_EQ(PeerChecksum(*peer, remote, size), PatternChecksum(BufferSeed(fill, 0), 0, size));
   ASSERT_TRUE(engine_->refreshSegment(seg).ok());
   ASSERT_TRUE(engine_->getSegmentInfo(seg, &info).ok());
   EXPECT_TRUE(info.buffers.empty());
@@ -667,7 +678,7 @@ TEST_F(TcpTransferTest, OpenAndNotifyStalledPeerAreBounded) {
   ASSERT_NO_FATAL_FAILURE(StartEngine(config));
   PeerProcess* peer;
   ASSERT_NO_FATAL_FAILURE(StartPeer(Args(1, 4 * kKiB, "rw", 1), &peer));
-  peer->Signal(SIGSTOP);  // its kernel still accepts connections; nobody answers
+  StopPeer(peer);  // its kernel still accepts connections; nobody answers
 
   te::SegmentHandle seg = 0;
   te::Status s;
@@ -682,7 +693,7 @@ TEST_F(TcpTransferTest, OpenAndNotifyStalledPeerAreBounded) {
   s = engine_->openSegment(&seg, peer->segment_name());
   ASSERT_TRUE(s.ok()) << s.ToString();
 
-  peer->Signal(SIGSTOP);
+  StopPeer(peer);
   elapsed = RunBounded(
       "sendNotification to a stopped peer", [&] { s = engine_->sendNotification(seg, "hi"); }, 10s,
       [&] { peer->Signal(SIGKILL); });
@@ -704,7 +715,7 @@ TEST_F(TcpTransferTest, TargetKilledWhileStalledFailsTasks) {
   ASSERT_TRUE(RunOne(*engine_, Request::READ, local, seg, remote, 4096).completed());
 
   // Stopped, the peer cannot finish anything: 64 MiB do not fit in socket buffers.
-  peer->Signal(SIGSTOP);
+  StopPeer(peer);
   std::vector<Request> requests;
   for (uint64_t i = 0; i < 64; ++i) {
     requests.push_back(MakeRequest(i % 2 ? Request::READ : Request::WRITE, Ptr(local, i * kMiB),
@@ -713,7 +724,7 @@ TEST_F(TcpTransferTest, TargetKilledWhileStalledFailsTasks) {
   te::BatchID batch;
   ASSERT_TRUE(engine_->allocateBatch(requests.size(), &batch).ok());
   ASSERT_TRUE(engine_->submitTransfer(batch, requests).ok());
-  std::this_thread::sleep_for(200ms);
+  ASSERT_NO_FATAL_FAILURE(WaitUntilRequestsReachStoppedPeer(*peer));
   te::TransferStatus overall;
   ASSERT_TRUE(engine_->getTransferStatus(batch, &overall).ok());
   EXPECT_EQ(overall.state, TransferState::kPending);
@@ -786,7 +797,7 @@ TEST_F(TcpTransferTest, StalledTargetTimesOutThenRecovers) {
   const uint64_t remote = peer->buffers()[0].base;
   ASSERT_TRUE(RunOne(*engine_, Request::READ, local, seg, remote, 4096).completed());
 
-  peer->Signal(SIGSTOP);
+  StopPeer(peer);
   auto start = Clock::now();
   Outcome r = RunOne(*engine_, Request::READ, local, seg, remote, 4 * kMiB, 10s);
   EXPECT_EQ(r.overall.state, TransferState::kFailed) << r.Describe();
@@ -821,7 +832,7 @@ TEST_F(TcpTransferTest, SmallWritesFillingStoppedTargetsSocketsLandAfterItResume
   ASSERT_TRUE(RunOne(*engine_, Request::READ, local, seg, remote, 4096).completed());
   FillPattern(local, size, 77);
 
-  peer->Signal(SIGSTOP);
+  StopPeer(peer);
   std::vector<te::BatchID> batches(size / block);
   for (uint64_t i = 0; i < batches.size(); ++i) {
     ASSERT_TRUE(engine_->allocateBatch(1, &batches[i]).ok());
@@ -830,7 +841,7 @@ TEST_F(TcpTransferTest, SmallWritesFillingStoppedTargetsSocketsLandAfterItResume
                                                               seg, remote + i * block, block)})
                     .ok());
   }
-  std::this_thread::sleep_for(100ms);
+  ASSERT_NO_FATAL_FAILURE(WaitUntilRequestsReachStoppedPeer(*peer));
   peer->Signal(SIGCONT);
   for (te::BatchID batch : batches) {
     te::TransferStatus overall = WaitBatch(*engine_, batch, 20s);
@@ -924,7 +935,7 @@ TEST_F(TcpTransferTest, FreeBatchOfStalledReadsLeavesLocalMemoryAlone) {
   ASSERT_NO_FATAL_FAILURE(AllocLocal(4096, &probe));
   ASSERT_TRUE(RunOne(*engine_, Request::READ, probe, seg, remote, 4096).completed());
 
-  peer->Signal(SIGSTOP);
+  StopPeer(peer);
   std::memset(local, 0, size);
   std::vector<Request> requests;
   for (uint64_t i = 0; i < 16; ++i) {
@@ -934,7 +945,8 @@ TEST_F(TcpTransferTest, FreeBatchOfStalledReadsLeavesLocalMemoryAlone) {
   te::BatchID batch;
   ASSERT_TRUE(engine_->allocateBatch(requests.size(), &batch).ok());
   ASSERT_TRUE(engine_->submitTransfer(batch, requests).ok());
-  std::this_thread::sleep_for(100ms);
+  // The READs are on the wire, so the resumed peer will answer them after freeBatch.
+  ASSERT_NO_FATAL_FAILURE(WaitUntilRequestsReachStoppedPeer(*peer));
   te::Status s;
   auto elapsed = RunBounded(
       "freeBatch", [&] { s = engine_->freeBatch(batch); }, 10s, [&] { peer->Signal(SIGCONT); });
@@ -943,9 +955,9 @@ TEST_F(TcpTransferTest, FreeBatchOfStalledReadsLeavesLocalMemoryAlone) {
   const uint64_t before = Checksum(local, size);
 
   peer->Signal(SIGCONT);
-  // Let the resumed peer answer whatever it had queued, then make sure the engine
-  // has processed it by completing another transfer.
-  std::this_thread::sleep_for(300ms);
+  // The resumed peer answers whatever it had queued (or finds the connection gone);
+  // then another transfer makes sure the engine has processed what arrived.
+  ASSERT_NO_FATAL_FAILURE(WaitUntilPeerAnsweredEverything(*peer));
   Outcome after;
   auto deadline = Clock::now() + 10s;
   do {
@@ -1083,21 +1095,6 @@ TEST_F(TcpTransferTest, ThreadsWaitingOnSharedConnections) {
   for (int t = 0; t < kThreads; ++t) threads.emplace_back(worker, t);
   for (auto& th : threads) th.join();
   for (const auto& e : errors) ADD_FAILURE() << e;
-}
-
-// SIGSTOP, and wait until the kernel has stopped the peer (the signal is asynchronous).
-void StopPeer(PeerProcess* peer) {
-  peer->Signal(SIGSTOP);
-  const std::string stat = "/proc/" + std::to_string(peer->pid()) + "/stat";
-  for (auto deadline = Clock::now() + 5s; Clock::now() < deadline;) {
-    std::ifstream in(stat);
-    std::string line;
-    std::getline(in, line);
-    const size_t paren = line.rfind(')');
-    if (paren != std::string::npos && paren + 2 < line.size() && line[paren + 2] == 'T') return;
-    std::this_thread::sleep_for(1ms);
-  }
-  ADD_FAILURE() << "peer " << peer->pid() << " did not stop";
 }
 
 // A waiter whose response does not come returns kPending at its own timeout, and gets

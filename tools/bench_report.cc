@@ -202,6 +202,22 @@ std::string SummaryLine(const BenchResult& result) {
          FormatRate(result.bytes, result.seconds, result.unit, result.precision);
 }
 
+Status IntegrityVerdict(const std::vector<BenchResult>& results, std::string* line) {
+  uint64_t verified = 0;
+  for (const BenchResult& result : results) {
+    if (result.verified_batches == 0) {
+      return Status::Internal("integrity check verified no batch (" + result.workload + " " +
+                              std::to_string(result.size) + " bytes x" +
+                              std::to_string(result.batch) +
+                              " t=" + std::to_string(result.threads) + "): nothing was checked");
+    }
+    verified += result.verified_batches;
+  }
+  if (results.empty()) return Status::Internal("integrity check ran no case");
+  *line = "integrity check passed (" + std::to_string(verified) + " batches verified)";
+  return Status::OK();
+}
+
 std::string JsonLine(const BenchResult& result) {
   nlohmann::json json = {
       {"workload", result.workload},

@@ -100,6 +100,11 @@ struct BenchResult {
 std::string SummaryLine(const BenchResult& result);
 // The same, with latency and CPU, as one JSON object on one line.
 std::string JsonLine(const BenchResult& result);
+// The integrity verdict of a run with --integrity_check: OK, with *line
+// "integrity check passed (N batches verified)", only when every case verified at
+// least one batch; a case that verified none checked nothing, so it is an error
+// naming that case.
+Status IntegrityVerdict(const std::vector<BenchResult>& results, std::string* line);
 // The result table: a header naming the columns (throughput in `unit`/s), then one
 // row per case, columns aligned.
 std::string TableHeader(const std::string& unit);

@@ -391,5 +391,26 @@ TEST(PatternTest, DependsOnThreadIterationAndOffset) {
   EXPECT_LT(FindPatternMismatch(shifted.data(), shifted.size(), PatternSeed(0, 0)), shifted.size());
 }
 
+// A run whose check verified nothing checked nothing: that is a failure, not a pass.
+TEST(IntegrityVerdictTest, EveryCaseMustVerifyABatch) {
+  BenchResult verified;
+  verified.workload = "mix";
+  verified.verified_batches = 3;
+  BenchResult none = verified;
+  none.verified_batches = 0;
+  none.size = 4096;
+  std::string line;
+  Status status = IntegrityVerdict({verified, verified}, &line);
+  ASSERT_TRUE(status.ok()) << status.ToString();
+  EXPECT_EQ(line, "integrity check passed (6 batches verified)");
+  line.clear();
+  status = IntegrityVerdict({verified, none}, &line);
+  EXPECT_FALSE(status.ok());
+  EXPECT_NE(status.message().find("verified no batch (mix 4096 bytes"), std::string::npos)
+      << status.message();
+  EXPECT_EQ(line, "");
+  EXPECT_FALSE(IntegrityVerdict({}, &line).ok());
+}
+
 }  // namespace
 }  // namespace te::bench

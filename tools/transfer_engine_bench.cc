@@ -361,6 +361,32 @@ bool SubmitRequestSync(const WorkerArgs& args, te::Request::OpCode opcode,
   return true;
 }
 
+#ifdef TE_BENCH_TEST_HOOKS
+// Test-only: compiled into transfer_engine_bench_TEST_hooks, which tests build and
+// nothing installs, so the installed bench has neither the flag nor the code.
+DEFINE_int64(TEST_corrupt_offset, -1,
+             "Test only: thread 0 overwrites this byte of its remote region with a wrong "
+             "value between the integrity check's WRITE and READ");
+
+// Makes the target hold (and so serve to the next READ) one wrong byte, through the
+// engine like any other WRITE: the check must then fail naming that offset.
+bool TEST_CorruptRemoteByte(const WorkerArgs& args, uint64_t seed, std::string* error) {
+  const int64_t offset = FLAGS_TEST_corrupt_offset;
+  if (offset < 0 || args.thread_id != 0 || args.local_on_device ||
+      static_cast<uint64_t>(offset) >= args.batch * args.size) {
+    return true;
+  }
+  args.local[offset] = static_cast<uint8_t>(~te::bench::PatternByte(seed, offset));
+  std::vector<te::Request> one(1);
+  one[0].source = args.local + offset;
+  one[0].target_id = args.segment;
+  one[0].target_offset = args.remote + offset;
+  one[0].length = 1;
+  uint64_t nanoseconds = 0;
+  return SubmitRequestSync(args, te::Request::WRITE, &one, &nanoseconds, error);
+}
+#endif
+
 void InitiatorWorker(const WorkerArgs& args, RunState* state) {
   if (args.numa_node >= 0) RunOnNode(args.numa_node);
   const uint64_t region = args.batch * args.size;
@@ -407,6 +433,12 @@ void InitiatorWorker(const WorkerArgs& args, RunState* state) {
           const uint64_t seed = te::bench::PatternSeed(args.thread_id, iteration);
           te::bench::FillPattern(host, region, seed);
           if (!sync(true) || !run(te::Request::WRITE)) return;
+#ifdef TE_BENCH_TEST_HOOKS
+          if (!TEST_CorruptRemoteByte(args, seed, &error)) {
+            state->Fail("thread " + std::to_string(args.thread_id) + ": " + error);
+            return;
+          }
+#endif
           std::memset(host, 0, region);
           if (!sync(true) || !run(te::Request::READ) || !sync(false)) return;
           size_t bad = te::bench::FindPatternMismatch(host, region, seed);
@@ -621,15 +653,15 @@ int RunInitiator(te::TransferEngine& engine, const BenchFlags& flags,
   }
   engine.closeSegment(setup.segment);
 
-  uint64_t verified = 0;
-  for (const te::bench::BenchResult& result : results) verified += result.verified_batches;
   if (cases.size() == 1) {
     std::printf("%s\n", te::bench::SummaryLine(results[0]).c_str());
     std::printf("transport: %s\n", results[0].transport.c_str());
   }
   if (flags.integrity_check) {
-    std::printf("integrity check passed (%llu batches verified)\n",
-                static_cast<unsigned long long>(verified));
+    std::string verdict;
+    status = te::bench::IntegrityVerdict(results, &verdict);
+    if (!status.ok()) return Error(status.message());
+    std::printf("%s\n", verdict.c_str());
   }
   if (FLAGS_json) {
     for (const te::bench::BenchResult& result : results) {

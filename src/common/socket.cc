@@ -14,6 +14,8 @@
 #include <climits>
 #include <cstring>
 
+#include "common/tsan_annotations.h"
+
 namespace te {
 namespace {
 
@@ -198,6 +200,7 @@ void Advance(struct iovec** iov, int* iovcnt, size_t n) {
 }
 
 ssize_t SendMsg(int fd, struct iovec* iov, int iovcnt, int flags) {
+  TE_TSAN_RELEASE_SOCKET_HAND_OFF();
   msghdr msg{};
   msg.msg_iov = iov;
   msg.msg_iovlen = static_cast<size_t>(iovcnt < IOV_MAX ? iovcnt : IOV_MAX);
@@ -245,6 +248,7 @@ Status RecvCounted(int fd, void* data, size_t len, size_t* received) {
   while (*received < len) {
     ssize_t n = ::recv(fd, p + *received, len - *received, MSG_WAITALL);
     if (n > 0) {
+      TE_TSAN_ACQUIRE_SOCKET_HAND_OFF();
       *received += static_cast<size_t>(n);
       continue;
     }

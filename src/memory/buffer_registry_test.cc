@@ -1,11 +1,13 @@
 #include "memory/buffer_registry.h"
 
 #include <gtest/gtest.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <fstream>
 #include <memory>
 #include <string>
 #include <thread>
@@ -25,6 +27,20 @@ BufferInfo Info(uint64_t base, uint64_t length, Permission p = Permission::kRemo
   b.location = "cpu:0";
   b.permission = p;
   return b;
+}
+
+// This thread's kernel id, for ThreadAsleep.
+pid_t ThisThreadId() { return static_cast<pid_t>(::syscall(SYS_gettid)); }
+
+// True while thread `tid` of this process is asleep (state S or D in /proc): blocked
+// in a wait, which a thread that has not yet run, or is still running, is not.
+bool ThreadAsleep(pid_t tid) {
+  std::ifstream in("/proc/self/task/" + std::to_string(tid) + "/stat");
+  std::string line;
+  std::getline(in, line);
+  const size_t paren = line.rfind(')');
+  return paren != std::string::npos && paren + 2 < line.size() &&
+         (line[paren + 2] == 'S' || line[paren + 2] == 'D');
 }
 
 // Pins currently held on the buffer registered at base (-1 when none is registered).
@@ -301,14 +317,17 @@ TEST(BufferRegistryTest, RemoveWaitsForPinHeldInAnotherThread) {
   });
   ASSERT_TRUE(WaitFor([&] { return pinned.load(); }, 5s));
 
-  const auto remove_started = Clock::now();
+  std::atomic<pid_t> remover_tid{0};
   std::thread remover([&, r] {
+    remover_tid = ThisThreadId();
     remove_status = r->Remove(0x1000);
     removed_at = step.fetch_add(1);
   });
-  // Remove hides the buffer at once but must not return while the pin is held.
+  // Remove hides the buffer at once but must not return while the pin is held: once
+  // it has hidden it, the remover goes to sleep waiting (or, wrongly, returns).
   ASSERT_TRUE(WaitFor([&] { return r->Snapshot()->empty(); }, 5s));
-  std::this_thread::sleep_for(100ms);
+  ASSERT_TRUE(
+      WaitFor([&] { return removed_at.load() >= 0 || ThreadAsleep(remover_tid.load()); }, 5s));
   EXPECT_EQ(removed_at.load(), -1) << "Remove returned while a pin was held";
   BufferRegistry::Reader late(r.get());
   BufferPin late_pin;
@@ -325,7 +344,6 @@ TEST(BufferRegistryTest, RemoveWaitsForPinHeldInAnotherThread) {
   remover.join();
   EXPECT_TRUE(remove_status.ok()) << remove_status.ToString();
   EXPECT_LT(released_at.load(), removed_at.load());
-  EXPECT_GE(Clock::now() - remove_started, 100ms);
 }
 
 TEST(BufferRegistryTest, NoPinSurvivesRemove) {
@@ -336,10 +354,12 @@ TEST(BufferRegistryTest, NoPinSurvivesRemove) {
   std::atomic<bool> removed{false};
   std::atomic<bool> stop{false};
   std::atomic<int> pins_ok{0};
+  std::atomic<int> attempts{0};
   std::atomic<int> violations{0};
   std::thread reader_thread([&, r] {
     BufferRegistry::Reader reader(r.get());
     while (!stop.load()) {
+      ++attempts;
       BufferPin pin;
       if (reader.Pin(0x1800, 0x10, Access::kRemoteRead, &pin).ok()) {
         ++pins_ok;
@@ -352,7 +372,10 @@ TEST(BufferRegistryTest, NoPinSurvivesRemove) {
   ASSERT_TRUE(WaitFor([&] { return pins_ok.load() > 100; }, 5s));
   ASSERT_TRUE(r->Remove(0x1000).ok());
   removed = true;
-  std::this_thread::sleep_for(20ms);
+  // The reader keeps trying after the removal: a hundred more attempts, however long
+  // this machine takes for them.
+  const int attempts_at_removal = attempts.load();
+  EXPECT_TRUE(WaitFor([&] { return attempts.load() > attempts_at_removal + 100; }, 10s));
   stop = true;
   reader_thread.join();
   EXPECT_EQ(violations.load(), 0);
@@ -421,11 +444,15 @@ TEST(BufferRegistryTest, SharedPinTable) {
 
   // Remove waits for the peer's pin like for our own.
   std::atomic<bool> removed{false};
+  std::atomic<pid_t> remover_tid{0};
   std::thread remover([&] {
+    remover_tid = ThisThreadId();
     EXPECT_TRUE(r.Remove(0x1000, 5000).ok());
     removed = true;
   });
-  std::this_thread::sleep_for(50ms);
+  // Started, hid the buffer, and went to sleep waiting (or, wrongly, returned).
+  ASSERT_TRUE(WaitFor([&] { return r.Snapshot()->empty(); }, 5s));
+  ASSERT_TRUE(WaitFor([&] { return removed.load() || ThreadAsleep(remover_tid.load()); }, 5s));
   EXPECT_FALSE(removed.load());
   peer->Unpin(visible[0].pin_slot);
   EXPECT_TRUE(WaitFor([&] { return removed.load(); }, 5s));

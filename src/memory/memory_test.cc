@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <cstdint>
 #include <cstring>
+#include <fstream>
 #include <string>
 #include <vector>
 
@@ -172,9 +173,29 @@ TEST(MemoryTest, CreateSharedMemoryReplacesStaleObject) {
   EXPECT_FALSE(ShmExists(name));
 }
 
+// The process's memory map, to see that a call unmapped nothing; less the heap,
+// which reading the map may itself grow.
+std::string MemoryMap() {
+  std::ifstream in("/proc/self/maps");
+  std::string map, line;
+  while (std::getline(in, line)) {
+    if (line.find("[heap]") == std::string::npos) map += line + '\n';
+  }
+  return map;
+}
+
 TEST(MemoryTest, FreeEmptyAllocationIsHarmless) {
-  Allocation a;
-  FreeMemory(a);
+  Allocation live;
+  ASSERT_TRUE(AllocateMemory(PageSize(), 0, false, &live).ok());
+  std::memset(live.addr, 0x5a, PageSize());
+  const std::string before = MemoryMap();
+  Allocation empty;
+  FreeMemory(empty);
+  // Nothing was unmapped (a free of address 0 with some size, or of a stale range,
+  // would show here), and the live allocation is intact.
+  EXPECT_EQ(MemoryMap(), before);
+  EXPECT_EQ(static_cast<unsigned char*>(live.addr)[PageSize() - 1], 0x5a);
+  FreeMemory(live);
 }
 
 TEST(MemoryTest, NumaNodeOf) {

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <thread>
@@ -103,8 +104,8 @@ TEST_F(HandshakeTest, WrongChannel) {
   EXPECT_EQ(peer_name_, "untouched");
 }
 
-// A server that has the secret but answers with a proof computed under another one
-// (an impostor replaying what it saw elsewhere) is refused by the client.
+// A server that answers with a proof computed under another secret (an impostor
+// that does not know ours) is refused by the client.
 TEST_F(HandshakeTest, ClientRefusesAServerThatCannotProveTheSecret) {
   std::string seen;
   Status s = RunScriptedServer(
@@ -184,6 +185,98 @@ TEST_F(HandshakeTest, ClientRejectsNonHelloAnswer) {
   Status s = ClientHello(client_.get(), kChannelRpc, {"me:1", ""});
   server.join();
   EXPECT_EQ(s.code(), Status::Code::kProtocolError) << s.ToString();
+}
+
+// One connection of a raw client, which speaks the frames itself, to
+// ServerHello(kChannelRpc, kSecret): HELLO with `client_nonce`, then AUTH with
+// prove(server nonce).
+struct RawAttempt {
+  Status server;       // what ServerHello returned
+  Status auth_answer;  // the server's answer to AUTH
+  std::string server_nonce;
+  std::string proof;  // the proof sent
+};
+
+RawAttempt RawClientAttempt(const std::string& client_nonce,
+                            const std::function<std::string(const std::string&)>& prove) {
+  RawAttempt attempt;
+  int fds[2];
+  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0) {
+    attempt.server = Status::FromErrno("socketpair", errno);
+    return attempt;
+  }
+  UniqueFd client(fds[0]), server(fds[1]);
+  SetIoTimeout(client.get(), 5000);
+  SetIoTimeout(server.get(), 5000);
+  std::string peer_name;
+  std::thread serving(
+      [&] { attempt.server = ServerHello(server.get(), kChannelRpc, kSecret, &peer_name); });
+  FrameHeader h;
+  h.opcode = Opcode::kHello;
+  const nlohmann::json hello = {{"version", kVersion},
+                                {"channel", kChannelRpc},
+                                {"from", "raw"},
+                                {"auth", "hmac-sha256"},
+                                {"nonce", client_nonce}};
+  FrameHeader reply;
+  std::string payload;
+  if (SendFrame(client.get(), h, hello.dump()).ok() &&
+      RecvFrame(client.get(), &reply, &payload).ok() && ResponseStatus(reply, payload).ok()) {
+    attempt.server_nonce = nlohmann::json::parse(payload, nullptr, false).value("nonce", "");
+    attempt.proof = prove(attempt.server_nonce);
+    h.opcode = Opcode::kAuth;
+    if (SendFrame(client.get(), h, nlohmann::json{{"proof", attempt.proof}}.dump()).ok() &&
+        RecvFrame(client.get(), &reply, &payload).ok()) {
+      attempt.auth_answer = ResponseStatus(reply, payload);
+    }
+  }
+  ::shutdown(client.get(), SHUT_RDWR);
+  serving.join();
+  return attempt;
+}
+
+// The client's proof as docs/security.md defines it: HMAC-SHA256 under the secret over
+// the role, the channel and both nonces.
+std::string ClientProof(const std::string& client_nonce, const std::string& server_nonce) {
+  return HmacSha256Hex(
+      kSecret, std::string("client\n") + kChannelRpc + '\n' + client_nonce + '\n' + server_nonce);
+}
+
+// A proof recorded on one connection, replayed on another with the same client nonce,
+// is refused: the server's fresh nonce differs, so the recorded proof proves nothing.
+TEST(HandshakeReplayTest, RecordedClientProofIsRefusedOnANewConnection) {
+  const std::string nonce = "00112233445566778899aabbccddeeff";
+  // The control: the proof computed as documented is accepted, so the refusal below
+  // is the replay's, not a mistake in the raw client.
+  RawAttempt recorded = RawClientAttempt(
+      nonce, [&](const std::string& server_nonce) { return ClientProof(nonce, server_nonce); });
+  ASSERT_TRUE(recorded.server.ok()) << recorded.server.ToString();
+  ASSERT_TRUE(recorded.auth_answer.ok()) << recorded.auth_answer.ToString();
+
+  RawAttempt replayed = RawClientAttempt(nonce, [&](const std::string&) { return recorded.proof; });
+  EXPECT_NE(replayed.server_nonce, recorded.server_nonce);
+  EXPECT_EQ(replayed.server.code(), Status::Code::kPermissionDenied) << replayed.server.ToString();
+  EXPECT_EQ(replayed.auth_answer.code(), Status::Code::kPermissionDenied)
+      << replayed.auth_answer.ToString();
+}
+
+// An impostor server that reflects the client's own proof back as its answer is
+// refused: the server's proof is bound to the other direction.
+TEST_F(HandshakeTest, ReflectedProofIsRefusedByTheClient) {
+  std::string reflected;
+  std::thread impostor([&] {
+    FrameHeader h;
+    std::string payload;
+    if (!RecvFrame(server_.get(), &h, &payload).ok()) return;
+    SendResponse(server_.get(), h, Status::OK(), R"({"nonce": "0123456789abcdef"})");
+    if (!RecvFrame(server_.get(), &h, &payload).ok()) return;
+    reflected = payload;
+    SendResponse(server_.get(), h, Status::OK(), payload);  // the client's proof, verbatim
+  });
+  Status s = ClientHello(client_.get(), kChannelRpc, {"me:1", kSecret});
+  impostor.join();
+  EXPECT_NE(reflected.find("proof"), std::string::npos) << reflected;
+  EXPECT_EQ(s.code(), Status::Code::kPermissionDenied) << s.ToString();
 }
 
 TEST(HmacTest, KnownAnswer) {
