@@ -3,6 +3,7 @@
 // out; no engine in between). The far side is this process's own segment for
 // `local` and a real te_test_peer process for the others, reached with the peer's
 // published descriptor. Adding a transport is one row in ConformanceTargets().
+#include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -221,7 +222,8 @@ class TransportConformance : public ::testing::TestWithParam<ConformanceTarget> 
                                      "--size=" + std::to_string(size_),
                                      "--permission=rw,ro",
                                      "--fill=" + std::to_string(kFill),
-                                     "--transfer_timeout_ms=" + std::to_string(kTransferTimeoutMs)};
+                                     "--transfer_timeout_ms=" + std::to_string(kTransferTimeoutMs),
+                                     "--log_level=error"};
     if (target().same_host) args.push_back("--machine_id=" + local_.machine_id);
     for (const std::string& a : target().peer_args) args.push_back(a);
     std::string error;
