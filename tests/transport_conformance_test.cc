@@ -16,6 +16,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <ostream>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -51,6 +52,9 @@ struct ConformanceTarget {
   // mapping of the peer's memory outlives the peer, so copies in progress complete.
   bool in_flight_fail_on_death;
 };
+
+// Names the parameter in test listings (and so in CTest's names).
+void PrintTo(const ConformanceTarget& t, std::ostream* os) { *os << t.transport; }
 
 std::vector<ConformanceTarget> ConformanceTargets() {
   const std::vector<ConformanceTarget> all = {
