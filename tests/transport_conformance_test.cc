@@ -480,12 +480,16 @@ TEST_P(TransportConformance, ConformancePeerDiesMidTransfer) {
   Transfer t(Request::READ, region.data(), base_[0], kBig, 256 * 1024);
   const pid_t pid = peer_process_.pid();
   std::atomic<size_t> ended_before_kill{0};
+  std::chrono::steady_clock::time_point killed;
   t.OnFirstDone([&] {
     ended_before_kill = t.Ended();
+    killed = std::chrono::steady_clock::now();
     ::kill(pid, SIGKILL);
   });
   t.SubmitTo(peer_.get());
   ASSERT_TRUE(t.Wait(kEndBound + 60s)) << "slices hang after the peer died";
+  EXPECT_LE(std::chrono::steady_clock::now() - killed, kEndBound)
+      << "slices in flight took longer to end than transfer_timeout_ms allows";
   EXPECT_EQ(t.NotOnce(), 0u);
   int wait_status = 0;
   ASSERT_TRUE(peer_process_.WaitExit(10s, &wait_status));
