@@ -8,6 +8,8 @@
 #include <string_view>
 #include <utility>
 
+#include "transport/transport_registry.h"
+
 namespace te::bench {
 namespace {
 
@@ -29,6 +31,23 @@ constexpr std::array<std::pair<std::string_view, uint64_t>, 9> kReportUnits = {{
 }};
 
 std::string Quoted(const std::string& value) { return "'" + value + "'"; }
+
+// --transport: auto, or one transport of the table that reaches another process
+// (the bench's target is one); a known one this build lacks is NotSupported.
+Status CheckTransportFlag(const std::string& transport) {
+  if (transport == "auto") return Status::OK();
+  const TransportEntry* entry = FindTransport(transport);
+  if (!entry || entry->reach == TransportReach::kSameProcess) {
+    std::string expected = "auto";
+    for (const TransportEntry& e : TransportTable()) {
+      if (e.built && e.reach != TransportReach::kSameProcess)
+        expected += std::string(", ") + e.name;
+    }
+    return Status::InvalidArgument("unknown --transport " + Quoted(transport) + " (expected " +
+                                   expected + ")");
+  }
+  return CheckTransportBuilt(transport);
+}
 
 }  // namespace
 
@@ -119,14 +138,7 @@ Status ValidateBenchFlags(const BenchFlags& flags, std::vector<BenchCase>* cases
     return Status::InvalidArgument("--integrity_check needs --workload=mix (got " +
                                    Quoted(flags.workload) + ")");
   }
-  const bool cuda_ipc = flags.transport == "cuda_ipc" && flags.cuda_devices >= 0;
-  if (flags.transport != "auto" && flags.transport != "tcp" && flags.transport != "shm" &&
-      flags.transport != "cma" && !cuda_ipc) {
-    return Status::InvalidArgument("unknown --transport " + Quoted(flags.transport) +
-                                   (flags.cuda_devices >= 0
-                                        ? " (expected auto, tcp, shm, cma or cuda_ipc)"
-                                        : " (expected auto, tcp, shm or cma)"));
-  }
+  TE_RETURN_IF_ERROR(CheckTransportFlag(flags.transport));
   std::vector<BenchCase> expanded = ExpandCases(threads, batches, sizes);
   for (const BenchCase& c : expanded) {
     uint64_t working_set;

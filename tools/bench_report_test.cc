@@ -227,6 +227,12 @@ INSTANTIATE_TEST_SUITE_P(
                               Status::Code::kInvalidArgument, "--transport"},
                       BadCase{"transport", [](BenchFlags* f) { f->transport = "rdma"; },
                               Status::Code::kInvalidArgument, "--transport 'rdma'"},
+                      // The target is another process: the same-process transport is no choice.
+                      BadCase{"local", [](BenchFlags* f) { f->transport = "local"; },
+                              Status::Code::kInvalidArgument, "--transport 'local'"},
+                      // Known to the transport table but not built here.
+                      BadCase{"ucx_not_built", [](BenchFlags* f) { f->transport = "ucx"; },
+                              Status::Code::kNotSupported, "transport 'ucx'"},
                       BadCase{"overflow",
                               [](BenchFlags* f) {
                                 f->size = "1125899906842624";

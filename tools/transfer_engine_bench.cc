@@ -67,9 +67,9 @@ DEFINE_uint32(report_precision, 2, "Decimals in the reported throughput (at most
 DEFINE_bool(use_dram, true, "Allocate buffers from CPU DRAM");
 DEFINE_bool(use_vram, true, "Allocate buffers from GPU VRAM (needs a build with -DUSE_CUDA=ON)");
 DEFINE_string(transport, "auto",
-              "Transport: auto (per request: cuda_ipc for GPU memory in a CUDA build, shm, "
-              "cma, then tcp) | tcp | shm | cma | cuda_ipc (CUDA builds); give the same value "
-              "to target and initiator");
+              "Transport: auto (per request, the first of the engine's default transports "
+              "that can serve it) or one transport of this build that reaches other processes "
+              "(an unknown value lists them); give the same value to target and initiator");
 DEFINE_bool(json, false, "Also print one JSON line per case, after the table");
 DEFINE_string(cluster_secret, "",
               "Cluster secret both sides must prove (default: $TE_CLUSTER_SECRET; the "

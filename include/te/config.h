@@ -24,13 +24,15 @@ struct Config {
   // advertise this host's first non-loopback IPv4 address (127.0.0.1 if none).
   std::string rpc_host;
   uint16_t rpc_port = 0;  // 0 picks a free port
-  // Transports this engine may use and serve, in order of preference: "local" (same
-  // process), "cuda_ipc" (same host, GPU memory through CUDA IPC; CUDA builds only),
-  // "shm" (same host, buffers in POSIX shared memory), "cma" (same host, cross-memory
-  // attach), "tcp". The engine picks per request the first one that can serve it.
-  // Others are reported as NotSupported by this build.
+  // Transports this engine may use and serve, in order of preference: the engine
+  // picks per request the first one that can serve it. The transport table
+  // (src/transport/transport_registry.cc; Python: transfer_engine.transports()) lists:
+  // "local" (same process), "cuda_ipc" (same host, GPU memory through CUDA IPC; CUDA
+  // builds only), "shm" (same host, buffers in POSIX shared memory), "cma" (same host,
+  // cross-memory attach), "ucx" (reserved, not yet built), "tcp". A name this build
+  // lacks is NotSupported.
   std::vector<std::string> transports = DefaultTransports();
-  // local, shm, cma, tcp; with cuda_ipc after local in a CUDA build.
+  // The table's built transports that are enabled by default, in its order.
   static std::vector<std::string> DefaultTransports();
   // "debug", "info", "warning", "error".
   std::string log_level = "warning";

@@ -9,6 +9,7 @@
 #include "engine.h"
 #include "gil.h"
 #include "status_error.h"
+#include "transport/transport_registry.h"
 
 namespace py = pybind11;
 using namespace pybind11::literals;
@@ -184,6 +185,16 @@ void BindEngine(py::module_& m) {
            "Release the engine; it stops when its buffers, segments and transfers are gone.");
 }
 
+// The transport table (src/transport/transport_registry.h), one dict per row.
+py::list TransportRows() {
+  py::list rows;
+  for (const TransportEntry& e : TransportTable()) {
+    rows.append(py::dict("name"_a = e.name, "reach"_a = TransportReachName(e.reach),
+                         "built"_a = e.built, "enabled_by_default"_a = e.enabled_by_default));
+  }
+  return rows;
+}
+
 }  // namespace
 }  // namespace te::python
 
@@ -195,4 +206,8 @@ PYBIND11_MODULE(_te, m) {
   te::python::BindValueTypes(m);
   te::python::BindResources(m);
   te::python::BindEngine(m);
+  m.def("transports", &te::python::TransportRows,
+        "The transport table: a dict per transport (name; reach: 'same process', 'same "
+        "host' or 'any host'; built: in this build; enabled_by_default), in order of "
+        "preference.");
 }

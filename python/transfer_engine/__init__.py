@@ -27,6 +27,7 @@ from ._te import (
     TransferFuture,
     TransferState,
     TransferStatus,
+    transports,
 )
 from .engine import TransferEngine
 from .errors import STATUS_CODES, TransferError
@@ -48,4 +49,5 @@ __all__ = [
     "TransferFuture",
     "TransferState",
     "TransferStatus",
+    "transports",
 ]

@@ -32,7 +32,7 @@ import ctypes
 import logging
 import threading
 
-from ._te import Opcode, Request
+from ._te import Opcode, Request, transports
 from .engine import TransferEngine as _PythonicEngine
 from .errors import TransferError
 
@@ -84,10 +84,12 @@ class TransferEngine:
         def start():
             if self._engine is not None:
                 raise TransferError("FailedPrecondition", "already initialized")
-            if protocol != "tcp":
-                raise TransferError(
-                    "NotSupported", f"protocol '{protocol}': this build has only 'tcp'"
-                )
+            # Mooncake's protocols name the transport between hosts: those of the
+            # transport table that reach any host and are in this build.
+            protocols = [t["name"] for t in transports() if t["built"] and t["reach"] == "any host"]
+            if protocol not in protocols:
+                names = ", ".join(f"'{p}'" for p in protocols)
+                raise TransferError("NotSupported", f"protocol '{protocol}': this build has {names}")
             options = {"local_segment_name": local_hostname}
             if metadata_server == P2PHANDSHAKE or metadata_type == "p2p":
                 options["metadata_type"] = "p2p"

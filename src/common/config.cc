@@ -7,7 +7,7 @@
 
 #include "common/logging.h"
 #include "common/strings.h"
-#include "memory/device_memory.h"
+#include "transport/transport_registry.h"
 
 namespace te {
 namespace {
@@ -139,8 +139,11 @@ Status Config::FromEnv(Config* config) {
 }
 
 std::vector<std::string> Config::DefaultTransports() {
-  if (DeviceMemoryBuilt()) return {"local", "cuda_ipc", "shm", "cma", "tcp"};
-  return {"local", "shm", "cma", "tcp"};
+  std::vector<std::string> names;
+  for (const TransportEntry& e : TransportTable()) {
+    if (e.built && e.enabled_by_default) names.push_back(e.name);
+  }
+  return names;
 }
 
 Status Config::Validate() const {
@@ -160,12 +163,7 @@ Status Config::Validate() const {
                                    "' is not one of debug, info, warning, error");
   }
   if (transports.empty()) return Status::InvalidArgument("no transport enabled");
-  for (const std::string& t : transports) {
-    if (t != "local" && t != "shm" && t != "cma" && t != "tcp" &&
-        !(t == "cuda_ipc" && DeviceMemoryBuilt())) {
-      return Status::NotSupported("transport '" + t + "' is not available in this build");
-    }
-  }
+  for (const std::string& t : transports) TE_RETURN_IF_ERROR(CheckTransportBuilt(t));
   if (tcp_connections_per_peer < 1 || tcp_connections_per_peer > 64) {
     return Status::InvalidArgument("tcp_connections_per_peer must be in [1, 64]");
   }

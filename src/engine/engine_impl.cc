@@ -16,6 +16,7 @@
 #include "common/strings.h"
 #include "memory/device_memory.h"
 #include "rpc/rpc_client.h"
+#include "transport/transport_registry.h"
 
 namespace te {
 namespace {
@@ -146,7 +147,7 @@ Status EngineImpl::Init(const Config& config) {
     static_descriptor_.rpc_port = rpc_server_.port();
     bool same_host = false;
     for (const std::string& name : config.transports) {
-      same_host |= name == "shm" || name == "cma" || name == "cuda_ipc";
+      same_host |= FindTransport(name)->reach == TransportReach::kSameHost;  // Validate'd
     }
     if (same_host) {
       // Same-host peers copy into our buffers directly; they pin them in this table.
@@ -159,8 +160,8 @@ Status EngineImpl::Init(const Config& config) {
     }
     TransportContext context{&config_, &registry_, segment_name_, advertise_host_, bind_host_};
     for (const std::string& name : config.transports) {
-      std::unique_ptr<Transport> t = CreateTransport(name);
-      if (!t) return Status::NotSupported("transport '" + name + "' is not in this build");
+      std::unique_ptr<Transport> t;
+      TE_RETURN_IF_ERROR(CreateTransport(name, &t));
       s = t->Start(context, &static_descriptor_);
       if (!s.ok()) return Status(s.code(), "transport " + name + ": " + s.message());
       transports_.push_back(std::move(t));
@@ -262,7 +263,7 @@ Status EngineImpl::Free(void* addr) {
   for (const auto& b : *table) {
     if (b->info.base >= reinterpret_cast<uint64_t>(a.addr) &&
         b->info.base < reinterpret_cast<uint64_t>(a.addr) + a.size) {
-      registry_.Remove(b->info.base, DrainTimeoutMs());
+      RemoveBuffer(b->info.base);
     }
   }
   PublishLocal();
@@ -272,16 +273,15 @@ Status EngineImpl::Free(void* addr) {
 
 Status EngineImpl::Register(void* addr, size_t size, const MemoryOptions& options) {
   if (!addr) return Status::InvalidArgument("cannot register a null address");
+  if (size == 0) return Status::InvalidArgument("cannot register 0 bytes");
+  if (reinterpret_cast<uint64_t>(addr) + size < reinterpret_cast<uint64_t>(addr)) {
+    return Status::InvalidArgument("buffer range wraps around the address space");
+  }
   SegmentBuffer info;
   info.base = reinterpret_cast<uint64_t>(addr);
   info.length = size;
   info.permission = options.permission;
   TE_RETURN_IF_ERROR(LocateBuffer(addr, options.location, &info.location));
-  if (IsDeviceLocation(info.location) && info.permission != Permission::kLocalOnly) {
-    // Without a handle same-host peers still reach the buffer, over TCP.
-    Status s = ExportDeviceHandle(addr, &info.device_handle);
-    if (!s.ok()) TE_LOG(Info) << "buffer at " << HexAddr(addr) << ": no CUDA IPC: " << s.ToString();
-  }
   {
     std::lock_guard<std::mutex> lock(alloc_mu_);
     auto it = allocations_.upper_bound(info.base);
@@ -290,13 +290,55 @@ Status EngineImpl::Register(void* addr, size_t size, const MemoryOptions& option
       if (info.base < it->first + it->second.size) info.shm_name = it->second.shm_name;
     }
   }
-  TE_RETURN_IF_ERROR(registry_.Add(info));
+  // Transports see registrations and unregistrations one at a time, and only of
+  // buffers that can be registered: never one overlapping a registered buffer.
+  std::lock_guard<std::mutex> lock(register_mu_);
+  for (const auto& b : *registry_.Snapshot()) {
+    if (b->info.base < info.base + info.length && info.base < b->info.base + b->info.length) {
+      return Status::AlreadyExists("region " + HexAddr(addr) + "+" + std::to_string(size) +
+                                   " overlaps a registered buffer");
+    }
+  }
+  TE_RETURN_IF_ERROR(AnnounceToTransports(&info));
+  Status s = registry_.Add(info);
+  if (!s.ok()) {
+    for (auto& t : transports_) t->OnUnregister(info);
+    return s;
+  }
   PublishLocal();
   return Status::OK();
 }
 
+Status EngineImpl::AnnounceToTransports(SegmentBuffer* info) {
+  for (size_t i = 0; i < transports_.size(); ++i) {
+    std::string data;
+    Status s = transports_[i]->OnRegister(*info, &data);
+    if (!s.ok()) {
+      const std::string refused = std::string("transport ") + transports_[i]->name() + ": ";
+      while (i-- > 0) transports_[i]->OnUnregister(*info);
+      return Status(s.code(), refused + s.message());
+    }
+    if (!data.empty()) info->transport_data[transports_[i]->name()] = std::move(data);
+  }
+  return Status::OK();
+}
+
+Status EngineImpl::RemoveBuffer(uint64_t base) {
+  std::lock_guard<std::mutex> lock(register_mu_);
+  SegmentBuffer removed;
+  for (const auto& b : *registry_.Snapshot()) {
+    if (b->info.base == base) removed = b->info;
+  }
+  Status s = registry_.Remove(base, DrainTimeoutMs());
+  // A drain timeout still removed the buffer: transports let go of it either way.
+  if (s.code() != Status::Code::kNotFound) {
+    for (auto& t : transports_) t->OnUnregister(removed);
+  }
+  return s;
+}
+
 Status EngineImpl::Unregister(void* addr) {
-  Status s = registry_.Remove(reinterpret_cast<uint64_t>(addr), DrainTimeoutMs());
+  Status s = RemoveBuffer(reinterpret_cast<uint64_t>(addr));
   // A drain timeout still removed the buffer: peers must stop seeing it either way.
   if (s.code() != Status::Code::kNotFound) PublishLocal();
   return s;

@@ -85,6 +85,10 @@ class EngineImpl {
   Status RpcGetSegment(std::string* response) const;
   Status RpcNotify(const std::string& peer, const std::string& request);
   void PublishLocal();
+  // Lets each transport see a buffer being registered and add its published data.
+  Status AnnounceToTransports(SegmentBuffer* info);
+  // Unregisters the buffer at base, then tells the transports.
+  Status RemoveBuffer(uint64_t base);
   // How long unregistering waits for peers' copies into the buffer to finish.
   uint32_t DrainTimeoutMs() const { return config_.transfer_timeout_ms + 1000; }
 
@@ -99,6 +103,9 @@ class EngineImpl {
   std::atomic<bool> ready_{false};
 
   BufferRegistry registry_;
+  // Serializes registering and unregistering, so each transport's hooks see them in
+  // the registry's order (an unregistration holds it while its pins drain).
+  std::mutex register_mu_;
   std::mutex alloc_mu_;
   std::map<uintptr_t, Allocation> allocations_;  // guarded by alloc_mu_
 

@@ -29,7 +29,28 @@ bool ParsePermission(const std::string& s, Permission* p) {
   }
   return false;
 }
+// A buffer's transport_data, and values under the keys of older descriptors
+// (LegacyBufferKeys), which a transport_data entry of the same transport overrides.
+Status ReadTransportData(const Json& b, std::map<std::string, std::string>* out) {
+  for (const LegacyBufferKey& legacy : LegacyBufferKeys()) {
+    if (b.contains(legacy.key)) (*out)[legacy.transport] = b.at(legacy.key).get<std::string>();
+  }
+  if (!b.contains("transport_data")) return Status::OK();
+  if (!b.at("transport_data").is_object()) {
+    return Status::ProtocolError("segment descriptor: transport_data is not an object");
+  }
+  for (const auto& [transport, value] : b.at("transport_data").items()) {
+    (*out)[transport] = value.get<std::string>();
+  }
+  return Status::OK();
+}
 }  // namespace
+
+const std::string& SegmentBuffer::TransportData(const std::string& transport) const {
+  static const std::string kNone;
+  auto it = transport_data.find(transport);
+  return it == transport_data.end() ? kNone : it->second;
+}
 
 std::string SegmentDescriptor::ToJson() const {
   Json buffers_json = Json::array();
@@ -43,7 +64,7 @@ std::string SegmentDescriptor::ToJson() const {
       entry["pin_slot"] = b.pin_slot;
       entry["pin_generation"] = b.pin_generation;
     }
-    if (!b.device_handle.empty()) entry["device_handle"] = b.device_handle;
+    if (!b.transport_data.empty()) entry["transport_data"] = b.transport_data;
     buffers_json.push_back(std::move(entry));
   }
   Json j = {{"name", name},           {"machine_id", machine_id}, {"pid", pid},
@@ -79,8 +100,7 @@ Status SegmentDescriptor::FromJson(const std::string& text, SegmentDescriptor* o
       info.length = GetUnsigned<uint64_t>(b, "length");
       info.location = b.at("location").get<std::string>();
       info.shm_name = b.at("shm_name").get<std::string>();
-      if (b.contains("device_handle"))
-        info.device_handle = b.at("device_handle").get<std::string>();
+      TE_RETURN_IF_ERROR(ReadTransportData(b, &info.transport_data));
       if (!ParsePermission(b.at("permission").get<std::string>(), &info.permission)) {
         return Status::ProtocolError("segment descriptor: bad buffer permission");
       }

@@ -20,10 +20,24 @@ struct SegmentBuffer : BufferInfo {
   SegmentBuffer(const BufferInfo& info) : BufferInfo(info) {}  // NOLINT: implicit on purpose
   uint32_t pin_slot = kNoPinSlot;
   uint64_t pin_generation = 0;
-  // Device memory only: the owner's export of the buffer (CUDA IPC), opaque to all
-  // but the device seam; empty when not shared (DRAM, or exporting failed).
-  std::string device_handle;
+  // Transport name -> what that transport published for this buffer (a CUDA IPC
+  // handle, a packed remote key): opaque here, read only by that transport.
+  std::map<std::string, std::string> transport_data;
+
+  // transport_data[transport], or empty.
+  const std::string& TransportData(const std::string& transport) const;
 };
+
+// Descriptors written before transports owned their per-buffer data gave some of it
+// a key of its own in the buffer's JSON (a CUDA IPC handle was "device_handle").
+// Decoding moves such a value to transport_data[transport], so old descriptors still
+// read. The transport table (transport/transport_registry.cc) says which key is whose,
+// so this codec names no transport.
+struct LegacyBufferKey {
+  const char* key;
+  const char* transport;
+};
+std::vector<LegacyBufferKey> LegacyBufferKeys();
 
 struct SegmentDescriptor {
   std::string name;
@@ -31,7 +45,8 @@ struct SegmentDescriptor {
   uint32_t pid = 0;
   std::string rpc_host;
   uint16_t rpc_port = 0;
-  // Transport name -> endpoint ("host:port" for tcp; empty when none is needed).
+  // Transport name -> what that transport publishes per engine (an endpoint, a
+  // worker address; empty when none is needed): opaque here.
   std::map<std::string, std::string> transports;
   std::vector<SegmentBuffer> buffers;  // remote-visible only, sorted by base
   // POSIX shared-memory name of the owner's pin table; empty when not shared.

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cstdint>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <string>
 
@@ -67,23 +68,62 @@ TEST(SegmentDescriptorTest, RoundTrip) {
   EXPECT_EQ(out.ToJson(), in.ToJson());
 }
 
-// A device buffer's location and CUDA IPC export travel with it; DRAM buffers carry
-// no handle field at all, so descriptors of builds without CUDA are unchanged.
-TEST(SegmentDescriptorTest, DeviceBufferRoundTrip) {
+// What transports publish per buffer (a CUDA IPC handle, a packed remote key) travels
+// with it, opaque; buffers without any carry no transport_data field at all.
+TEST(SegmentDescriptorTest, TransportDataRoundTrip) {
   SegmentDescriptor d = Sample();
   d.buffers[1].location = "cuda:3";
   d.buffers[1].shm_name.clear();
-  d.buffers[1].device_handle = std::string(128, 'a') + "+4096";
+  d.buffers[1].transport_data = {{"cuda_ipc", std::string(128, 'a') + "+4096"},
+                                 {"ucx", "0123abcd"}};
   Json j = Json::parse(d.ToJson());
-  EXPECT_FALSE(j["buffers"][0].contains("device_handle"));
-  EXPECT_EQ(j["buffers"][1]["device_handle"], d.buffers[1].device_handle);
+  EXPECT_FALSE(j["buffers"][0].contains("transport_data"));
+  EXPECT_EQ(j["buffers"][1]["transport_data"]["ucx"], "0123abcd");
   SegmentDescriptor back;
   ASSERT_TRUE(SegmentDescriptor::FromJson(d.ToJson(), &back).ok());
   EXPECT_EQ(back.buffers[1].location, "cuda:3");
-  EXPECT_EQ(back.buffers[1].device_handle, d.buffers[1].device_handle);
-  EXPECT_EQ(back.buffers[0].device_handle, "");
-  j["buffers"][1]["device_handle"] = 7;
-  EXPECT_EQ(SegmentDescriptor::FromJson(j.dump(), &back).code(), Status::Code::kProtocolError);
+  EXPECT_EQ(back.buffers[1].transport_data, d.buffers[1].transport_data);
+  EXPECT_EQ(back.buffers[1].TransportData("cuda_ipc"), std::string(128, 'a') + "+4096");
+  EXPECT_EQ(back.buffers[0].TransportData("cuda_ipc"), "");
+  EXPECT_TRUE(back.buffers[0].transport_data.empty());
+  for (Json bad : {Json(7), Json("text"), Json::array({"x"}), Json({{"ucx", 7}})}) {
+    j["buffers"][1]["transport_data"] = bad;
+    EXPECT_EQ(SegmentDescriptor::FromJson(j.dump(), &back).code(), Status::Code::kProtocolError)
+        << bad.dump();
+  }
+}
+
+// A descriptor as engines wrote it before transports owned their per-buffer data (the
+// CUDA IPC handle under its own "device_handle" key) still decodes, the handle now
+// being cuda_ipc's transport data; encoding it again writes the new form.
+TEST(SegmentDescriptorTest, DecodesOldFormatDescriptor) {
+  const std::string old_format = R"({"name":"10.0.0.2:17000","machine_id":"abc123","pid":4242,
+      "rpc_host":"10.0.0.2","rpc_port":17000,"pin_table":"/te.4242.pins0",
+      "transports":{"cuda_ipc":"","local":"","shm":"","tcp":"10.0.0.2:17001"},
+      "buffers":[
+        {"base":65536,"length":4096,"location":"cpu:0","permission":"remote-read",
+         "shm_name":"/te.4242.0","pin_slot":0,"pin_generation":1},
+        {"base":131072,"length":32768,"location":"cuda:1","permission":"remote-read-write",
+         "shm_name":"","pin_slot":1,"pin_generation":2,"device_handle":"ffee+4096"}]})";
+  SegmentDescriptor d;
+  Status s = SegmentDescriptor::FromJson(old_format, &d);
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  ASSERT_EQ(d.buffers.size(), 2u);
+  EXPECT_EQ(d.pin_table, "/te.4242.pins0");
+  EXPECT_EQ(d.buffers[0].shm_name, "/te.4242.0");
+  EXPECT_EQ(d.buffers[0].pin_slot, 0u);
+  EXPECT_TRUE(d.buffers[0].transport_data.empty());
+  EXPECT_EQ(d.buffers[1].pin_generation, 2u);
+  EXPECT_EQ(d.buffers[1].transport_data,
+            (std::map<std::string, std::string>{{"cuda_ipc", "ffee+4096"}}));
+  EXPECT_EQ(d.transports.at("tcp"), "10.0.0.2:17001");
+  Json again = Json::parse(d.ToJson());
+  EXPECT_FALSE(again["buffers"][1].contains("device_handle"));
+  EXPECT_EQ(again["buffers"][1]["transport_data"]["cuda_ipc"], "ffee+4096");
+
+  Json bad = Json::parse(old_format);
+  bad["buffers"][1]["device_handle"] = 7;
+  EXPECT_EQ(SegmentDescriptor::FromJson(bad.dump(), &d).code(), Status::Code::kProtocolError);
 }
 
 TEST(SegmentDescriptorTest, RoundTripEmptyAndExtremes) {

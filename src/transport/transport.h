@@ -87,8 +87,28 @@ class Transport {
  public:
   virtual ~Transport() = default;
   virtual const char* name() const = 0;
-  // Starts serving peers; records how peers reach it in local->transports.
+  // Starts serving peers. What peers need to reach this engine through this transport
+  // goes in local->transports[name()]: opaque to the engine and the descriptor codec
+  // (an endpoint "host:port", a worker address); empty when nothing is needed.
+  // Printable text only (it travels in JSON): binary data must be encoded.
   virtual Status Start(const TransportContext& context, SegmentDescriptor* local) = 0;
+  // Called for every buffer the engine registers (local-only ones too: a transport may
+  // need the local side of its copies registered with its library), before peers can
+  // see it. What it puts in *public_data is published with the buffer as
+  // transport_data[name()] (a CUDA IPC handle, a packed remote key); opaque to all but
+  // this transport's peers, printable text only. An error fails the registration
+  // (the transports before it see OnUnregister). The engine calls the hooks one
+  // at a time, in registration order, never for a buffer overlapping a registered one;
+  // the data path runs meanwhile.
+  virtual Status OnRegister(const BufferInfo& buffer, std::string* public_data) {
+    (void)buffer;
+    (void)public_data;
+    return Status::OK();
+  }
+  // Called once the buffer is out of the registry (requests to it are refused) and
+  // the copies the engine pinned it for drained, just before the descriptor without
+  // it is published: whatever OnRegister set up may go.
+  virtual void OnUnregister(const BufferInfo& buffer) { (void)buffer; }
   // Fails what is in flight and stops serving.
   virtual void Stop() = 0;
   // True when this transport can carry traffic to the segment.
@@ -96,8 +116,5 @@ class Transport {
   // A handle to the peer; cheap and non-blocking (connections open lazily).
   virtual Status GetPeer(const SegmentDescriptor& peer, std::shared_ptr<TransportPeer>* out) = 0;
 };
-
-// The transports this build has, by name; nullptr for unknown names.
-std::unique_ptr<Transport> CreateTransport(const std::string& name);
 
 }  // namespace te

@@ -4,6 +4,7 @@
 #include <mutex>
 #include <vector>
 
+#include "common/logging.h"
 #include "memory/device_memory.h"
 #include "memory/memory.h"
 
@@ -30,7 +31,9 @@ class CudaIpcPeer : public SameHostPeer {
     for (const Opened& o : opened_) CloseDeviceHandle(o.mapping);
   }
 
-  bool CanServe(const SegmentBuffer* b) const override { return b && !b->device_handle.empty(); }
+  bool CanServe(const SegmentBuffer* b) const override {
+    return b && !b->TransportData("cuda_ipc").empty();
+  }
   bool CarriesDeviceMemory() const override { return true; }
 
  protected:
@@ -57,7 +60,7 @@ class CudaIpcPeer : public SameHostPeer {
     Opened& o = opened_[index];
     if (!o.tried) {
       o.tried = true;
-      o.status = OpenDeviceHandle(b.device_handle, device, &o.mapping);
+      o.status = OpenDeviceHandle(b.TransportData("cuda_ipc"), device, &o.mapping);
     }
     *out = o.mapping.addr;
     return o.status;
@@ -69,6 +72,18 @@ class CudaIpcPeer : public SameHostPeer {
 };
 
 }  // namespace
+
+Status CudaIpcTransport::OnRegister(const BufferInfo& buffer, std::string* public_data) {
+  if (!IsDeviceLocation(buffer.location) || buffer.permission == Permission::kLocalOnly) {
+    return Status::OK();
+  }
+  Status s = ExportDeviceHandle(reinterpret_cast<void*>(buffer.base), public_data);
+  if (!s.ok()) {
+    public_data->clear();
+    TE_LOG(Info) << "buffer at 0x" << std::hex << buffer.base << ": no CUDA IPC: " << s.ToString();
+  }
+  return Status::OK();
+}
 
 Status CudaIpcTransport::GetPeer(const SegmentDescriptor& peer,
                                  std::shared_ptr<TransportPeer>* out) {

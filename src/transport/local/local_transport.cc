@@ -22,7 +22,9 @@ class LocalPeer : public TransportPeer {
       Slice* s = slices[i];
       Access access = s->opcode == Request::READ ? Access::kRemoteRead : Access::kRemoteWrite;
       BufferPin pin;
-      Status st = BufferRegistry::PinRange(*table, s->remote, s->length, access, &pin);
+      Status st = s->IsCancelled()
+                      ? Status::Cancelled("batch freed before the slice was copied")
+                      : BufferRegistry::PinRange(*table, s->remote, s->length, access, &pin);
       if (st.ok()) {
         char* remote = reinterpret_cast<char*>(s->remote);
         char* dst = s->opcode == Request::READ ? s->local : remote;
@@ -48,7 +50,7 @@ Status LocalTransport::Start(const TransportContext& context, SegmentDescriptor*
   context_ = context;
   machine_id_ = local->machine_id;
   pid_ = local->pid;
-  local->transports["local"] = "";
+  local->transports[name()] = "";
   return Status::OK();
 }
 

@@ -75,7 +75,7 @@ Status TcpTransport::Start(const TransportContext& context, SegmentDescriptor* l
       }));
   std::string host = context.advertise_host;
   if (host.find(':') != std::string::npos) host = "[" + host + "]";
-  local->transports["tcp"] = host + ":" + std::to_string(server_.port());
+  local->transports[name()] = host + ":" + std::to_string(server_.port());
   return Status::OK();
 }
 
@@ -88,11 +88,11 @@ void TcpTransport::Stop() {
 }
 
 bool TcpTransport::CanReach(const SegmentDescriptor& peer) const {
-  return peer.transports.count("tcp") > 0;
+  return peer.transports.count(name()) > 0;
 }
 
 Status TcpTransport::GetPeer(const SegmentDescriptor& peer, std::shared_ptr<TransportPeer>* out) {
-  auto it = peer.transports.find("tcp");
+  auto it = peer.transports.find(name());
   if (it == peer.transports.end()) {
     return Status::Unavailable("segment '" + peer.name + "' has no tcp endpoint");
   }
