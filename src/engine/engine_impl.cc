@@ -107,7 +107,9 @@ Status EngineImpl::Init(const Config& config) {
       TE_RETURN_IF_ERROR(ParseP2pName(config.local_segment_name, &host, &port));
     }
     if (!host.empty() && host.front() == '[') host = host.substr(1, host.size() - 2);
-    bind_host_ = host.empty() ? "0.0.0.0" : host;
+    bind_host_ = !config.rpc_bind_host.empty() ? config.rpc_bind_host
+                 : host.empty()                ? "0.0.0.0"
+                                               : host;
     advertise_host_ = (host.empty() || host == "0.0.0.0") ? DefaultAdvertiseAddress() : host;
 
     // The metadata backend is created first: a backend this build lacks is reported
@@ -115,10 +117,11 @@ Status EngineImpl::Init(const Config& config) {
     std::unique_ptr<MetadataClient> probe;
     TE_RETURN_IF_ERROR(CreateMetadataClient(config, "", &probe));
 
-    rpc_server_.Register(wire::Opcode::kGetSegment,
-                         [this](const std::string&, const std::string&, std::string* response) {
-                           return RpcGetSegment(response);
-                         });
+    rpc_server_.Register(
+        wire::Opcode::kGetSegment,
+        [this](const std::string&, const std::string& request, std::string* response) {
+          return RpcGetSegment(request, response);
+        });
     rpc_server_.Register(wire::Opcode::kNotify,
                          [this](const std::string& peer, const std::string& request, std::string*) {
                            return RpcNotify(peer, request);
@@ -144,6 +147,7 @@ Status EngineImpl::Init(const Config& config) {
     static_descriptor_.pid = static_cast<uint32_t>(::getpid());
     static_descriptor_.rpc_host = advertise_host_;
     static_descriptor_.rpc_port = rpc_server_.port();
+    TE_RETURN_IF_ERROR(registry_.SetCapacity(config.max_registered_buffers));
     bool same_host = false;
     for (const std::string& name : config.transports) {
       same_host |= name == "shm" || name == "cma" || name == "cuda_ipc";
@@ -202,14 +206,39 @@ SegmentDescriptor EngineImpl::LocalDescriptor() const {
 }
 
 void EngineImpl::PublishLocal() {
+  // p2p peers ask us (RpcGetSegment): building the descriptor here would cost O(n)
+  // per registration for nothing.
+  if (!metadata_->Publishes()) return;
   Status s = metadata_->Publish(LocalDescriptor());
   if (!s.ok()) TE_LOG(Warning) << "publishing segment '" << segment_name_ << "': " << s.ToString();
 }
 
-Status EngineImpl::RpcGetSegment(std::string* response) const {
+Status EngineImpl::RpcGetSegment(const std::string& request, std::string* response) const {
   if (!ready_.load(std::memory_order_acquire)) return Status::Unavailable("engine is starting");
-  *response = LocalDescriptor().ToJson();
+  std::shared_ptr<const DescriptorText> text = CurrentDescriptorText();
+  // A peer that names the tag of what it holds gets an empty answer when that is
+  // still current (docs/wire-protocol.md, kGetSegment).
+  if (!request.empty() && request == text->tag) {
+    response->clear();
+    return Status::OK();
+  }
+  *response = text->json;
   return Status::OK();
+}
+
+std::shared_ptr<const EngineImpl::DescriptorText> EngineImpl::CurrentDescriptorText() const {
+  std::lock_guard<std::mutex> lock(descriptor_mu_);
+  // Read before building: a registration meanwhile leaves a stale version behind,
+  // so the next call rebuilds; the tag always matches the text it belongs to.
+  const uint64_t version = registry_.version();
+  if (!descriptor_text_ || descriptor_text_->version != version) {
+    auto text = std::make_shared<DescriptorText>();
+    text->version = version;
+    text->json = LocalDescriptor().ToJson();
+    text->tag = DescriptorTag(text->json);
+    descriptor_text_ = std::move(text);
+  }
+  return descriptor_text_;
 }
 
 Status EngineImpl::RpcNotify(const std::string& peer, const std::string& request) {
@@ -259,38 +288,49 @@ Status EngineImpl::Free(void* addr) {
   }
   // Unregister any part of it still registered, so no peer touches freed memory.
   const auto table = registry_.Snapshot();  // held: the loop must not outlive it
-  for (const auto& b : *table) {
+  table->ForEach([&](const BufferTable::Entry& b) {
     if (b->info.base >= reinterpret_cast<uint64_t>(a.addr) &&
         b->info.base < reinterpret_cast<uint64_t>(a.addr) + a.size) {
       registry_.Remove(b->info.base, DrainTimeoutMs());
     }
-  }
+  });
   PublishLocal();
   FreeMemory(a);
   return Status::OK();
 }
 
-Status EngineImpl::Register(void* addr, size_t size, const MemoryOptions& options) {
+Status EngineImpl::Describe(void* addr, size_t size, const MemoryOptions& options,
+                            SegmentBuffer* info) {
   if (!addr) return Status::InvalidArgument("cannot register a null address");
-  SegmentBuffer info;
-  info.base = reinterpret_cast<uint64_t>(addr);
-  info.length = size;
-  info.permission = options.permission;
-  TE_RETURN_IF_ERROR(LocateBuffer(addr, options.location, &info.location));
-  if (IsDeviceLocation(info.location) && info.permission != Permission::kLocalOnly) {
+  info->base = reinterpret_cast<uint64_t>(addr);
+  info->length = size;
+  info->permission = options.permission;
+  TE_RETURN_IF_ERROR(LocateBuffer(addr, options.location, &info->location));
+  if (IsDeviceLocation(info->location) && info->permission != Permission::kLocalOnly) {
     // Without a handle same-host peers still reach the buffer, over TCP.
-    Status s = ExportDeviceHandle(addr, &info.device_handle);
+    Status s = ExportDeviceHandle(addr, &info->device_handle);
     if (!s.ok()) TE_LOG(Info) << "buffer at " << HexAddr(addr) << ": no CUDA IPC: " << s.ToString();
   }
-  {
-    std::lock_guard<std::mutex> lock(alloc_mu_);
-    auto it = allocations_.upper_bound(info.base);
-    if (it != allocations_.begin()) {
-      --it;
-      if (info.base < it->first + it->second.size) info.shm_name = it->second.shm_name;
-    }
+  std::lock_guard<std::mutex> lock(alloc_mu_);
+  auto it = allocations_.upper_bound(info->base);
+  if (it != allocations_.begin()) {
+    --it;
+    if (info->base < it->first + it->second.size) info->shm_name = it->second.shm_name;
   }
-  TE_RETURN_IF_ERROR(registry_.Add(info));
+  return Status::OK();
+}
+
+Status EngineImpl::Register(void* addr, size_t size, const MemoryOptions& options) {
+  return RegisterBatch({{addr, size}}, options);
+}
+
+Status EngineImpl::RegisterBatch(const std::vector<std::pair<void*, size_t>>& buffers,
+                                 const MemoryOptions& options) {
+  std::vector<SegmentBuffer> infos(buffers.size());
+  for (size_t i = 0; i < buffers.size(); ++i) {
+    TE_RETURN_IF_ERROR(Describe(buffers[i].first, buffers[i].second, options, &infos[i]));
+  }
+  TE_RETURN_IF_ERROR(registry_.AddBatch(infos));
   PublishLocal();
   return Status::OK();
 }
@@ -374,11 +414,9 @@ std::shared_ptr<const SegmentRoutes> EngineImpl::RoutesOf(OpenSegmentState* stat
 
 Status EngineImpl::OpenSegment(SegmentHandle* handle, const std::string& name) {
   if (!handle) return Status::InvalidArgument("handle is null");
-  SegmentDescriptor desc;
-  TE_RETURN_IF_ERROR(Resolve(name, &desc));
   auto state = std::make_shared<OpenSegmentState>();
   state->name = name;
-  TE_RETURN_IF_ERROR(Bind(desc, state.get()));
+  TE_RETURN_IF_ERROR(Refresh(state.get()));
   *handle = next_segment_.fetch_add(1);
   segments_.Insert(*handle, std::move(state));
   return Status::OK();
@@ -392,9 +430,28 @@ Status EngineImpl::CloseSegment(SegmentHandle handle) {
 Status EngineImpl::RefreshSegment(SegmentHandle handle) {
   auto state = segments_.Find(handle);
   if (!state) return Status::NotFound("unknown segment handle");
+  return Refresh(state.get());
+}
+
+Status EngineImpl::Refresh(OpenSegmentState* state) {
+  if (state->name.empty() || state->name == segment_name_) {
+    SegmentDescriptor desc;
+    TE_RETURN_IF_ERROR(Resolve(state->name, &desc));
+    return Bind(desc, state);
+  }
+  std::string tag;
+  {
+    std::lock_guard<std::mutex> lock(state->mu);
+    tag = state->descriptor_tag;
+  }
   SegmentDescriptor desc;
-  TE_RETURN_IF_ERROR(Resolve(state->name, &desc));
-  return Bind(desc, state.get());
+  bool unchanged = false;
+  TE_RETURN_IF_ERROR(metadata_->LookupIfChanged(state->name, &tag, &desc, &unchanged));
+  if (unchanged) return Status::OK();  // the routes bound to it stay
+  TE_RETURN_IF_ERROR(Bind(desc, state));
+  std::lock_guard<std::mutex> lock(state->mu);
+  state->descriptor_tag = tag;
+  return Status::OK();
 }
 
 Status EngineImpl::GetSegmentInfo(SegmentHandle handle, SegmentInfo* info) {
