@@ -353,7 +353,8 @@ Status EngineImpl::Resolve(const std::string& name, SegmentDescriptor* out) {
   return metadata_->Lookup(name, out);
 }
 
-Status EngineImpl::Bind(const SegmentDescriptor& desc, OpenSegmentState* state) {
+Status EngineImpl::Bind(const SegmentDescriptor& desc, OpenSegmentState* state,
+                        const std::string& tag) {
   auto routes = std::make_shared<SegmentRoutes>();
   routes->descriptor = std::make_shared<SegmentDescriptor>(desc);
   std::string declined;
@@ -375,6 +376,7 @@ Status EngineImpl::Bind(const SegmentDescriptor& desc, OpenSegmentState* state) 
   }
   std::lock_guard<std::mutex> lock(state->mu);
   state->current = std::move(routes);
+  state->descriptor_tag = tag;  // empty (never matches) when the fetch had none
   return Status::OK();
 }
 
@@ -448,10 +450,7 @@ Status EngineImpl::Refresh(OpenSegmentState* state) {
   bool unchanged = false;
   TE_RETURN_IF_ERROR(metadata_->LookupIfChanged(state->name, &tag, &desc, &unchanged));
   if (unchanged) return Status::OK();  // the routes bound to it stay
-  TE_RETURN_IF_ERROR(Bind(desc, state));
-  std::lock_guard<std::mutex> lock(state->mu);
-  state->descriptor_tag = tag;
-  return Status::OK();
+  return Bind(desc, state, tag);
 }
 
 Status EngineImpl::GetSegmentInfo(SegmentHandle handle, SegmentInfo* info) {

@@ -78,7 +78,8 @@ class EngineImpl {
   SegmentDescriptor LocalDescriptor() const;
   Status Resolve(const std::string& name, SegmentDescriptor* out);
   // Collects every enabled transport that reaches the descriptor.
-  Status Bind(const SegmentDescriptor& desc, OpenSegmentState* state);
+  // tag: of desc's JSON when it came from LookupIfChanged, else empty.
+  Status Bind(const SegmentDescriptor& desc, OpenSegmentState* state, const std::string& tag = "");
   // Opening and refreshing on request: nothing but a tag travels when the peer's
   // descriptor is unchanged. (Refreshes after failures rebind in full.)
   Status Refresh(OpenSegmentState* state);
