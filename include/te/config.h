@@ -24,6 +24,9 @@ struct Config {
   // advertise this host's first non-loopback IPv4 address (127.0.0.1 if none).
   std::string rpc_host;
   uint16_t rpc_port = 0;  // 0 picks a free port
+  // Address the RPC server and TCP transport bind when it is not the advertised one
+  // (e.g. "0.0.0.0" behind an advertised rpc_host). Empty: as described for rpc_host.
+  std::string rpc_bind_host;
   // Transports this engine may use and serve, in order of preference: the engine
   // picks per request the first one that can serve it. The transport table
   // (src/transport/transport_registry.cc; Python: transfer_engine.transports()) lists:
@@ -34,6 +37,8 @@ struct Config {
   std::vector<std::string> transports = DefaultTransports();
   // The table's built transports that are enabled by default, in its order.
   static std::vector<std::string> DefaultTransports();
+  // Every name this build's `transports` accepts.
+  static std::vector<std::string> BuiltTransports();
   // "debug", "info", "warning", "error".
   std::string log_level = "warning";
   // Identity of the machine; empty reads /etc/machine-id. Tests override it to
@@ -45,6 +50,9 @@ struct Config {
   uint64_t slice_size = 1 << 20;        // requests above this are split
   uint32_t transfer_timeout_ms = 5000;  // a slice without progress this long fails
   uint32_t connect_timeout_ms = 3000;
+  // Buffers registered at once; each takes a 32-byte pin slot (touched only once
+  // used). Beyond it registering fails with kResourceExhausted. At most 16,777,216.
+  uint32_t max_registered_buffers = 65536;
 
   // Central metadata (redis, etcd, http). The published entry of a redis or etcd
   // engine lives this many seconds without a keep-alive, which the engine sends every
@@ -63,9 +71,10 @@ struct Config {
   static Status FromJson(const std::string& json_text, Config* config);
   static Status FromJsonFile(const std::string& path, Config* config);
   // Overrides fields from TE_METADATA_TYPE, TE_METADATA_SERVERS, TE_LOCAL_SEGMENT,
-  // TE_RPC_HOST, TE_RPC_PORT, TE_TRANSPORTS (comma-separated), TE_LOG_LEVEL,
+  // TE_RPC_HOST, TE_RPC_BIND_HOST, TE_RPC_PORT, TE_TRANSPORTS (comma-separated), TE_LOG_LEVEL,
   // TE_MACHINE_ID, TE_TCP_CONNECTIONS, TE_SLICE_SIZE, TE_TRANSFER_TIMEOUT_MS,
-  // TE_METADATA_TTL_S, TE_CLUSTER_SECRET; TE_CONFIG names a JSON file applied first.
+  // TE_METADATA_TTL_S, TE_MAX_REGISTERED_BUFFERS, TE_CLUSTER_SECRET; TE_CONFIG names a JSON file
+  // applied first.
   static Status FromEnv(Config* config);
   // Checks ranges and names; the engine calls it before starting.
   Status Validate() const;

@@ -18,6 +18,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "te/config.h"
@@ -57,6 +58,10 @@ class TransferEngine {
   // Makes [addr, addr+size) usable in transfers with options.permission. Overlapping
   // an existing registration is kAlreadyExists.
   Status registerLocalMemory(void* addr, size_t size, const MemoryOptions& options = {});
+  // Registers every (addr, size) with the same options, all or none; peers see them
+  // at once. The way to register thousands of buffers (one descriptor update).
+  Status registerLocalMemoryBatch(const std::vector<std::pair<void*, size_t>>& buffers,
+                                  const MemoryOptions& options = {});
   // Waits for peers' requests touching the buffer to finish; later ones fail.
   Status unregisterLocalMemory(void* addr);
 

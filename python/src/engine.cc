@@ -221,6 +221,24 @@ void Engine::Register(uint64_t addr, uint64_t size, Permission permission,
   ThrowIfError(status);
 }
 
+void Engine::RegisterBatch(const std::vector<uint64_t>& addrs, const std::vector<uint64_t>& sizes,
+                           Permission permission, const std::string& location) {
+  if (addrs.size() != sizes.size()) {
+    ThrowIfError(Status::InvalidArgument("addresses and lengths differ in count"));
+  }
+  EnginePtr engine = Get();
+  MemoryOptions options;
+  options.location = location;
+  options.permission = permission;
+  std::vector<std::pair<void*, size_t>> buffers(addrs.size());
+  for (size_t i = 0; i < addrs.size(); ++i) {
+    buffers[i] = {reinterpret_cast<void*>(addrs[i]), sizes[i]};
+  }
+  Status status;
+  WithoutGil([&] { status = engine->registerLocalMemoryBatch(buffers, options); });
+  ThrowIfError(status);
+}
+
 void Engine::Unregister(uint64_t addr) {
   EnginePtr engine = Get();
   Status status;

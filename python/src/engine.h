@@ -126,6 +126,9 @@ class Engine {
   std::shared_ptr<Buffer> Allocate(size_t size, bool shm, Permission permission,
                                    const std::string& location);
   void Register(uint64_t addr, uint64_t size, Permission permission, const std::string& location);
+  // All or none, one descriptor update.
+  void RegisterBatch(const std::vector<uint64_t>& addrs, const std::vector<uint64_t>& sizes,
+                     Permission permission, const std::string& location);
   void Unregister(uint64_t addr);
 
   std::shared_ptr<Segment> OpenSegment(const std::string& name);

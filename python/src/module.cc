@@ -169,6 +169,8 @@ void BindEngine(py::module_& m) {
            "permission"_a = Permission::kRemoteReadWrite, "location"_a = "",
            "Allocate and register page-aligned memory (in POSIX shared memory with shm).")
       .def("_register", &Engine::Register, "address"_a, "length"_a, "permission"_a, "location"_a)
+      .def("_register_batch", &Engine::RegisterBatch, "addresses"_a, "lengths"_a, "permission"_a,
+           "location"_a)
       .def("unregister", &Engine::Unregister, "address"_a,
            "Unregister; waits for peers' copies touching the memory.")
       .def("open_segment", &Engine::OpenSegment, "name"_a)
@@ -203,6 +205,8 @@ PYBIND11_MODULE(_te, m) {
   te::python::InitGil();
   te::python::RegisterStatusError();
   m.attr("STATUS_CODES") = te::python::StatusCodes();
+  m.def("built_transports", &te::Config::BuiltTransports,
+        "Names of the transports this build has (te::Config::transports accepts them).");
   te::python::BindValueTypes(m);
   te::python::BindResources(m);
   te::python::BindEngine(m);

@@ -8,14 +8,19 @@ command read from stdin:
     notifications TIMEOUT        notifications received (waits up to TIMEOUT
                                  seconds for the first)            -> JSON [[sender, message]]
     notify SEGMENT MESSAGE       send MESSAGE to SEGMENT                     -> ok
+    fill_at ADDRESS SEED LENGTH  fill at an absolute address (compat)        -> ok
+    digest_at ADDRESS LENGTH     digest at an absolute address (compat)      -> hex
     quit
 
 --api pythonic uses transfer_engine.TransferEngine and its Buffer; --api compat
 uses transfer_engine.compat.TransferEngine (initialize(--hostname, --metadata)),
-allocate_managed_buffer and the byte helpers, as a Mooncake-based server would.
+allocate_managed_buffer and the byte helpers, as a Mooncake-based server would;
+with --buffers COUNTxSIZE it also registers COUNT buffers of its own memory in one
+batch_register_memory (their addresses are "buffers" in the JSON line).
 """
 
 import argparse
+import ctypes
 import hashlib
 import json
 import os
@@ -52,17 +57,31 @@ class PythonicTarget:
 
 
 class CompatTarget:
-    def __init__(self, transports, size, hostname, metadata):
+    def __init__(self, transports, size, hostname, metadata, protocol="tcp", buffers=""):
         if transports != "auto":
             os.environ["TE_TRANSPORTS"] = transports  # the compat class reads TE_* variables
         self.engine = compat.TransferEngine()
-        if self.engine.initialize(hostname, metadata, "tcp", "") != 0:
+        if self.engine.initialize(hostname, metadata, protocol, "") != 0:
             raise SystemExit(f"initialize failed: {self.engine.last_error}")
         p2p = metadata == compat.P2PHANDSHAKE
         self.segment = f"{hostname}:{self.engine.get_rpc_port()}" if p2p else hostname
         self.address = self.engine.allocate_managed_buffer(size)
         if self.address == 0:
             raise SystemExit(f"allocate_managed_buffer failed: {self.engine.last_error}")
+        self.buffers = []
+        if buffers:
+            count, buffer_size = map(int, buffers.split("x"))
+            self._memory = [ctypes.create_string_buffer(buffer_size) for _ in range(count)]
+            self.buffers = [ctypes.addressof(m) for m in self._memory]
+            if self.engine.batch_register_memory(self.buffers, [buffer_size] * count) != 0:
+                raise SystemExit(f"batch_register_memory failed: {self.engine.last_error}")
+
+    def write_at(self, address, data):
+        if self.engine.write_bytes_to_buffer(address, data, len(data)) != 0:
+            raise RuntimeError(f"write_bytes_to_buffer: {self.engine.last_error}")
+
+    def read_at(self, address, length):
+        return self.engine.read_bytes_from_buffer(address, length)
 
     def write(self, offset, data):
         if self.engine.write_bytes_to_buffer(self.address + offset, data, len(data)) != 0:
@@ -90,12 +109,18 @@ def main():
     parser.add_argument("--size", type=int, default=16 << 20)
     parser.add_argument("--hostname", default="127.0.0.1", help="compat: local_hostname")
     parser.add_argument("--metadata", default=compat.P2PHANDSHAKE, help="compat: metadata_server")
+    parser.add_argument("--protocol", default="tcp", help="compat: initialize's protocol")
+    parser.add_argument("--buffers", default="", help="compat: COUNTxSIZE more buffers")
     args = parser.parse_args()
     if args.api == "pythonic":
         target = PythonicTarget(args.transports, args.size)
     else:
-        target = CompatTarget(args.transports, args.size, args.hostname, args.metadata)
-    print(json.dumps({"segment": target.segment, "address": target.address, "size": args.size}))
+        target = CompatTarget(
+            args.transports, args.size, args.hostname, args.metadata, args.protocol, args.buffers
+        )
+    info = {"segment": target.segment, "address": target.address, "size": args.size}
+    info["buffers"] = getattr(target, "buffers", [])
+    print(json.dumps(info))
     sys.stdout.flush()
     for line in sys.stdin:
         command, _, rest = line.rstrip("\n").partition(" ")
@@ -112,6 +137,13 @@ def main():
             segment, _, message = rest.partition(" ")
             target.notify(segment, message)
             reply = "ok"
+        elif command == "fill_at":
+            address, seed, length = map(int, rest.split())
+            target.write_at(address, pattern(seed, length))
+            reply = "ok"
+        elif command == "digest_at":
+            address, length = map(int, rest.split())
+            reply = hashlib.sha256(target.read_at(address, length)).hexdigest()
         elif command == "quit":
             return
         else:

@@ -46,6 +46,7 @@ class Peer:
         self.segment = info["segment"]
         self.address = info["address"]
         self.size = info["size"]
+        self.buffers = info.get("buffers", [])
 
     def _read_lines(self):
         for line in self.process.stdout:

@@ -59,7 +59,7 @@ def test_initialize_failures_are_negative(initiator):
     assert fresh.get_rpc_port() == failed_with("FailedPrecondition")
     assert fresh.transfer_sync_read("127.0.0.1:1", 0, 0, 1) == failed_with("FailedPrecondition")
     assert fresh.allocate_managed_buffer(4096) == 0
-    assert fresh.initialize("127.0.0.1", compat.P2PHANDSHAKE, "rdma", "mlx5_0") == failed_with(
+    assert fresh.initialize("127.0.0.1", compat.P2PHANDSHAKE, "nvmeof", "") == failed_with(
         "NotSupported"
     )
     assert fresh.last_error.code == "NotSupported"
@@ -161,9 +161,8 @@ def test_bad_addresses_and_segments_are_negative(target, initiator):
     batch = initiator.batch_transfer_async_write(target.segment, [local], [past_end], [4096])
     assert batch > 0  # the target refuses it, not the submission
     assert initiator.get_batch_transfer_status([batch]) == failed_with("OutOfRange")
-    assert initiator.batch_transfer_async_read("127.0.0.1:1", [local], [0], [1]) == failed_with(
-        "Unavailable"
-    )
+    assert initiator.batch_transfer_async_read("127.0.0.1:1", [local], [0], [1]) == 0
+    assert initiator.last_error.code == "Unavailable"
     assert initiator.batch_transfer_sync_read(
         target.segment, [local, local], [target.address], [1, 1]
     ) == failed_with("InvalidArgument")
@@ -171,18 +170,14 @@ def test_bad_addresses_and_segments_are_negative(target, initiator):
     assert initiator.transfer_sync_read(target.segment, local, target.address, 4096) == 0
 
 
-def test_byte_helpers_check_addresses(initiator):
+def test_byte_helpers_check_lengths(initiator):
     local = initiator.allocate_managed_buffer(4096)
     assert initiator.write_bytes_to_buffer(local + 4000, b"x" * 96, 96) == 0
-    assert initiator.write_bytes_to_buffer(local + 4000, b"x" * 97, 97) == failed_with("OutOfRange")
     assert initiator.write_bytes_to_buffer(local, b"abc", 4) == failed_with("InvalidArgument")
+    # Any local address, registered or not, as in Mooncake.
     scratch = ctypes.create_string_buffer(16)
-    assert initiator.write_bytes_to_buffer(ctypes.addressof(scratch), b"abc", 3) == failed_with(
-        "OutOfRange"
-    )
-    with pytest.raises(TransferError) as error:
-        initiator.read_bytes_from_buffer(ctypes.addressof(scratch), 3)
-    assert error.value.code == "OutOfRange"
+    assert initiator.write_bytes_to_buffer(ctypes.addressof(scratch), b"abc", 3) == 0
+    assert initiator.read_bytes_from_buffer(ctypes.addressof(scratch), 3) == b"abc"
 
 
 def test_managed_buffers(initiator):
@@ -193,7 +188,6 @@ def test_managed_buffers(initiator):
     assert initiator.read_bytes_from_buffer(second, 2) == b"kv"
     assert initiator.free_managed_buffer(second, 4096) == 0
     assert initiator.free_managed_buffer(second, 4096) == failed_with("NotFound")
-    assert initiator.write_bytes_to_buffer(second, b"kv", 2) == failed_with("OutOfRange")
     assert initiator.allocate_managed_buffer(0) == 0
 
 

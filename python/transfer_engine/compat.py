@@ -1,38 +1,44 @@
 """The Python API inference servers already call (Mooncake's mooncake.engine).
 
-Switching an integration is its import line:
+An integration runs unchanged once ``python3 -m transfer_engine.mooncake_shim install``
+has made ``from mooncake.engine import TransferEngine`` resolve here (it refuses when
+a real Mooncake is installed); or switch its import line:
 
     from transfer_engine.compat import TransferEngine   # was: from mooncake.engine import ...
 
     engine = TransferEngine()
-    engine.initialize("10.0.0.1", "P2PHANDSHAKE", "tcp", "")
+    engine.initialize("10.0.0.1", "P2PHANDSHAKE", "rdma", "")
     session = f"10.0.0.1:{engine.get_rpc_port()}"       # what peers pass as target_hostname
 
 Method names, argument order and integer results follow that API: 0 on success and
 a negative number on failure -- here minus the engine's status code (STATUS_CODES),
-with the exception kept in ``last_error`` and logged. Differences:
+with the exception kept in ``last_error`` and logged. Differences and the MC_*
+variables honoured: README.md, "Mooncake compatibility". In short:
 
-- protocol "tcp" is the only one: the engine then also uses its same-host paths
-  (shared memory, cross-memory attach) for peers on this machine; set
-  TE_TRANSPORTS=tcp to use TCP only. Other protocols ("rdma", ...) fail with
-  NotSupported; device_name is ignored.
+- protocol "rdma" (and "efa") is a preference, as in Mooncake: the ucx transport when
+  this build has it and an RDMA device is present (device_name: comma-separated
+  devices), otherwise the same-host paths and TCP, with one warning. "tcp" uses the
+  same-host paths too (TE_TRANSPORTS=tcp or MC_FORCE_TCP=1: TCP only). Protocols
+  needing hardware paths this engine lacks (nvmeof, cxl, ...) fail with NotSupported.
 - metadata_server: "P2PHANDSHAKE" (p2p), "etcd://h:p" or a bare "h:p" (etcd),
   "redis://...", "http://h:p/metadata". TE_* environment variables configure the
-  rest (te::Config::FromEnv).
-- batch_transfer_async_* return a positive batch id, negative on failure.
-- write_bytes_to_buffer/read_bytes_from_buffer accept only memory registered or
-  allocated through this object; read_bytes_from_buffer raises TransferError
-  (there is no integer to return) for anything else.
+  rest (te::Config::FromEnv); MC_* variables override them.
+- get_first_buffer_address gives the peer buffer with the lowest address (Mooncake:
+  the first registered); transport_hint is accepted and the engine still picks the
+  transport per request.
 - get_notifies() returns notifications sent with the Pythonic API's notify();
-  ``name`` is the sender's segment name. ``engine`` is that Pythonic engine.
+  ``name`` is the sender's segment name. get_engine() and ``engine`` give that
+  Pythonic engine.
 """
 
-import bisect
 import ctypes
 import logging
+import os
 import threading
+import time
 
-from ._te import Opcode, Request, transports
+from . import _mooncake_options
+from ._te import Opcode, Request
 from .engine import TransferEngine as _PythonicEngine
 from .errors import TransferError
 
@@ -59,15 +65,23 @@ class TransferEngine:
         self._engine = None
         self._lock = threading.Lock()
         self._segments = {}  # target_hostname -> Segment, opened once
-        self._batches = {}  # batch id -> TransferFuture of batch_transfer_async_*
+        self._batches = {}  # batch id -> (TransferFuture, deadline or None)
         self._managed = {}  # address -> Buffer of allocate_managed_buffer
-        self._regions = _Regions()  # what write/read_bytes may touch
+        self._timeout_s = None  # MC_TRANSFER_TIMEOUT, for transfer_check_status
         self.last_error = None
 
     @property
     def engine(self):
         """The underlying transfer_engine.TransferEngine (None before initialize)."""
         return self._engine
+
+    def get_engine(self):
+        """Mooncake's accessor of the engine underneath: the Pythonic engine here."""
+        return self._engine
+
+    def get_localhost_name(self):
+        """The host part of this engine's segment name ("" before initialize)."""
+        return self._engine.segment_name.rpartition(":")[0] if self._engine else ""
 
     # ---- setup ----
 
@@ -84,17 +98,16 @@ class TransferEngine:
         def start():
             if self._engine is not None:
                 raise TransferError("FailedPrecondition", "already initialized")
-            # Mooncake's protocols name the transport between hosts: those of the
-            # transport table that reach any host and are in this build.
-            protocols = [t["name"] for t in transports() if t["built"] and t["reach"] == "any host"]
-            if protocol not in protocols:
-                names = ", ".join(f"'{p}'" for p in protocols)
-                raise TransferError("NotSupported", f"protocol '{protocol}': this build has {names}")
             options = {"local_segment_name": local_hostname}
+            transports = _mooncake_options.transports_for(protocol, device_name)
+            if transports is not None and "TE_TRANSPORTS" not in os.environ:
+                options["transports"] = transports
             if metadata_server == P2PHANDSHAKE or metadata_type == "p2p":
                 options["metadata_type"] = "p2p"
             else:
                 options.update(_central_metadata(metadata_type, metadata_server))
+            options.update(_mooncake_options.env_options(local_hostname))
+            self._timeout_s = _mooncake_options.transfer_timeout_s()
             self._engine = _PythonicEngine.from_env(**options)
 
         return self._run("initialize", start)
@@ -110,14 +123,12 @@ class TransferEngine:
     def register_memory(self, buffer_addr, capacity, location="*"):
         def register():
             self._require().register(buffer_addr, capacity, location=_location(location))
-            self._regions.add(buffer_addr, capacity)
 
         return self._run("register_memory", register)
 
     def unregister_memory(self, buffer_addr):
         def unregister():
             self._require().unregister(buffer_addr)
-            self._regions.remove(buffer_addr)
 
         return self._run("unregister_memory", unregister)
 
@@ -129,13 +140,14 @@ class TransferEngine:
                     "InvalidArgument", "buffer_addresses and capacities differ in length"
                 ),
             )
-        for i, (address, capacity) in enumerate(zip(buffer_addresses, capacities)):
-            result = self.register_memory(address, capacity, location)
-            if result != 0:
-                # All or nothing: undo the ones before.
-                self.batch_unregister_memory(buffer_addresses[:i])
-                return result
-        return 0
+
+        def register():
+            # All or none, and peers see them at once (one descriptor update).
+            self._require().register_many(
+                list(buffer_addresses), list(capacities), location=_location(location)
+            )
+
+        return self._run("batch_register_memory", register)
 
     def batch_unregister_memory(self, buffer_addresses):
         results = [self.unregister_memory(address) for address in buffer_addresses]
@@ -149,7 +161,6 @@ class TransferEngine:
             self._failed("allocate_managed_buffer", error)
             return 0
         self._managed[buffer.address] = buffer
-        self._regions.add(buffer.address, buffer.size)
         return buffer.address
 
     def free_managed_buffer(self, buffer_addr, length):
@@ -160,58 +171,97 @@ class TransferEngine:
                 "free_managed_buffer",
                 TransferError("NotFound", f"no managed buffer at {buffer_addr:#x}"),
             )
-        self._regions.remove(buffer_addr)
         del buffer  # the last reference: unregisters and frees
         return 0
 
     def write_bytes_to_buffer(self, dest_address, src_ptr, length):
+        """Copy ``length`` bytes of src_ptr (bytes-like) to any local address, as
+        Mooncake's does (the address must be valid memory of this process)."""
+
         def write():
             source = memoryview(src_ptr).cast("B")
             if not 0 <= length <= len(source):
                 raise TransferError(
                     "InvalidArgument", f"length {length} exceeds the {len(source)} bytes given"
                 )
-            self._regions.check(dest_address, length)
-            destination = (ctypes.c_char * length).from_address(dest_address)
-            memoryview(destination).cast("B")[:] = source[:length]
+            _check_address(dest_address, length)
+            ctypes.memmove(dest_address, bytes(source[:length]), length)
 
         return self._run("write_bytes_to_buffer", write)
 
     def read_bytes_from_buffer(self, source_address, length):
-        self._regions.check(source_address, length)
+        """``length`` bytes at any local address; b"" for a null or negative one."""
+        try:
+            _check_address(source_address, length)
+        except TransferError as error:
+            self._failed("read_bytes_from_buffer", error)
+            return b""
         return ctypes.string_at(source_address, length)
 
     # ---- transfers ----
 
-    def transfer_sync_write(self, target_hostname, buffer, peer_buffer_address, length):
+    def transfer_sync_write(
+        self, target_hostname, buffer, peer_buffer_address, length, transport_hint=None
+    ):
         return self.batch_transfer_sync_write(
             target_hostname, [buffer], [peer_buffer_address], [length]
         )
 
-    def transfer_sync_read(self, target_hostname, buffer, peer_buffer_address, length):
+    def transfer_sync_read(
+        self, target_hostname, buffer, peer_buffer_address, length, transport_hint=None
+    ):
         return self.batch_transfer_sync_read(
             target_hostname, [buffer], [peer_buffer_address], [length]
         )
 
-    def batch_transfer_sync_write(self, target_hostname, buffers, peer_buffer_addresses, lengths):
+    def batch_transfer_sync_write(
+        self, target_hostname, buffers, peer_buffer_addresses, lengths, transport_hint=None
+    ):
         return self._sync(Opcode.WRITE, target_hostname, buffers, peer_buffer_addresses, lengths)
 
-    def batch_transfer_sync_read(self, target_hostname, buffers, peer_buffer_addresses, lengths):
+    def batch_transfer_sync_read(
+        self, target_hostname, buffers, peer_buffer_addresses, lengths, transport_hint=None
+    ):
         return self._sync(Opcode.READ, target_hostname, buffers, peer_buffer_addresses, lengths)
 
-    def batch_transfer_async_write(self, target_hostname, buffers, peer_buffer_addresses, lengths):
-        """A batch id for get_batch_transfer_status, negative on failure."""
+    def batch_transfer_async_write(
+        self, target_hostname, buffers, peer_buffer_addresses, lengths, transport_hint=None
+    ):
+        """A batch id for get_batch_transfer_status; 0 on failure."""
         return self._async(Opcode.WRITE, target_hostname, buffers, peer_buffer_addresses, lengths)
 
-    def batch_transfer_async_read(self, target_hostname, buffers, peer_buffer_addresses, lengths):
-        """A batch id for get_batch_transfer_status, negative on failure."""
+    def batch_transfer_async_read(
+        self, target_hostname, buffers, peer_buffer_addresses, lengths, transport_hint=None
+    ):
+        """A batch id for get_batch_transfer_status; 0 on failure."""
         return self._async(Opcode.READ, target_hostname, buffers, peer_buffer_addresses, lengths)
+
+    def transfer_submit_write(
+        self, target_hostname, buffer, peer_buffer_address, length, transport_hint=None
+    ):
+        """A batch id for transfer_check_status; 0 on failure."""
+        return self._async(
+            Opcode.WRITE, target_hostname, [buffer], [peer_buffer_address], [length]
+        )
+
+    def transfer_check_status(self, batch_id):
+        """1 done, 0 pending, -1 failed (or unknown id), -2 past MC_TRANSFER_TIMEOUT.
+        A finished batch (1 or -1) is forgotten; a timed-out one goes on."""
+        entry = self._batches.get(batch_id)
+        if entry is None:
+            self._failed("transfer_check_status", TransferError("NotFound", f"batch {batch_id}"))
+            return -1
+        future, deadline = entry
+        if not future.done():
+            return -2 if deadline is not None and time.monotonic() > deadline else 0
+        self._batches.pop(batch_id, None)
+        return 1 if self._run(f"batch {batch_id}", future.wait) == 0 else -1
 
     def get_batch_transfer_status(self, batch_ids):
         """Wait for the batches; 0 when all completed, else the first failure's code."""
         result = 0
         for batch_id in batch_ids:
-            future = self._batches.pop(batch_id, None)
+            future, _ = self._batches.pop(batch_id, (None, None))
             if future is None:
                 outcome = self._failed(
                     "get_batch_transfer_status",
@@ -221,6 +271,34 @@ class TransferEngine:
                 outcome = self._run(f"batch {batch_id}", future.wait)
             result = result or outcome
         return result
+
+    def get_first_buffer_address(self, segment_name):
+        """The lowest-addressed buffer the peer exposes (fetched again, cheaply when
+        unchanged); 0 on failure or when it has none."""
+        try:
+            segment = self._segment(segment_name)
+            segment.refresh()
+            buffers = segment.buffers
+            if not buffers:
+                raise TransferError("NotFound", f"segment '{segment_name}' exposes no buffer")
+        except TransferError as error:
+            self._failed("get_first_buffer_address", error)
+            return 0
+        return buffers[0].base
+
+    def send_probe(self, target_hostname):
+        """0 when the peer's engine answers now, negative otherwise (SGLang marks the
+        session failed); a failed peer is opened afresh next time."""
+
+        def probe():
+            try:
+                self._segment(target_hostname).refresh()
+            except TransferError:
+                with self._lock:
+                    self._segments.pop(target_hostname, None)
+                raise
+
+        return self._run(f"probe of {target_hostname}", probe)
 
     def get_notifies(self):
         try:
@@ -269,8 +347,10 @@ class TransferEngine:
         try:
             future = self._require().submit(self._requests(opcode, target_hostname, *lists))
         except TransferError as error:
-            return self._failed(f"{opcode.name} with {target_hostname}", error)
-        self._batches[future.id] = future
+            self._failed(f"{opcode.name} with {target_hostname}", error)
+            return 0  # Mooncake's callers test for 0
+        deadline = None if self._timeout_s is None else time.monotonic() + self._timeout_s
+        self._batches[future.id] = (future, deadline)
         return future.id
 
     def _run(self, what, action):
@@ -305,30 +385,7 @@ def _location(location):
     return "" if location == "*" else location
 
 
-class _Regions:
-    """Address ranges registered through the compat object, for the byte helpers."""
-
-    def __init__(self):
-        self._lock = threading.Lock()
-        self._starts = []  # sorted
-        self._ends = {}  # start -> end
-
-    def add(self, start, length):
-        with self._lock:
-            bisect.insort(self._starts, start)
-            self._ends[start] = start + length
-
-    def remove(self, start):
-        with self._lock:
-            if self._ends.pop(start, None) is not None:
-                self._starts.remove(start)
-
-    def check(self, address, length):
-        with self._lock:
-            i = bisect.bisect_right(self._starts, address) - 1
-            inside = i >= 0 and address + length <= self._ends[self._starts[i]]
-        if not inside:
-            raise TransferError(
-                "OutOfRange",
-                f"[{address:#x}, +{length}) is not inside memory registered through this engine",
-            )
+def _check_address(address, length):
+    # What can be checked of a raw address: ctypes would crash on these.
+    if not isinstance(address, int) or address <= 0 or length < 0:
+        raise TransferError("InvalidArgument", f"bad address {address!r} or length {length}")

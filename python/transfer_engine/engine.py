@@ -63,6 +63,13 @@ class TransferEngine(_te.Engine):
         self._views[address] = view
         return address
 
+    def register_many(
+        self, addresses, lengths, permission=Permission.REMOTE_READ_WRITE, location=""
+    ):
+        """Register raw address ranges all at once (all or none): one descriptor
+        update for peers however many there are."""
+        self._register_batch(addresses, lengths, permission, location)
+
     def unregister(self, memory):
         """Undo register(); ``memory`` is the address or the registered object.
 

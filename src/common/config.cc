@@ -1,5 +1,6 @@
 #include "te/config.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -82,6 +83,8 @@ Status Config::FromJson(const std::string& json_text, Config* config) {
       s = ReadField(j, "local_segment_name", &config->local_segment_name);
     else if (key == "rpc_host")
       s = ReadField(j, "rpc_host", &config->rpc_host);
+    else if (key == "rpc_bind_host")
+      s = ReadField(j, "rpc_bind_host", &config->rpc_bind_host);
     else if (key == "rpc_port")
       s = ReadUnsigned(j, "rpc_port", &config->rpc_port);
     else if (key == "transports")
@@ -98,6 +101,8 @@ Status Config::FromJson(const std::string& json_text, Config* config) {
       s = ReadUnsigned(j, "transfer_timeout_ms", &config->transfer_timeout_ms);
     else if (key == "connect_timeout_ms")
       s = ReadUnsigned(j, "connect_timeout_ms", &config->connect_timeout_ms);
+    else if (key == "max_registered_buffers")
+      s = ReadUnsigned(j, "max_registered_buffers", &config->max_registered_buffers);
     else if (key == "metadata_ttl_s")
       s = ReadUnsigned(j, "metadata_ttl_s", &config->metadata_ttl_s);
     else if (key == "cluster_secret")
@@ -126,6 +131,7 @@ Status Config::FromEnv(Config* config) {
   ApplyEnvString("TE_METADATA_SERVERS", &config->metadata_servers);
   ApplyEnvString("TE_LOCAL_SEGMENT", &config->local_segment_name);
   ApplyEnvString("TE_RPC_HOST", &config->rpc_host);
+  ApplyEnvString("TE_RPC_BIND_HOST", &config->rpc_bind_host);
   ApplyEnvString("TE_LOG_LEVEL", &config->log_level);
   ApplyEnvString("TE_MACHINE_ID", &config->machine_id);
   ApplyEnvString("TE_CLUSTER_SECRET", &config->cluster_secret);
@@ -135,6 +141,8 @@ Status Config::FromEnv(Config* config) {
   TE_RETURN_IF_ERROR(ApplyEnvUnsigned("TE_SLICE_SIZE", &config->slice_size));
   TE_RETURN_IF_ERROR(ApplyEnvUnsigned("TE_TRANSFER_TIMEOUT_MS", &config->transfer_timeout_ms));
   TE_RETURN_IF_ERROR(ApplyEnvUnsigned("TE_METADATA_TTL_S", &config->metadata_ttl_s));
+  TE_RETURN_IF_ERROR(
+      ApplyEnvUnsigned("TE_MAX_REGISTERED_BUFFERS", &config->max_registered_buffers));
   return Status::OK();
 }
 
@@ -142,6 +150,14 @@ std::vector<std::string> Config::DefaultTransports() {
   std::vector<std::string> names;
   for (const TransportEntry& e : TransportTable()) {
     if (e.built && e.enabled_by_default) names.push_back(e.name);
+  }
+  return names;
+}
+
+std::vector<std::string> Config::BuiltTransports() {
+  std::vector<std::string> names;
+  for (const TransportEntry& e : TransportTable()) {
+    if (e.built) names.push_back(e.name);
   }
   return names;
 }
@@ -170,6 +186,9 @@ Status Config::Validate() const {
   if (slice_size < 4096) return Status::InvalidArgument("slice_size must be at least 4096");
   if (transfer_timeout_ms < 10) return Status::InvalidArgument("transfer_timeout_ms must be >= 10");
   if (connect_timeout_ms < 10) return Status::InvalidArgument("connect_timeout_ms must be >= 10");
+  if (max_registered_buffers < 1 || max_registered_buffers > (1u << 24)) {
+    return Status::InvalidArgument("max_registered_buffers must be in [1, 16777216]");
+  }
   // etcd grants at least ~2 s whatever is asked; a day is far beyond any useful TTL.
   if (metadata_ttl_s < 1 || metadata_ttl_s > 86400) {
     return Status::InvalidArgument("metadata_ttl_s must be in [1, 86400]");

@@ -20,10 +20,14 @@ using Strings = std::vector<std::string>;
 // Every variable FromEnv reads; the fixture clears them so the tests see a clean
 // environment whatever the caller's shell exports.
 const char* const kEnvVars[] = {
-    "TE_CONFIG",         "TE_METADATA_TYPE",   "TE_METADATA_SERVERS", "TE_LOCAL_SEGMENT",
-    "TE_RPC_HOST",       "TE_RPC_PORT",        "TE_TRANSPORTS",       "TE_LOG_LEVEL",
-    "TE_MACHINE_ID",     "TE_TCP_CONNECTIONS", "TE_SLICE_SIZE",       "TE_TRANSFER_TIMEOUT_MS",
-    "TE_METADATA_TTL_S",
+    "TE_CONFIG",           "TE_METADATA_TYPE",
+    "TE_METADATA_SERVERS", "TE_LOCAL_SEGMENT",
+    "TE_RPC_HOST",         "TE_RPC_PORT",
+    "TE_TRANSPORTS",       "TE_LOG_LEVEL",
+    "TE_MACHINE_ID",       "TE_TCP_CONNECTIONS",
+    "TE_SLICE_SIZE",       "TE_TRANSFER_TIMEOUT_MS",
+    "TE_METADATA_TTL_S",   "TE_MAX_REGISTERED_BUFFERS",
+    "TE_RPC_BIND_HOST",
 };
 
 class ConfigTest : public testing::Test {
@@ -65,6 +69,8 @@ TEST_F(ConfigTest, Defaults) {
   EXPECT_EQ(c.transfer_timeout_ms, 5000u);
   EXPECT_EQ(c.connect_timeout_ms, 3000u);
   EXPECT_EQ(c.metadata_ttl_s, 10u);
+  EXPECT_EQ(c.max_registered_buffers, 65536u);
+  EXPECT_EQ(c.rpc_bind_host, "");
   EXPECT_TRUE(c.Validate().ok()) << c.Validate().ToString();
 }
 
@@ -284,6 +290,8 @@ TEST_F(ConfigTest, FromEnvAllVariables) {
   setenv("TE_SLICE_SIZE", "16384", 1);
   setenv("TE_TRANSFER_TIMEOUT_MS", "250", 1);
   setenv("TE_METADATA_TTL_S", "60", 1);
+  setenv("TE_MAX_REGISTERED_BUFFERS", "200000", 1);
+  setenv("TE_RPC_BIND_HOST", "0.0.0.0", 1);
   Config c;
   Status s = Config::FromEnv(&c);
   ASSERT_TRUE(s.ok()) << s.ToString();
@@ -299,6 +307,8 @@ TEST_F(ConfigTest, FromEnvAllVariables) {
   EXPECT_EQ(c.slice_size, 16384u);
   EXPECT_EQ(c.transfer_timeout_ms, 250u);
   EXPECT_EQ(c.metadata_ttl_s, 60u);
+  EXPECT_EQ(c.max_registered_buffers, 200000u);
+  EXPECT_EQ(c.rpc_bind_host, "0.0.0.0");
   EXPECT_EQ(c.connect_timeout_ms, 3000u);  // not read from the environment
 }
 
@@ -475,6 +485,10 @@ TEST_F(ConfigTest, ValidateRanges) {
   EXPECT_EQ(code_with([](Config& c) { c.metadata_ttl_s = 1; }), Code::kOk);
   EXPECT_EQ(code_with([](Config& c) { c.metadata_ttl_s = 86400; }), Code::kOk);
   EXPECT_EQ(code_with([](Config& c) { c.metadata_ttl_s = 86401; }), Code::kInvalidArgument);
+  EXPECT_EQ(code_with([](Config& c) { c.max_registered_buffers = 0; }), Code::kInvalidArgument);
+  EXPECT_EQ(code_with([](Config& c) { c.max_registered_buffers = 1u << 24; }), Code::kOk);
+  EXPECT_EQ(code_with([](Config& c) { c.max_registered_buffers = (1u << 24) + 1; }),
+            Code::kInvalidArgument);
 }
 
 }  // namespace

@@ -108,7 +108,9 @@ Status EngineImpl::Init(const Config& config) {
       TE_RETURN_IF_ERROR(ParseP2pName(config.local_segment_name, &host, &port));
     }
     if (!host.empty() && host.front() == '[') host = host.substr(1, host.size() - 2);
-    bind_host_ = host.empty() ? "0.0.0.0" : host;
+    bind_host_ = !config.rpc_bind_host.empty() ? config.rpc_bind_host
+                 : host.empty()                ? "0.0.0.0"
+                                               : host;
     advertise_host_ = (host.empty() || host == "0.0.0.0") ? DefaultAdvertiseAddress() : host;
 
     // The metadata backend is created first: a backend this build lacks is reported
@@ -116,10 +118,11 @@ Status EngineImpl::Init(const Config& config) {
     std::unique_ptr<MetadataClient> probe;
     TE_RETURN_IF_ERROR(CreateMetadataClient(config, "", &probe));
 
-    rpc_server_.Register(wire::Opcode::kGetSegment,
-                         [this](const std::string&, const std::string&, std::string* response) {
-                           return RpcGetSegment(response);
-                         });
+    rpc_server_.Register(
+        wire::Opcode::kGetSegment,
+        [this](const std::string&, const std::string& request, std::string* response) {
+          return RpcGetSegment(request, response);
+        });
     rpc_server_.Register(wire::Opcode::kNotify,
                          [this](const std::string& peer, const std::string& request, std::string*) {
                            return RpcNotify(peer, request);
@@ -145,6 +148,7 @@ Status EngineImpl::Init(const Config& config) {
     static_descriptor_.pid = static_cast<uint32_t>(::getpid());
     static_descriptor_.rpc_host = advertise_host_;
     static_descriptor_.rpc_port = rpc_server_.port();
+    TE_RETURN_IF_ERROR(registry_.SetCapacity(config.max_registered_buffers));
     bool same_host = false;
     for (const std::string& name : config.transports) {
       same_host |= FindTransport(name)->reach == TransportReach::kSameHost;  // Validate'd
@@ -203,14 +207,39 @@ SegmentDescriptor EngineImpl::LocalDescriptor() const {
 }
 
 void EngineImpl::PublishLocal() {
+  // p2p peers ask us (RpcGetSegment): building the descriptor here would cost O(n)
+  // per registration for nothing.
+  if (!metadata_->Publishes()) return;
   Status s = metadata_->Publish(LocalDescriptor());
   if (!s.ok()) TE_LOG(Warning) << "publishing segment '" << segment_name_ << "': " << s.ToString();
 }
 
-Status EngineImpl::RpcGetSegment(std::string* response) const {
+Status EngineImpl::RpcGetSegment(const std::string& request, std::string* response) const {
   if (!ready_.load(std::memory_order_acquire)) return Status::Unavailable("engine is starting");
-  *response = LocalDescriptor().ToJson();
+  std::shared_ptr<const DescriptorText> text = CurrentDescriptorText();
+  // A peer that names the tag of what it holds gets an empty answer when that is
+  // still current (docs/wire-protocol.md, kGetSegment).
+  if (!request.empty() && request == text->tag) {
+    response->clear();
+    return Status::OK();
+  }
+  *response = text->json;
   return Status::OK();
+}
+
+std::shared_ptr<const EngineImpl::DescriptorText> EngineImpl::CurrentDescriptorText() const {
+  std::lock_guard<std::mutex> lock(descriptor_mu_);
+  // Read before building: a registration meanwhile leaves a stale version behind,
+  // so the next call rebuilds; the tag always matches the text it belongs to.
+  const uint64_t version = registry_.version();
+  if (!descriptor_text_ || descriptor_text_->version != version) {
+    auto text = std::make_shared<DescriptorText>();
+    text->version = version;
+    text->json = LocalDescriptor().ToJson();
+    text->tag = DescriptorTag(text->json);
+    descriptor_text_ = std::move(text);
+  }
+  return descriptor_text_;
 }
 
 Status EngineImpl::RpcNotify(const std::string& peer, const std::string& request) {
@@ -260,52 +289,83 @@ Status EngineImpl::Free(void* addr) {
   }
   // Unregister any part of it still registered, so no peer touches freed memory.
   const auto table = registry_.Snapshot();  // held: the loop must not outlive it
-  for (const auto& b : *table) {
+  table->ForEach([&](const BufferTable::Entry& b) {
     if (b->info.base >= reinterpret_cast<uint64_t>(a.addr) &&
         b->info.base < reinterpret_cast<uint64_t>(a.addr) + a.size) {
       RemoveBuffer(b->info.base);
     }
-  }
+  });
   PublishLocal();
   FreeMemory(a);
   return Status::OK();
 }
 
-Status EngineImpl::Register(void* addr, size_t size, const MemoryOptions& options) {
+Status EngineImpl::Describe(void* addr, size_t size, const MemoryOptions& options,
+                            SegmentBuffer* info) {
   if (!addr) return Status::InvalidArgument("cannot register a null address");
   if (size == 0) return Status::InvalidArgument("cannot register 0 bytes");
   if (reinterpret_cast<uint64_t>(addr) + size < reinterpret_cast<uint64_t>(addr)) {
     return Status::InvalidArgument("buffer range wraps around the address space");
   }
-  SegmentBuffer info;
-  info.base = reinterpret_cast<uint64_t>(addr);
-  info.length = size;
-  info.permission = options.permission;
-  TE_RETURN_IF_ERROR(LocateBuffer(addr, options.location, &info.location));
-  {
-    std::lock_guard<std::mutex> lock(alloc_mu_);
-    auto it = allocations_.upper_bound(info.base);
-    if (it != allocations_.begin()) {
-      --it;
-      if (info.base < it->first + it->second.size) info.shm_name = it->second.shm_name;
-    }
+  info->base = reinterpret_cast<uint64_t>(addr);
+  info->length = size;
+  info->permission = options.permission;
+  TE_RETURN_IF_ERROR(LocateBuffer(addr, options.location, &info->location));
+  std::lock_guard<std::mutex> lock(alloc_mu_);
+  auto it = allocations_.upper_bound(info->base);
+  if (it != allocations_.begin()) {
+    --it;
+    if (info->base < it->first + it->second.size) info->shm_name = it->second.shm_name;
+  }
+  return Status::OK();
+}
+
+Status EngineImpl::Register(void* addr, size_t size, const MemoryOptions& options) {
+  return RegisterBatch({{addr, size}}, options);
+}
+
+Status EngineImpl::RegisterBatch(const std::vector<std::pair<void*, size_t>>& buffers,
+                                 const MemoryOptions& options) {
+  std::vector<SegmentBuffer> infos(buffers.size());
+  for (size_t i = 0; i < buffers.size(); ++i) {
+    TE_RETURN_IF_ERROR(Describe(buffers[i].first, buffers[i].second, options, &infos[i]));
   }
   // Transports see registrations and unregistrations one at a time, and only of
   // buffers that can be registered: never one overlapping a registered buffer.
   std::lock_guard<std::mutex> lock(register_mu_);
-  for (const auto& b : *registry_.Snapshot()) {
-    if (b->info.base < info.base + info.length && info.base < b->info.base + b->info.length) {
-      return Status::AlreadyExists("region " + HexAddr(addr) + "+" + std::to_string(size) +
-                                   " overlaps a registered buffer");
-    }
+  TE_RETURN_IF_ERROR(CheckNoOverlap(infos));
+  size_t announced = 0;
+  Status s;
+  while (announced < infos.size()) {
+    s = AnnounceToTransports(&infos[announced]);
+    if (!s.ok()) break;  // it withdrew itself from the transports before the failing one
+    ++announced;
   }
-  TE_RETURN_IF_ERROR(AnnounceToTransports(&info));
-  Status s = registry_.Add(info);
+  if (s.ok()) s = registry_.AddBatch(infos);  // all or nothing
   if (!s.ok()) {
-    for (auto& t : transports_) t->OnUnregister(info);
+    for (size_t i = 0; i < announced; ++i) {
+      for (auto& t : transports_) t->OnUnregister(infos[i]);
+    }
     return s;
   }
   PublishLocal();
+  return Status::OK();
+}
+
+Status EngineImpl::CheckNoOverlap(const std::vector<SegmentBuffer>& infos) const {
+  std::vector<std::pair<uint64_t, uint64_t>> ranges;  // [base, end) of each, sorted
+  ranges.reserve(infos.size());
+  for (const SegmentBuffer& info : infos) ranges.emplace_back(info.base, info.base + info.length);
+  std::sort(ranges.begin(), ranges.end());
+  const auto table = registry_.Snapshot();
+  for (size_t i = 0; i < ranges.size(); ++i) {
+    const bool with_batch = i > 0 && ranges[i].first < ranges[i - 1].second;
+    if (with_batch || table->Overlaps(ranges[i].first, ranges[i].second - ranges[i].first)) {
+      return Status::AlreadyExists("region " + HexAddr(reinterpret_cast<void*>(ranges[i].first)) +
+                                   "+" + std::to_string(ranges[i].second - ranges[i].first) +
+                                   " overlaps a registered buffer");
+    }
+  }
   return Status::OK();
 }
 
@@ -326,9 +386,7 @@ Status EngineImpl::AnnounceToTransports(SegmentBuffer* info) {
 Status EngineImpl::RemoveBuffer(uint64_t base) {
   std::lock_guard<std::mutex> lock(register_mu_);
   SegmentBuffer removed;
-  for (const auto& b : *registry_.Snapshot()) {
-    if (b->info.base == base) removed = b->info;
-  }
+  if (const auto* found = registry_.Snapshot()->Find(base)) removed = (*found)->info;
   Status s = registry_.Remove(base, DrainTimeoutMs());
   // A drain timeout still removed the buffer: transports let go of it either way.
   if (s.code() != Status::Code::kNotFound) {
@@ -355,7 +413,8 @@ Status EngineImpl::Resolve(const std::string& name, SegmentDescriptor* out) {
   return metadata_->Lookup(name, out);
 }
 
-Status EngineImpl::Bind(const SegmentDescriptor& desc, OpenSegmentState* state) {
+Status EngineImpl::Bind(const SegmentDescriptor& desc, OpenSegmentState* state,
+                        const std::string& tag) {
   auto routes = std::make_shared<SegmentRoutes>();
   routes->descriptor = std::make_shared<SegmentDescriptor>(desc);
   std::string declined;
@@ -377,6 +436,7 @@ Status EngineImpl::Bind(const SegmentDescriptor& desc, OpenSegmentState* state) 
   }
   std::lock_guard<std::mutex> lock(state->mu);
   state->current = std::move(routes);
+  state->descriptor_tag = tag;  // empty (never matches) when the fetch had none
   return Status::OK();
 }
 
@@ -416,11 +476,9 @@ std::shared_ptr<const SegmentRoutes> EngineImpl::RoutesOf(OpenSegmentState* stat
 
 Status EngineImpl::OpenSegment(SegmentHandle* handle, const std::string& name) {
   if (!handle) return Status::InvalidArgument("handle is null");
-  SegmentDescriptor desc;
-  TE_RETURN_IF_ERROR(Resolve(name, &desc));
   auto state = std::make_shared<OpenSegmentState>();
   state->name = name;
-  TE_RETURN_IF_ERROR(Bind(desc, state.get()));
+  TE_RETURN_IF_ERROR(Refresh(state.get()));
   *handle = next_segment_.fetch_add(1);
   segments_.Insert(*handle, std::move(state));
   return Status::OK();
@@ -434,9 +492,25 @@ Status EngineImpl::CloseSegment(SegmentHandle handle) {
 Status EngineImpl::RefreshSegment(SegmentHandle handle) {
   auto state = segments_.Find(handle);
   if (!state) return Status::NotFound("unknown segment handle");
+  return Refresh(state.get());
+}
+
+Status EngineImpl::Refresh(OpenSegmentState* state) {
+  if (state->name.empty() || state->name == segment_name_) {
+    SegmentDescriptor desc;
+    TE_RETURN_IF_ERROR(Resolve(state->name, &desc));
+    return Bind(desc, state);
+  }
+  std::string tag;
+  {
+    std::lock_guard<std::mutex> lock(state->mu);
+    tag = state->descriptor_tag;
+  }
   SegmentDescriptor desc;
-  TE_RETURN_IF_ERROR(Resolve(state->name, &desc));
-  return Bind(desc, state.get());
+  bool unchanged = false;
+  TE_RETURN_IF_ERROR(metadata_->LookupIfChanged(state->name, &tag, &desc, &unchanged));
+  if (unchanged) return Status::OK();  // the routes bound to it stay
+  return Bind(desc, state, tag);
 }
 
 Status EngineImpl::GetSegmentInfo(SegmentHandle handle, SegmentInfo* info) {

@@ -41,6 +41,9 @@ class EngineImpl {
   Status Allocate(void** addr, size_t size, const MemoryOptions& options);
   Status Free(void* addr);
   Status Register(void* addr, size_t size, const MemoryOptions& options);
+  // All or none; peers see the new buffers at once.
+  Status RegisterBatch(const std::vector<std::pair<void*, size_t>>& buffers,
+                       const MemoryOptions& options);
   Status Unregister(void* addr);
 
   Status OpenSegment(SegmentHandle* handle, const std::string& name);
@@ -67,6 +70,7 @@ class EngineImpl {
     std::string name;
     std::mutex mu;
     std::shared_ptr<const SegmentRoutes> current;  // guarded by mu
+    std::string descriptor_tag;                    // of current's descriptor; guarded by mu
     // Set by failed transfers; the next submission queues a background refresh.
     std::shared_ptr<std::atomic<bool>> stale = std::make_shared<std::atomic<bool>>(false);
   };
@@ -74,7 +78,11 @@ class EngineImpl {
   SegmentDescriptor LocalDescriptor() const;
   Status Resolve(const std::string& name, SegmentDescriptor* out);
   // Collects every enabled transport that reaches the descriptor.
-  Status Bind(const SegmentDescriptor& desc, OpenSegmentState* state);
+  // tag: of desc's JSON when it came from LookupIfChanged, else empty.
+  Status Bind(const SegmentDescriptor& desc, OpenSegmentState* state, const std::string& tag = "");
+  // Opening and refreshing on request: nothing but a tag travels when the peer's
+  // descriptor is unchanged. (Refreshes after failures rebind in full.)
+  Status Refresh(OpenSegmentState* state);
   static std::shared_ptr<const SegmentRoutes> RoutesOf(OpenSegmentState* state);
   // Background refresh of segments whose transfers failed: a peer restarted or
   // re-registered under the same name becomes reachable without an explicit refresh.
@@ -82,9 +90,19 @@ class EngineImpl {
   void RefreshLoop();
   // Removes shared-memory objects left by engines that died without cleaning up.
   static void RemoveStaleSharedMemory();
-  Status RpcGetSegment(std::string* response) const;
+  // The local descriptor as JSON with its tag, rebuilt only when buffers changed.
+  struct DescriptorText {
+    uint64_t version;  // registry version it was built at
+    std::string json;
+    std::string tag;
+  };
+  std::shared_ptr<const DescriptorText> CurrentDescriptorText() const;
+  Status RpcGetSegment(const std::string& request, std::string* response) const;
+  Status Describe(void* addr, size_t size, const MemoryOptions& options, SegmentBuffer* info);
   Status RpcNotify(const std::string& peer, const std::string& request);
   void PublishLocal();
+  // AlreadyExists when one of infos overlaps another or a registered buffer.
+  Status CheckNoOverlap(const std::vector<SegmentBuffer>& infos) const;
   // Lets each transport see a buffer being registered and add its published data.
   Status AnnounceToTransports(SegmentBuffer* info);
   // Unregisters the buffer at base, then tells the transports.
@@ -106,6 +124,8 @@ class EngineImpl {
   // Serializes registering and unregistering, so each transport's hooks see them in
   // the registry's order (an unregistration holds it while its pins drain).
   std::mutex register_mu_;
+  mutable std::mutex descriptor_mu_;
+  mutable std::shared_ptr<const DescriptorText> descriptor_text_;  // guarded by descriptor_mu_
   std::mutex alloc_mu_;
   std::map<uintptr_t, Allocation> allocations_;  // guarded by alloc_mu_
 

@@ -67,6 +67,11 @@ Status TransferEngine::registerLocalMemory(void* addr, size_t size, const Memory
   TE_REQUIRE_AVAILABLE();
   return impl_->Register(addr, size, options);
 }
+Status TransferEngine::registerLocalMemoryBatch(
+    const std::vector<std::pair<void*, size_t>>& buffers, const MemoryOptions& options) {
+  TE_REQUIRE_AVAILABLE();
+  return impl_->RegisterBatch(buffers, options);
+}
 Status TransferEngine::unregisterLocalMemory(void* addr) {
   TE_REQUIRE_AVAILABLE();
   return impl_->Unregister(addr);

@@ -10,14 +10,6 @@
 namespace te {
 namespace {
 
-BufferRegistry::Table::const_iterator FindContaining(const BufferRegistry::Table& table,
-                                                     uint64_t addr) {
-  auto it = std::upper_bound(
-      table.begin(), table.end(), addr,
-      [](uint64_t a, const std::shared_ptr<RegisteredBuffer>& b) { return a < b->info.base; });
-  return it == table.begin() ? table.end() : it - 1;
-}
-
 std::string Hex(uint64_t v) {
   char buf[32];
   std::snprintf(buf, sizeof(buf), "0x%llx", static_cast<unsigned long long>(v));
@@ -41,39 +33,41 @@ void BufferPin::Release() {
   }
 }
 
-BufferRegistry::BufferRegistry() {
+BufferRegistry::BufferRegistry(uint32_t capacity) {
   PinTable* t = nullptr;
-  Status s = PinTable::Create("", &t);
-  if (!s.ok()) throw std::bad_alloc();  // an anonymous mapping of 128 KiB failed
+  Status s = PinTable::Create("", capacity, &t);
+  if (!s.ok()) throw std::bad_alloc();  // an anonymous mapping of the table failed
   pins_.reset(t);
 }
 
 BufferRegistry::~BufferRegistry() = default;
 
-Status BufferRegistry::SharePinTable(const std::string& shm_name) {
+Status BufferRegistry::SetCapacity(uint32_t capacity) {
   std::lock_guard<std::mutex> lock(mu_);
   if (!table_->empty()) return Status::FailedPrecondition("buffers are already registered");
   PinTable* t = nullptr;
-  TE_RETURN_IF_ERROR(PinTable::Create(shm_name, &t));
+  TE_RETURN_IF_ERROR(PinTable::Create("", capacity, &t));
   pins_.reset(t);
   return Status::OK();
 }
 
-Status BufferRegistry::Add(const SegmentBuffer& info) {
+Status BufferRegistry::SharePinTable(const std::string& shm_name) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!table_->empty()) return Status::FailedPrecondition("buffers are already registered");
+  PinTable* t = nullptr;
+  TE_RETURN_IF_ERROR(PinTable::Create(shm_name, pins_->slot_count(), &t));
+  pins_.reset(t);
+  return Status::OK();
+}
+
+Status BufferRegistry::Prepare(const Table& table, const SegmentBuffer& info,
+                               std::shared_ptr<RegisteredBuffer>* entry) {
   if (info.length == 0) return Status::InvalidArgument("cannot register 0 bytes");
   if (info.base == 0) return Status::InvalidArgument("cannot register a null address");
   if (info.base + info.length < info.base) {
     return Status::InvalidArgument("buffer range wraps around the address space");
   }
-  std::lock_guard<std::mutex> lock(mu_);
-  auto next = std::make_shared<Table>(*table_);
-  auto pos = std::upper_bound(
-      next->begin(), next->end(), info.base,
-      [](uint64_t a, const std::shared_ptr<RegisteredBuffer>& b) { return a < b->info.base; });
-  bool overlaps_prev =
-      pos != next->begin() && (*(pos - 1))->info.base + (*(pos - 1))->info.length > info.base;
-  bool overlaps_next = pos != next->end() && info.base + info.length > (*pos)->info.base;
-  if (overlaps_prev || overlaps_next) {
+  if (table.Overlaps(info.base, info.length)) {
     return Status::AlreadyExists("region " + Hex(info.base) + "+" + std::to_string(info.length) +
                                  " overlaps a registered buffer");
   }
@@ -82,8 +76,27 @@ Status BufferRegistry::Add(const SegmentBuffer& info) {
   buffer->pins = pins_.get();
   TE_RETURN_IF_ERROR(
       pins_->Acquire(info.base, info.length, &buffer->info.pin_slot, &buffer->info.pin_generation));
-  next->insert(pos, std::move(buffer));
-  table_ = std::move(next);
+  *entry = std::move(buffer);
+  return Status::OK();
+}
+
+Status BufferRegistry::Add(const SegmentBuffer& info) { return AddBatch({info}); }
+
+Status BufferRegistry::AddBatch(const std::vector<SegmentBuffer>& infos) {
+  std::lock_guard<std::mutex> lock(mu_);
+  Table next = *table_;
+  std::vector<uint32_t> claimed;  // pin slots to give back if one of infos fails
+  for (const SegmentBuffer& info : infos) {
+    std::shared_ptr<RegisteredBuffer> entry;
+    Status s = Prepare(next, info, &entry);
+    if (!s.ok()) {
+      for (uint32_t slot : claimed) pins_->Retire(slot, 0);  // unpublished: no pins to wait for
+      return s;
+    }
+    claimed.push_back(entry->info.pin_slot);
+    next = next.Insert(std::move(entry));
+  }
+  table_ = std::make_shared<const Table>(std::move(next));
   version_.fetch_add(1, std::memory_order_release);
   return Status::OK();
 }
@@ -92,15 +105,10 @@ Status BufferRegistry::Remove(uint64_t base, uint32_t drain_timeout_ms) {
   std::shared_ptr<RegisteredBuffer> victim;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    auto next = std::make_shared<Table>(*table_);
-    auto it = std::find_if(next->begin(), next->end(),
-                           [&](const auto& b) { return b->info.base == base; });
-    if (it == next->end()) {
-      return Status::NotFound("no buffer registered at " + Hex(base));
-    }
-    victim = *it;
-    next->erase(it);
-    table_ = std::move(next);
+    const Table::Entry* found = table_->Find(base);
+    if (!found) return Status::NotFound("no buffer registered at " + Hex(base));
+    victim = *found;
+    table_ = std::make_shared<const Table>(table_->Erase(base));
     version_.fetch_add(1, std::memory_order_release);
   }
   if (!pins_->Retire(victim->info.pin_slot, drain_timeout_ms)) {
@@ -114,9 +122,10 @@ std::vector<SegmentBuffer> BufferRegistry::RemoteVisible() const {
   std::vector<SegmentBuffer> out;
   // Hold the snapshot: a range-for over *Snapshot() would destroy it before the loop.
   const std::shared_ptr<const Table> table = Snapshot();
-  for (const auto& b : *table) {
+  out.reserve(table->size());
+  table->ForEach([&](const Table::Entry& b) {
     if (b->info.permission != Permission::kLocalOnly) out.push_back(b->info);
-  }
+  });
   return out;
 }
 
@@ -127,8 +136,8 @@ std::shared_ptr<const BufferRegistry::Table> BufferRegistry::Snapshot() const {
 
 Status BufferRegistry::CheckRange(const Table& table, uint64_t addr, uint64_t len, Access access,
                                   const std::shared_ptr<RegisteredBuffer>** buffer) {
-  auto it = FindContaining(table, addr);
-  if (it == table.end() || !RangeInside(addr, len, (*it)->info.base, (*it)->info.length) ||
+  const Table::Entry* it = table.FindContaining(addr);
+  if (!it || !RangeInside(addr, len, (*it)->info.base, (*it)->info.length) ||
       (access != Access::kLocal && (*it)->info.permission == Permission::kLocalOnly)) {
     return Status::OutOfRange("range " + Hex(addr) + "+" + std::to_string(len) +
                               " is not inside a registered buffer");
@@ -137,7 +146,7 @@ Status BufferRegistry::CheckRange(const Table& table, uint64_t addr, uint64_t le
   if (access == Access::kRemoteWrite && info.permission != Permission::kRemoteReadWrite) {
     return Status::PermissionDenied("buffer at " + Hex(info.base) + " is read-only for peers");
   }
-  if (buffer) *buffer = &*it;
+  if (buffer) *buffer = it;
   return Status::OK();
 }
 

@@ -1,5 +1,6 @@
-// BufferRegistry: the local segment's registered buffers. Registration is rare and
-// takes a mutex; the data path checks ranges through a Reader that caches an immutable
+// BufferRegistry: the local segment's registered buffers. Registration takes a mutex
+// and costs O(log n) (BufferTable shares all but a search path with the previous
+// table); the data path checks ranges through a Reader that caches an immutable
 // snapshot and only reloads it when the registry's version changes, so per-request
 // checks take no lock. Pins keep a buffer from being unregistered mid-copy.
 #pragma once
@@ -11,17 +12,13 @@
 #include <string>
 #include <vector>
 
+#include "memory/buffer_table.h"
 #include "memory/pin_table.h"
 #include "metadata/segment_descriptor.h"
 #include "te/status.h"
 #include "te/types.h"
 
 namespace te {
-
-struct RegisteredBuffer {
-  SegmentBuffer info;  // with its pin slot
-  PinTable* pins = nullptr;
-};
 
 enum class Access : uint8_t { kLocal, kRemoteRead, kRemoteWrite };
 
@@ -42,16 +39,22 @@ class BufferPin {
 
 class BufferRegistry {
  public:
-  using Table = std::vector<std::shared_ptr<RegisteredBuffer>>;  // sorted by base
+  using Table = BufferTable;
 
-  BufferRegistry();  // with a private pin table
+  // At most capacity buffers at once (one pin slot each), in a private pin table.
+  explicit BufferRegistry(uint32_t capacity = kDefaultPinTableSlots);
   ~BufferRegistry();
+  // A fresh private pin table of capacity slots. Only before the first Add.
+  Status SetCapacity(uint32_t capacity);
   // Moves pins to a POSIX shared-memory table so same-host peers can pin our buffers.
   // Only before the first Add.
   Status SharePinTable(const std::string& shm_name);
   const std::string& pin_table_name() const { return pins_->shm_name(); }
+  uint32_t capacity() const { return pins_->slot_count(); }
 
   Status Add(const SegmentBuffer& info);
+  // All of infos or none, published to readers at once (one version step).
+  Status AddBatch(const std::vector<SegmentBuffer>& infos);
   // Marks the buffer dead, then waits until no pin holds it, for at most
   // drain_timeout_ms (a peer that died holding a pin cannot block us longer).
   Status Remove(uint64_t base, uint32_t drain_timeout_ms = 30000);
@@ -84,6 +87,10 @@ class BufferRegistry {
   mutable std::mutex mu_;
   std::unique_ptr<PinTable> pins_;
   std::shared_ptr<const Table> table_ = std::make_shared<Table>();  // guarded by mu_
+
+  // Checks info against table and claims its pin slot; the entry to insert.
+  Status Prepare(const Table& table, const SegmentBuffer& info,
+                 std::shared_ptr<RegisteredBuffer>* entry);
   std::atomic<uint64_t> version_{0};
 };
 

@@ -17,10 +17,11 @@ namespace {
 
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
+constexpr uint32_t kPinTableSlots = 4096;  // a small table: the tests fill it
 
 std::unique_ptr<PinTable> CreateTable(const std::string& shm_name = "") {
   PinTable* t = nullptr;
-  Status s = PinTable::Create(shm_name, &t);
+  Status s = PinTable::Create(shm_name, kPinTableSlots, &t);
   EXPECT_TRUE(s.ok()) << s.ToString();
   return std::unique_ptr<PinTable>(t);
 }
@@ -199,7 +200,7 @@ TEST(PinTableTest, CreateRefusesExistingName) {
   auto first = CreateTable(name);
   ASSERT_NE(first, nullptr);
   PinTable* t = nullptr;
-  Status s = PinTable::Create(name, &t);
+  Status s = PinTable::Create(name, kPinTableSlots, &t);
   EXPECT_FALSE(s.ok());
   EXPECT_EQ(t, nullptr);
   EXPECT_TRUE(ShmExists(name));  // the failed Create did not unlink the owner's table
@@ -211,16 +212,18 @@ TEST(PinTableTest, AttachErrors) {
   EXPECT_FALSE(s.ok());
   EXPECT_EQ(t, nullptr);
 
-  // An object too small to be a pin table.
-  const std::string name = UniqueShmName();
-  int fd = ::shm_open(name.c_str(), O_RDWR | O_CREAT | O_EXCL, 0600);
-  ASSERT_GE(fd, 0);
-  ASSERT_EQ(::ftruncate(fd, 64), 0);
-  ::close(fd);
-  s = PinTable::Attach(name, &t);
-  EXPECT_EQ(s.code(), Status::Code::kProtocolError) << s.ToString();
-  EXPECT_EQ(t, nullptr);
-  ::shm_unlink(name.c_str());
+  // Objects that are not a whole number (at least one) of slots: not pin tables.
+  for (off_t size : {off_t{0}, off_t{sizeof(PinSlot) + 8}}) {
+    const std::string name = UniqueShmName();
+    int fd = ::shm_open(name.c_str(), O_RDWR | O_CREAT | O_EXCL, 0600);
+    ASSERT_GE(fd, 0);
+    ASSERT_EQ(::ftruncate(fd, size), 0);
+    ::close(fd);
+    s = PinTable::Attach(name, &t);
+    EXPECT_EQ(s.code(), Status::Code::kProtocolError) << size << ": " << s.ToString();
+    EXPECT_EQ(t, nullptr);
+    ::shm_unlink(name.c_str());
+  }
 }
 
 }  // namespace

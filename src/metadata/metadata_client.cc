@@ -1,5 +1,7 @@
 #include "metadata/metadata_client.h"
 
+#include <cstdio>
+
 #include "common/strings.h"
 #include "metadata/central_metadata.h"
 #include "metadata/etcd_metadata.h"
@@ -29,6 +31,15 @@ Status ParseServers(const Config& config, Parse parse, std::vector<Server>* out)
 
 // Cheap by design: the engine calls this once early as a probe of the configuration,
 // so backends only parse their server list here and connect on first use.
+std::string DescriptorTag(const std::string& json) {
+  uint64_t hash = 0xcbf29ce484222325ull;
+  for (unsigned char c : json) hash = (hash ^ c) * 0x100000001b3ull;
+  char text[48];
+  std::snprintf(text, sizeof(text), "%zx-%016llx", json.size(),
+                static_cast<unsigned long long>(hash));
+  return text;
+}
+
 Status CreateMetadataClient(const Config& config, const std::string& local_name,
                             std::unique_ptr<MetadataClient>* out) {
   if (config.metadata_type == "p2p") {

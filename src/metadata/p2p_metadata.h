@@ -15,6 +15,10 @@ class P2pMetadataClient : public MetadataClient {
   Status Publish(const SegmentDescriptor&) override { return Status::OK(); }
   Status Unpublish(const std::string&) override { return Status::OK(); }
   Status Lookup(const std::string& name, SegmentDescriptor* out) override;
+  // The request names the tag; an engine that still has it answers with nothing.
+  Status LookupIfChanged(const std::string& name, std::string* tag, SegmentDescriptor* out,
+                         bool* unchanged) override;
+  bool Publishes() const override { return false; }
 
  private:
   wire::Credentials self_;

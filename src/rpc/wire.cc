@@ -40,6 +40,11 @@ bool KnownOpcode(uint8_t op) {
   return false;
 }
 
+uint64_t ControlLimit(const FrameHeader& h) {
+  return h.opcode == Opcode::kGetSegment && h.is_response() ? kMaxSegmentPayload
+                                                            : kMaxControlPayload;
+}
+
 }  // namespace
 
 // Layout: magic u32 | version u8 | opcode u8 | flags u8 | reserved u8 | status u16 |
@@ -80,7 +85,7 @@ Status DecodeHeader(const uint8_t in[kHeaderSize], FrameHeader* h) {
       return Status::ProtocolError("data payload of " + std::to_string(h->payload_len) +
                                    " bytes for a request of " + std::to_string(h->length));
     }
-  } else if (h->payload_len > kMaxControlPayload) {
+  } else if (h->payload_len > ControlLimit(*h)) {
     return Status::ProtocolError("control payload of " + std::to_string(h->payload_len) +
                                  " bytes exceeds the limit");
   }
@@ -100,7 +105,7 @@ Status RecvFrame(int fd, FrameHeader* h, std::string* payload) {
   uint8_t buf[kHeaderSize];
   TE_RETURN_IF_ERROR(RecvAll(fd, buf, kHeaderSize));
   TE_RETURN_IF_ERROR(DecodeHeader(buf, h));
-  if (h->payload_len > kMaxControlPayload) {
+  if (h->payload_len > ControlLimit(*h)) {
     return Status::ProtocolError("unexpected data frame on a control connection");
   }
   payload->resize(h->payload_len);

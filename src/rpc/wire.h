@@ -17,6 +17,9 @@ inline constexpr uint8_t kVersion = 1;
 inline constexpr size_t kHeaderSize = 48;
 // Control payloads (JSON, error text) are bounded; data payloads by the request.
 inline constexpr uint64_t kMaxControlPayload = 4 << 20;
+// Except a GET_SEGMENT response: a descriptor grows ~140 bytes per buffer, and a
+// caller only receives one from the engine it asked (about 1.9 million buffers).
+inline constexpr uint64_t kMaxSegmentPayload = 256ull << 20;
 
 enum class Opcode : uint8_t {
   kHello = 1,

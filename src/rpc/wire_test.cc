@@ -161,6 +161,15 @@ TEST(WireTest, OversizedControlPayload) {
   Status s = EncodeDecode(in, &out);
   EXPECT_EQ(s.code(), Status::Code::kProtocolError);
   EXPECT_NE(s.message().find("exceeds"), std::string::npos) << s.message();
+  // A GET_SEGMENT response (a descriptor of many buffers) may be larger, to a bound.
+  in.flags = kFlagResponse;
+  EXPECT_TRUE(EncodeDecode(in, &out).ok());
+  in.payload_len = kMaxSegmentPayload;
+  EXPECT_TRUE(EncodeDecode(in, &out).ok());
+  in.payload_len = kMaxSegmentPayload + 1;
+  EXPECT_EQ(EncodeDecode(in, &out).code(), Status::Code::kProtocolError);
+  in.flags = 0;
+  in.payload_len = kMaxControlPayload + 1;
 
   // A READ request and a WRITE response carry control payloads only.
   in.opcode = Opcode::kRead;

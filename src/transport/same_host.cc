@@ -34,8 +34,8 @@ Status SameHostPeer::AttachPins(const SegmentDescriptor& desc, std::unique_ptr<P
   TE_RETURN_IF_ERROR(PinTable::Attach(desc.pin_table, &raw));
   std::unique_ptr<PinTable> table(raw);
   for (const SegmentBuffer& b : desc.buffers) {
-    PinSlot* s = table->slot(b.pin_slot < kPinTableSlots ? b.pin_slot : 0);
-    if (b.pin_slot >= kPinTableSlots || s->base.load() != b.base || s->length.load() != b.length ||
+    PinSlot* s = table->slot_or_null(b.pin_slot);
+    if (!s || s->base.load() != b.base || s->length.load() != b.length ||
         s->generation.load() != b.pin_generation) {
       return Status::Unavailable("pin table " + desc.pin_table + " does not match the descriptor");
     }
