@@ -98,6 +98,8 @@ Status Config::FromJson(const std::string& json_text, Config* config) {
       s = ReadUnsigned(j, "transfer_timeout_ms", &config->transfer_timeout_ms);
     else if (key == "connect_timeout_ms")
       s = ReadUnsigned(j, "connect_timeout_ms", &config->connect_timeout_ms);
+    else if (key == "metrics_port")
+      s = ReadUnsigned(j, "metrics_port", &config->metrics_port);
     else if (key == "metadata_ttl_s")
       s = ReadUnsigned(j, "metadata_ttl_s", &config->metadata_ttl_s);
     else if (key == "cluster_secret")
@@ -135,6 +137,7 @@ Status Config::FromEnv(Config* config) {
   TE_RETURN_IF_ERROR(ApplyEnvUnsigned("TE_SLICE_SIZE", &config->slice_size));
   TE_RETURN_IF_ERROR(ApplyEnvUnsigned("TE_TRANSFER_TIMEOUT_MS", &config->transfer_timeout_ms));
   TE_RETURN_IF_ERROR(ApplyEnvUnsigned("TE_METADATA_TTL_S", &config->metadata_ttl_s));
+  TE_RETURN_IF_ERROR(ApplyEnvUnsigned("TE_METRICS_PORT", &config->metrics_port));
   return Status::OK();
 }
 
