@@ -7,7 +7,8 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 start_target
 initiator_port=$(free_port)
-"$BENCH" --remote_segment="$SEGMENT" --duration=1 --warmup=0 --threads=1 --batch=2 \
+# Long enough to be seen running on a busy machine; stopped once the figures are in.
+"$BENCH" --remote_segment="$SEGMENT" --duration=60 --warmup=0 --threads=1 --batch=2 \
   --workload=mix --metrics_port="$initiator_port" >"$WORK/initiator.out" 2>&1 &
 initiator=$!
 PIDS+=($initiator)
@@ -17,7 +18,7 @@ has_bytes() {
     grep -Eq '^te_transfer_bytes_total\{opcode="read",transport="[a-z_]+"\} [1-9]' "$WORK/initiator.prom"
 }
 wait_until 30 has_bytes || { echo "no bytes counted:" >&2; cat "$WORK/initiator.out" "$WORK/initiator.prom" >&2; exit 1; }
-wait "$initiator" || { echo "initiator failed:" >&2; cat "$WORK/initiator.out" >&2; exit 1; }
+kill "$initiator"
 http_get "http://127.0.0.1:$TARGET_METRICS_PORT/metrics" >"$WORK/target.prom"
 for f in initiator target; do
   echo "--- promtool check metrics ($f)"
