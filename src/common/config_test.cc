@@ -23,7 +23,7 @@ const char* const kEnvVars[] = {
     "TE_CONFIG",         "TE_METADATA_TYPE",   "TE_METADATA_SERVERS", "TE_LOCAL_SEGMENT",
     "TE_RPC_HOST",       "TE_RPC_PORT",        "TE_TRANSPORTS",       "TE_LOG_LEVEL",
     "TE_MACHINE_ID",     "TE_TCP_CONNECTIONS", "TE_SLICE_SIZE",       "TE_TRANSFER_TIMEOUT_MS",
-    "TE_METADATA_TTL_S",
+    "TE_METADATA_TTL_S", "TE_METRICS_PORT",
 };
 
 class ConfigTest : public testing::Test {
@@ -475,6 +475,20 @@ TEST_F(ConfigTest, ValidateRanges) {
   EXPECT_EQ(code_with([](Config& c) { c.metadata_ttl_s = 1; }), Code::kOk);
   EXPECT_EQ(code_with([](Config& c) { c.metadata_ttl_s = 86400; }), Code::kOk);
   EXPECT_EQ(code_with([](Config& c) { c.metadata_ttl_s = 86401; }), Code::kInvalidArgument);
+}
+
+TEST_F(ConfigTest, MetricsPortFromJsonAndEnvironment) {
+  Config c;
+  EXPECT_EQ(c.metrics_port, 0);  // off unless asked for
+  ASSERT_TRUE(Config::FromJson(R"({"metrics_port": 9100})", &c).ok());
+  EXPECT_EQ(c.metrics_port, 9100);
+  setenv("TE_METRICS_PORT", "9200", 1);
+  ASSERT_TRUE(Config::FromEnv(&c).ok());
+  EXPECT_EQ(c.metrics_port, 9200);
+  setenv("TE_METRICS_PORT", "70000", 1);
+  EXPECT_EQ(Config::FromEnv(&c).code(), Status::Code::kInvalidArgument);
+  EXPECT_EQ(Config::FromJson(R"({"metrics_port": -1})", &c).code(),
+            Status::Code::kInvalidArgument);
 }
 
 }  // namespace
