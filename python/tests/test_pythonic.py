@@ -102,9 +102,9 @@ def test_read_and_write_helpers(start_peer, engine):
 
 def test_statistics_count_the_transfers(start_peer, engine):
     peer = start_peer()
+    before = engine.statistics()
     segment = engine.open_segment(peer.segment)
     local = engine.allocate(MiB)
-    before = engine.statistics()
     assert engine.write(segment, local.address, peer.address, MiB) == MiB
     assert engine.read(segment, local.address, peer.address, 4096) == 4096
     after = engine.statistics()
