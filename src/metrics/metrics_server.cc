@@ -84,31 +84,32 @@ void AddTransportFamilies(const EngineStatistics& s, std::vector<MetricFamily>* 
   }
 }
 
-void AddScalar(std::vector<MetricFamily>* out, const char* name, const char* help, MetricType type,
-               double value) {
-  auto f = Family(name, help, type);
-  AddValue(&f, {}, value);
-  out->push_back(std::move(f));
-}
-
 std::vector<MetricFamily> Families(const EngineStatistics& s) {
   std::vector<MetricFamily> out;
   AddTransportFamilies(s, &out);
   const auto counter = MetricType::Counter, gauge = MetricType::Gauge;
-  AddScalar(&out, "te_retried_slices_total", "Slices resubmitted on another transport", counter,
-            double(s.retried_slices));
-  AddScalar(&out, "te_slices_in_flight", "Slices submitted and not yet done", gauge,
-            double(s.slices_in_flight));
-  AddScalar(&out, "te_open_segments", "Segments opened and not closed", gauge,
-            double(s.open_segments));
-  AddScalar(&out, "te_registered_buffers", "Registered local buffers", gauge,
-            double(s.registered_buffers));
-  AddScalar(&out, "te_registered_bytes", "Bytes in registered local buffers", gauge,
-            double(s.registered_bytes));
-  AddScalar(&out, "te_served_requests_total", "Peers' requests served", counter,
-            double(s.served_requests));
-  AddScalar(&out, "te_served_bytes_total", "Bytes moved for peers' requests", counter,
-            double(s.served_bytes));
+  const struct {
+    const char* name;
+    const char* help;
+    MetricType type;
+    double value;
+  } scalars[] = {
+      {"te_retried_slices_total", "Slices resubmitted on another transport", counter,
+       double(s.retried_slices)},
+      {"te_slices_in_flight", "Slices submitted and not yet done", gauge,
+       double(s.slices_in_flight)},
+      {"te_open_segments", "Segments opened and not closed", gauge, double(s.open_segments)},
+      {"te_registered_buffers", "Registered local buffers", gauge, double(s.registered_buffers)},
+      {"te_registered_bytes", "Bytes in registered local buffers", gauge,
+       double(s.registered_bytes)},
+      {"te_served_requests_total", "Peers' requests served", counter, double(s.served_requests)},
+      {"te_served_bytes_total", "Bytes moved for peers' requests", counter, double(s.served_bytes)},
+  };
+  for (const auto& scalar : scalars) {
+    auto f = Family(scalar.name, scalar.help, scalar.type);
+    AddValue(&f, {}, scalar.value);
+    out.push_back(std::move(f));
+  }
   auto refusals =
       Family("te_served_refusals_total", "Peers' requests or connections refused", counter);
   for (const auto& [reason, n] : s.refusals_by_reason) {
