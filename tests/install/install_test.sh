@@ -13,7 +13,8 @@ cmake --install "$build" --prefix "$prefix/usr" >/dev/null
 libdir=$(find "$prefix/usr" -name libtransfer_engine.so -printf '%h\n' | head -1)
 for path in "$prefix/usr/include/te/transfer_engine.h" "$libdir/libtransfer_engine.a" \
             "$libdir/cmake/TransferEngine/TransferEngineConfig.cmake" \
-            "$libdir/pkgconfig/transfer_engine.pc" "$prefix/usr/bin/transfer_engine_bench"; do
+            "$libdir/pkgconfig/transfer_engine.pc" "$prefix/usr/bin/transfer_engine_bench" \
+            "$prefix/usr/bin/transfer_engine_info"; do
   [[ -e $path ]] || { echo "not installed: $path" >&2; exit 1; }
 done
 
