@@ -12,10 +12,18 @@
 //   BM_SubmitOnly        one request per submitTransfer into a batch allocated once
 //                        for 4096 of them, and its task's status until done: the
 //                        cost of a request without allocateBatch/freeBatch
+//
+// Each runs with metrics=0 and metrics=1: the second engine has its Prometheus
+// endpoint on (metrics_port), so it also times every slice and batch for the latency
+// histograms. The difference between the two is what metrics cost per request.
 #include <benchmark/benchmark.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -34,19 +42,35 @@ constexpr size_t kMaxSize = 64 * 1024;
   std::exit(1);
 }
 
-// One engine for the whole run, with a registered source and destination and a
-// handle to its own segment.
+// A loopback port free now (the kernel's pick, released again) for the endpoint.
+uint16_t FreePort() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(addr);
+  if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+    Die("picking a port for the metrics endpoint", te::Status::FromErrno("bind", errno));
+  }
+  ::close(fd);
+  return ntohs(addr.sin_port);
+}
+
+// One engine per metrics setting for the whole run, with a registered source and
+// destination and a handle to its own segment.
 struct Fixture {
   std::unique_ptr<te::TransferEngine> engine;
   char* source = nullptr;
   char* destination = nullptr;
   te::SegmentHandle self = 0;
 
-  Fixture() {
+  explicit Fixture(bool metrics) {
     te::Config config;
     config.rpc_host = "127.0.0.1";
     config.transports = {"local"};
     config.log_level = "error";
+    if (metrics) config.metrics_port = FreePort();
     engine = std::make_unique<te::TransferEngine>(config);
     if (!engine->available()) Die("engine", engine->status());
     te::MemoryOptions options;
@@ -102,9 +126,13 @@ struct Fixture {
   }
 };
 
-const Fixture& TheFixture() {
-  static const Fixture fixture;
-  return fixture;
+const Fixture& TheFixture(int64_t metrics) {
+  if (metrics) {
+    static const Fixture with_metrics(true);
+    return with_metrics;
+  }
+  static const Fixture without(false);
+  return without;
 }
 
 void CountRequests(benchmark::State& state, size_t batch) {
@@ -115,7 +143,7 @@ void CountRequests(benchmark::State& state, size_t batch) {
 }
 
 void BM_RequestRoundTrip(benchmark::State& state) {
-  const Fixture& f = TheFixture();
+  const Fixture& f = TheFixture(state.range(2));
   const size_t batch = static_cast<size_t>(state.range(0));
   const std::vector<te::Request> requests = f.Requests(batch, static_cast<size_t>(state.range(1)));
   for (auto _ : state) f.RoundTrip(requests);
@@ -129,7 +157,7 @@ double ThreadCpuSeconds() {
 }
 
 void BM_RequestOverhead(benchmark::State& state) {
-  const Fixture& f = TheFixture();
+  const Fixture& f = TheFixture(state.range(2));
   const size_t batch = static_cast<size_t>(state.range(0));
   const size_t size = static_cast<size_t>(state.range(1));
   const std::vector<te::Request> requests = f.Requests(batch, size);
@@ -154,7 +182,7 @@ void BM_RequestOverhead(benchmark::State& state) {
 
 void BM_SubmitOnly(benchmark::State& state) {
   constexpr size_t kTasks = 4096;
-  const Fixture& f = TheFixture();
+  const Fixture& f = TheFixture(state.range(1));
   const std::vector<te::Request> request = f.Requests(1, static_cast<size_t>(state.range(0)));
   te::BatchID batch = 0;
   size_t task = kTasks;
@@ -178,15 +206,17 @@ void BM_SubmitOnly(benchmark::State& state) {
 }
 
 void Sizes(benchmark::internal::Benchmark* b) {
-  b->ArgNames({"batch", "size"});
+  b->ArgNames({"batch", "size", "metrics"});
   for (int64_t batch : {1, 16, 64}) {
-    for (int64_t size : {8, 64, 4096}) b->Args({batch, size});
+    for (int64_t size : {8, 64, 4096}) {
+      for (int64_t metrics : {0, 1}) b->Args({batch, size, metrics});
+    }
   }
 }
 
 BENCHMARK(BM_RequestRoundTrip)->Apply(Sizes);
 BENCHMARK(BM_RequestOverhead)->Apply(Sizes);
-BENCHMARK(BM_SubmitOnly)->ArgName("size")->Arg(8)->Arg(64)->Arg(4096);
+BENCHMARK(BM_SubmitOnly)->ArgNames({"size", "metrics"})->ArgsProduct({{8, 64, 4096}, {0, 1}});
 
 }  // namespace
 

@@ -71,6 +71,9 @@ DEFINE_string(transport, "auto",
               "that can serve it) or one transport of this build that reaches other processes "
               "(an unknown value lists them); give the same value to target and initiator");
 DEFINE_bool(json, false, "Also print one JSON line per case, after the table");
+DEFINE_uint32(metrics_port, 0,
+              "Serve Prometheus /metrics and /health on this port (0: off; default: "
+              "$TE_METRICS_PORT)");
 DEFINE_string(cluster_secret, "",
               "Cluster secret both sides must prove (default: $TE_CLUSTER_SECRET; the "
               "variable keeps it out of the process list)");
@@ -154,6 +157,10 @@ te::Status BuildConfig(te::Config* config) {
   if (FlagGiven("metadata_servers")) config->metadata_servers = FLAGS_metadata_servers;
   if (FlagGiven("local_segment")) config->local_segment_name = FLAGS_local_segment;
   if (FlagGiven("cluster_secret")) config->cluster_secret = FLAGS_cluster_secret;
+  if (FlagGiven("metrics_port")) {
+    if (FLAGS_metrics_port > 65535) return te::Status::InvalidArgument("--metrics_port must be <= 65535");
+    config->metrics_port = static_cast<uint16_t>(FLAGS_metrics_port);
+  }
   // Pinning one transport on both sides measures it alone; "local" stays so a target
   // opened by its own name still works.
   if (FLAGS_transport != "auto") config->transports = {FLAGS_transport};

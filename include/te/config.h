@@ -60,6 +60,11 @@ struct Config {
   // metadata call is bounded by connect_timeout_ms per server tried.
   uint32_t metadata_ttl_s = 10;
 
+  // Prometheus endpoint: an HTTP server on rpc_host (all interfaces when empty) at this
+  // port serving /metrics (text format) and /health (200 "available" or 503 and why).
+  // 0: off. While it is on, the engine also times slices and batches.
+  uint16_t metrics_port = 0;
+
   // Shared by every engine of a cluster. When set, each connection (control and data)
   // starts with a mutual challenge-response proof of it; peers without it are refused
   // and move no byte. The secret itself never crosses the wire. Empty: any peer that
@@ -73,8 +78,8 @@ struct Config {
   // Overrides fields from TE_METADATA_TYPE, TE_METADATA_SERVERS, TE_LOCAL_SEGMENT,
   // TE_RPC_HOST, TE_RPC_BIND_HOST, TE_RPC_PORT, TE_TRANSPORTS (comma-separated), TE_LOG_LEVEL,
   // TE_MACHINE_ID, TE_TCP_CONNECTIONS, TE_SLICE_SIZE, TE_TRANSFER_TIMEOUT_MS,
-  // TE_METADATA_TTL_S, TE_MAX_REGISTERED_BUFFERS, TE_CLUSTER_SECRET; TE_CONFIG names a JSON file
-  // applied first.
+  // TE_METADATA_TTL_S, TE_MAX_REGISTERED_BUFFERS, TE_METRICS_PORT, TE_CLUSTER_SECRET;
+  // TE_CONFIG names a JSON file applied first.
   static Status FromEnv(Config* config);
   // Checks ranges and names; the engine calls it before starting.
   Status Validate() const;

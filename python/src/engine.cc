@@ -190,6 +190,12 @@ std::string Engine::rpc_address() const { return Get()->getRpcAddress(); }
 uint16_t Engine::rpc_port() const { return Get()->getRpcPort(); }
 std::string Engine::primary_transport() const { return Get()->primaryTransport(); }
 
+EngineStatistics Engine::Statistics() const {
+  EngineStatistics stats;
+  ThrowIfError(Get()->getStatistics(&stats));
+  return stats;
+}
+
 std::shared_ptr<Buffer> Engine::Allocate(size_t size, bool shm, Permission permission,
                                          const std::string& location) {
   EnginePtr engine = Get();

@@ -122,6 +122,7 @@ class Engine {
   std::string rpc_address() const;
   uint16_t rpc_port() const;
   std::string primary_transport() const;
+  EngineStatistics Statistics() const;
 
   std::shared_ptr<Buffer> Allocate(size_t size, bool shm, Permission permission,
                                    const std::string& location);

@@ -155,6 +155,39 @@ void BindResources(py::module_& m) {
       .def("status", &TransferFuture::Statuses, "A TransferStatus per request.");
 }
 
+py::dict HistogramDict(const LatencyHistogram& h) {
+  return py::dict("upper_bounds_seconds"_a = h.upper_bounds_seconds, "counts"_a = h.counts,
+                  "count"_a = h.count, "sum_seconds"_a = h.sum_seconds);
+}
+
+// te::EngineStatistics as nested dicts with the C++ field names: the figures of
+// getStatistics() and of the Prometheus endpoint.
+py::dict StatisticsDict(const EngineStatistics& s) {
+  py::dict transports;
+  for (const auto& [name, t] : s.transports) {
+    transports[py::str(name)] =
+        py::dict("read_bytes"_a = t.read_bytes, "write_bytes"_a = t.write_bytes,
+                 "read_requests"_a = t.read_requests, "write_requests"_a = t.write_requests,
+                 "failures_by_reason"_a = t.failures_by_reason,
+                 "outbound_connections"_a = t.outbound_connections,
+                 "inbound_connections"_a = t.inbound_connections,
+                 "slice_latency"_a = HistogramDict(t.slice_latency),
+                 "batch_latency"_a = HistogramDict(t.batch_latency));
+  }
+  py::list metadata;
+  for (const MetadataOperationCount& m : s.metadata_operations) {
+    metadata.append(
+        py::dict("operation"_a = m.operation, "result"_a = m.result, "count"_a = m.count));
+  }
+  return py::dict(
+      "bytes_by_transport"_a = s.bytes_by_transport, "retried_slices"_a = s.retried_slices,
+      "transports"_a = transports, "slices_in_flight"_a = s.slices_in_flight,
+      "open_segments"_a = s.open_segments, "registered_buffers"_a = s.registered_buffers,
+      "registered_bytes"_a = s.registered_bytes, "metadata_backend"_a = s.metadata_backend,
+      "metadata_operations"_a = metadata, "served_requests"_a = s.served_requests,
+      "served_bytes"_a = s.served_bytes, "refusals_by_reason"_a = s.refusals_by_reason);
+}
+
 void BindEngine(py::module_& m) {
   py::class_<Engine>(m, "Engine", "The engine; use transfer_engine.TransferEngine.")
       .def(py::init<bool, const std::string&, const std::string&>(), "from_env"_a, "config_file"_a,
@@ -165,6 +198,10 @@ void BindEngine(py::module_& m) {
       .def_property_readonly("rpc_port", &Engine::rpc_port)
       .def_property_readonly("primary_transport", &Engine::primary_transport,
                              "the transport that carried most bytes so far")
+      .def(
+          "statistics", [](const Engine& e) { return StatisticsDict(e.Statistics()); },
+          "Counters since the engine started, as dicts: what getStatistics() and the "
+          "Prometheus endpoint (metrics_port) report.")
       .def("allocate", &Engine::Allocate, "size"_a, "shm"_a = false,
            "permission"_a = Permission::kRemoteReadWrite, "location"_a = "",
            "Allocate and register page-aligned memory (in POSIX shared memory with shm).")

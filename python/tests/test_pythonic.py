@@ -100,6 +100,26 @@ def test_read_and_write_helpers(start_peer, engine):
     assert memoryview(local)[MiB:] == data
 
 
+def test_statistics_count_the_transfers(start_peer, engine):
+    peer = start_peer()
+    before = engine.statistics()
+    segment = engine.open_segment(peer.segment)
+    local = engine.allocate(MiB)
+    assert engine.write(segment, local.address, peer.address, MiB) == MiB
+    assert engine.read(segment, local.address, peer.address, 4096) == 4096
+    after = engine.statistics()
+    tcp, was = after["transports"]["tcp"], before["transports"]["tcp"]
+    assert tcp["write_bytes"] - was["write_bytes"] == MiB
+    assert tcp["read_bytes"] - was["read_bytes"] == 4096
+    assert tcp["write_requests"] - was["write_requests"] == 1
+    assert after["bytes_by_transport"]["tcp"] == tcp["read_bytes"] + tcp["write_bytes"]
+    assert after["open_segments"] == before["open_segments"] + 1
+    assert after["registered_bytes"] >= before["registered_bytes"] + MiB
+    assert after["slices_in_flight"] == 0
+    lookups = [m for m in after["metadata_operations"] if m["operation"] == "lookup"]
+    assert [m["result"] for m in lookups] == ["ok"] and lookups[0]["count"] >= 1
+
+
 def test_submitted_batches_complete(start_peer, engine):
     peer = start_peer()
     segment = engine.open_segment(peer.segment)

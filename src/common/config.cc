@@ -103,6 +103,8 @@ Status Config::FromJson(const std::string& json_text, Config* config) {
       s = ReadUnsigned(j, "connect_timeout_ms", &config->connect_timeout_ms);
     else if (key == "max_registered_buffers")
       s = ReadUnsigned(j, "max_registered_buffers", &config->max_registered_buffers);
+    else if (key == "metrics_port")
+      s = ReadUnsigned(j, "metrics_port", &config->metrics_port);
     else if (key == "metadata_ttl_s")
       s = ReadUnsigned(j, "metadata_ttl_s", &config->metadata_ttl_s);
     else if (key == "cluster_secret")
@@ -143,6 +145,7 @@ Status Config::FromEnv(Config* config) {
   TE_RETURN_IF_ERROR(ApplyEnvUnsigned("TE_METADATA_TTL_S", &config->metadata_ttl_s));
   TE_RETURN_IF_ERROR(
       ApplyEnvUnsigned("TE_MAX_REGISTERED_BUFFERS", &config->max_registered_buffers));
+  TE_RETURN_IF_ERROR(ApplyEnvUnsigned("TE_METRICS_PORT", &config->metrics_port));
   return Status::OK();
 }
 

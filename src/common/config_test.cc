@@ -27,7 +27,7 @@ const char* const kEnvVars[] = {
     "TE_MACHINE_ID",       "TE_TCP_CONNECTIONS",
     "TE_SLICE_SIZE",       "TE_TRANSFER_TIMEOUT_MS",
     "TE_METADATA_TTL_S",   "TE_MAX_REGISTERED_BUFFERS",
-    "TE_RPC_BIND_HOST",
+    "TE_RPC_BIND_HOST",     "TE_METRICS_PORT",
 };
 
 class ConfigTest : public testing::Test {
@@ -489,6 +489,20 @@ TEST_F(ConfigTest, ValidateRanges) {
   EXPECT_EQ(code_with([](Config& c) { c.max_registered_buffers = 1u << 24; }), Code::kOk);
   EXPECT_EQ(code_with([](Config& c) { c.max_registered_buffers = (1u << 24) + 1; }),
             Code::kInvalidArgument);
+}
+
+TEST_F(ConfigTest, MetricsPortFromJsonAndEnvironment) {
+  Config c;
+  EXPECT_EQ(c.metrics_port, 0);  // off unless asked for
+  ASSERT_TRUE(Config::FromJson(R"({"metrics_port": 9100})", &c).ok());
+  EXPECT_EQ(c.metrics_port, 9100);
+  setenv("TE_METRICS_PORT", "9200", 1);
+  ASSERT_TRUE(Config::FromEnv(&c).ok());
+  EXPECT_EQ(c.metrics_port, 9200);
+  setenv("TE_METRICS_PORT", "70000", 1);
+  EXPECT_EQ(Config::FromEnv(&c).code(), Status::Code::kInvalidArgument);
+  EXPECT_EQ(Config::FromJson(R"({"metrics_port": -1})", &c).code(),
+            Status::Code::kInvalidArgument);
 }
 
 }  // namespace

@@ -32,17 +32,16 @@ bool Task::Retry(Slice* slice, const te::Status& status) {
   if (next < 0) return false;
   slice->route = next;
   const Route& route = routes->routes[static_cast<size_t>(next)];
-  if (EngineCounters* counters = batch->counters_) {
-    counters->retried_slices.fetch_add(1, std::memory_order_relaxed);
-    counters->transport_bytes[route.transport_index].fetch_add(slice->length,
-                                                               std::memory_order_relaxed);
+  transport.store(static_cast<uint32_t>(route.transport_index), std::memory_order_relaxed);
+  if (EngineMetrics* metrics = batch->metrics_) {
+    metrics->CountRetry(route.transport_index, slice->opcode, slice->length);
   }
   route.peer->Submit(&slice, 1);
   return true;
 }
 
-Batch::Batch(size_t capacity, EngineCounters* counters)
-    : capacity_(capacity), counters_(counters), tasks_(new Task[capacity]) {
+Batch::Batch(size_t capacity, EngineMetrics* metrics)
+    : capacity_(capacity), metrics_(metrics), tasks_(new Task[capacity]) {
   for (size_t i = 0; i < capacity; ++i) tasks_[i].batch = this;
 }
 
@@ -87,14 +86,16 @@ void Batch::OnSliceDone(Slice* slice, const te::Status& status) {
   }
   Batch* batch = task->batch;
   std::shared_ptr<Batch> wake;  // set when a sleeper waits for this completion
+  bool batch_done = false;
   if (task->pending_slices.fetch_sub(1, std::memory_order_acq_rel) == 1) {
     task->state.store(task->has_error.load(std::memory_order_acquire) ? TransferState::kFailed
                                                                       : TransferState::kCompleted,
                       std::memory_order_release);
     // seq_cst on both sides: either the sleeper sees this task done, or we see it.
-    batch->done_tasks_.fetch_add(1, std::memory_order_seq_cst);
+    batch_done = batch->done_tasks_.fetch_add(1, std::memory_order_seq_cst) + 1 == batch->size();
     if (batch->sleepers_.load(std::memory_order_seq_cst) > 0) wake = batch->shared_from_this();
   }
+  if (batch->metrics_) batch->CountDone(task, status, batch_done);
   // Last touch of the batch unless `wake` holds it: once in-flight reaches zero,
   // freeBatch may release it. The sleeper is woken only after this, so that it never
   // finds the batch done but still in flight and has to wait in freeBatch.
@@ -104,6 +105,18 @@ void Batch::OnSliceDone(Slice* slice, const te::Status& status) {
     // waiting; notifying after unlocking spares the woken thread blocking on it.
     { std::lock_guard<std::mutex> lock(wake->wait_mu_); }
     wake->task_done_.notify_all();
+  }
+}
+
+void Batch::CountDone(Task* task, const te::Status& status, bool batch_done) {
+  const size_t transport = task->transport.load(std::memory_order_relaxed);
+  if (!status.ok()) metrics_->CountFailure(transport, status.code());
+  metrics_->AddInFlight(-1);
+  if (!metrics_->timing()) return;
+  const uint64_t now = EngineMetrics::NowNs();
+  metrics_->ObserveSlice(transport, now - task->submitted_ns);
+  if (batch_done) {
+    metrics_->ObserveBatch(transport, now - started_ns_.load(std::memory_order_relaxed));
   }
 }
 

@@ -15,6 +15,7 @@
 #include <string>
 
 #include "engine/routes.h"
+#include "metrics/engine_metrics.h"
 #include "te/types.h"
 #include "transport/transport.h"
 
@@ -61,6 +62,10 @@ struct Task {
   // can serve it before the task is failed. Weak: closing the segment (or the engine)
   // must still destroy its transport peers, which fail what they hold.
   std::weak_ptr<const SegmentRoutes> routes;
+  // For the metrics: the transport (index) carrying the task's slices, moved by
+  // retries, and when it was submitted (EngineMetrics::NowNs, while timing).
+  std::atomic<uint32_t> transport{0};
+  uint64_t submitted_ns = 0;
 
   // Prepares `count` slices owned by this task and returns them.
   Slice* PrepareSlices(uint32_t count);
@@ -77,8 +82,8 @@ struct Task {
 // past its last in-flight decrement.
 class Batch : public std::enable_shared_from_this<Batch> {
  public:
-  // counters (optional) receive retried slices and their bytes.
-  explicit Batch(size_t capacity, EngineCounters* counters = nullptr);
+  // metrics (optional) receive slices in flight, retries, failures and latencies.
+  explicit Batch(size_t capacity, EngineMetrics* metrics = nullptr);
   size_t capacity() const { return capacity_; }
   size_t size() const { return size_.load(std::memory_order_acquire); }
   Task& task(size_t i) { return tasks_[i]; }
@@ -90,7 +95,14 @@ class Batch : public std::enable_shared_from_this<Batch> {
   void Publish(size_t end) { size_.store(end, std::memory_order_release); }
   void Unreserve(size_t first) { reserved_ = first; }
 
-  void AddInFlight(int64_t slices) { in_flight_.fetch_add(slices, std::memory_order_relaxed); }
+  void AddInFlight(int64_t slices) {
+    in_flight_.fetch_add(slices, std::memory_order_relaxed);
+    if (metrics_) metrics_->AddInFlight(slices);
+  }
+  // A submission at now_ns starts the batch's latency unless it was still busy.
+  void MarkSubmitted(uint64_t now_ns) {
+    if (Done()) started_ns_.store(now_ns, std::memory_order_relaxed);
+  }
   int64_t in_flight() const { return in_flight_.load(std::memory_order_acquire); }
   const std::atomic<bool>* cancel_flag() const { return &cancelled_; }
   void Cancel() { cancelled_.store(true); }
@@ -114,9 +126,12 @@ class Batch : public std::enable_shared_from_this<Batch> {
   std::mutex submit_mu;  // serializes submissions to this batch only
 
  private:
-  friend struct Task;  // Task::Retry counts into counters_
+  friend struct Task;  // Task::Retry counts into metrics_
+  // The metrics of a slice done for good: failure, latencies, in flight.
+  void CountDone(Task* task, const te::Status& status, bool batch_done);
   const size_t capacity_;
-  EngineCounters* const counters_;
+  EngineMetrics* const metrics_;
+  std::atomic<uint64_t> started_ns_{0};  // see MarkSubmitted
   std::unique_ptr<Task[]> tasks_;
   size_t reserved_ = 0;  // guarded by submit_mu
   std::atomic<size_t> size_{0};

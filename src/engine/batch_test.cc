@@ -335,7 +335,7 @@ class ScriptedPeer : public TransportPeer {
 
 struct RetryFixture {
   explicit RetryFixture(std::vector<std::shared_ptr<ScriptedPeer>> peers)
-      : counters(peers.size()), batch(1, &counters) {
+      : metrics(Names(peers.size()), "p2p", /*time_latency=*/true), batch(1, &metrics) {
     auto r = std::make_shared<SegmentRoutes>();
     auto d = std::make_shared<SegmentDescriptor>();
     SegmentBuffer b;
@@ -354,7 +354,17 @@ struct RetryFixture {
     batch.Publish(1);
     routes->routes[0].peer->Submit(&s, 1);
   }
-  EngineCounters counters;
+  static std::vector<std::string> Names(size_t n) {
+    std::vector<std::string> names;
+    for (size_t i = 0; i < n; ++i) names.push_back("t" + std::to_string(i));
+    return names;
+  }
+  EngineStatistics Stats() const {
+    EngineStatistics stats;
+    metrics.Fill(&stats);
+    return stats;
+  }
+  EngineMetrics metrics;
   Batch batch;
   std::shared_ptr<const SegmentRoutes> routes;
 };
@@ -369,8 +379,13 @@ TEST(BatchRetryTest, FailedSliceMovesToTheNextRouteThatServesIt) {
   EXPECT_EQ(f.batch.task(0).transferred.load(), 512u);
   EXPECT_EQ(cma->submitted, 0);  // it cannot serve the buffer
   EXPECT_EQ(tcp->submitted, 1);
-  EXPECT_EQ(f.counters.retried_slices.load(), 1u);
-  EXPECT_EQ(f.counters.transport_bytes[2].load(), 512u);
+  const EngineStatistics stats = f.Stats();
+  EXPECT_EQ(stats.retried_slices, 1u);
+  EXPECT_EQ(stats.bytes_by_transport.at("t2"), 512u);
+  // The slice completed on its retry's transport: its latency is counted there.
+  EXPECT_EQ(stats.transports.at("t2").slice_latency.count, 1u);
+  EXPECT_EQ(stats.transports.at("t0").slice_latency.count, 0u);
+  EXPECT_EQ(stats.transports.at("t2").batch_latency.count, 1u);
   EXPECT_EQ(f.batch.in_flight(), 0);
 }
 
@@ -423,7 +438,13 @@ TEST(BatchRetryTest, EveryRouteFailingFailsTheTaskWithTheLastError) {
   EXPECT_EQ(f.batch.task(0).state.load(), TransferState::kFailed);
   EXPECT_NE(f.batch.task(0).error.find("third"), std::string::npos) << f.batch.task(0).error;
   EXPECT_EQ(a->submitted + b->submitted + c->submitted, 3);
-  EXPECT_EQ(f.counters.retried_slices.load(), 2u);  // bounded by the routes
+  const EngineStatistics stats = f.Stats();
+  EXPECT_EQ(stats.retried_slices, 2u);  // bounded by the routes
+  // Counted once, as a failure of the last transport tried, with its reason.
+  EXPECT_EQ(stats.transports.at("t2").failures_by_reason,
+            (std::map<std::string, uint64_t>{{"out_of_range", 1}}));
+  EXPECT_TRUE(stats.transports.at("t0").failures_by_reason.empty());
+  EXPECT_EQ(stats.slices_in_flight, 0);
   EXPECT_EQ(f.batch.in_flight(), 0);
 }
 
@@ -435,7 +456,7 @@ TEST(BatchRetryTest, CancelledAndInvalidAreNotRetried) {
     f.Run();
     EXPECT_EQ(f.batch.task(0).state.load(), TransferState::kFailed) << st.ToString();
     EXPECT_EQ(b->submitted, 0) << st.ToString();
-    EXPECT_EQ(f.counters.retried_slices.load(), 0u);
+    EXPECT_EQ(f.Stats().retried_slices, 0u);
   }
 }
 

@@ -15,6 +15,7 @@
 #include "common/machine.h"
 #include "common/strings.h"
 #include "memory/device_memory.h"
+#include "metrics/counting_metadata_client.h"
 #include "rpc/rpc_client.h"
 #include "transport/transport_registry.h"
 
@@ -72,6 +73,7 @@ Status LocateBuffer(const void* addr, const std::string& asked, std::string* loc
 }  // namespace
 
 EngineImpl::~EngineImpl() {
+  metrics_server_.Stop();  // scrapes read what follows
   {
     std::lock_guard<std::mutex> lock(refresh_mu_);
     refresh_stopping_ = true;
@@ -101,6 +103,8 @@ Status EngineImpl::Init(const Config& config) {
     ParseLogLevel(config.log_level, &level);
     SetLogLevel(level);
     machine_id_ = config.machine_id.empty() ? ReadMachineId() : config.machine_id;
+    metrics_ = std::make_unique<EngineMetrics>(config.transports, config.metadata_type,
+                                               config.metrics_port != 0);
 
     std::string host = config.rpc_host;
     uint16_t port = config.rpc_port;
@@ -127,6 +131,7 @@ Status EngineImpl::Init(const Config& config) {
                          [this](const std::string& peer, const std::string& request, std::string*) {
                            return RpcNotify(peer, request);
                          });
+    rpc_server_.set_metrics(metrics_.get());
     Status s = rpc_server_.Start(bind_host_, port, config.cluster_secret);
     if (!s.ok()) return Status(s.code(), "rpc server: " + s.message());
 
@@ -137,6 +142,7 @@ Status EngineImpl::Init(const Config& config) {
                         ? host_part + ":" + std::to_string(rpc_server_.port())
                         : config.local_segment_name;
     TE_RETURN_IF_ERROR(CreateMetadataClient(config, segment_name_, &metadata_));
+    metadata_ = std::make_unique<CountingMetadataClient>(std::move(metadata_), metrics_.get());
     if (config.cluster_secret.empty()) {
       TE_LOG(Warning) << "segment '" << segment_name_
                       << "': no cluster secret configured; any peer that reaches this "
@@ -162,7 +168,8 @@ Status EngineImpl::Init(const Config& config) {
                                                  std::to_string(engines++)));
       static_descriptor_.pin_table = registry_.pin_table_name();
     }
-    TransportContext context{&config_, &registry_, segment_name_, advertise_host_, bind_host_};
+    TransportContext context{&config_,   &registry_, segment_name_, advertise_host_,
+                             bind_host_, metrics_.get()};
     for (const std::string& name : config.transports) {
       std::unique_ptr<Transport> t;
       TE_RETURN_IF_ERROR(CreateTransport(name, &t));
@@ -170,12 +177,19 @@ Status EngineImpl::Init(const Config& config) {
       if (!s.ok()) return Status(s.code(), "transport " + name + ": " + s.message());
       transports_.push_back(std::move(t));
     }
-    counters_ = std::make_unique<EngineCounters>(transports_.size());
     refresher_ = std::thread([this] { RefreshLoop(); });
     ready_.store(true, std::memory_order_release);
-    return metadata_->Publish(LocalDescriptor());
+    TE_RETURN_IF_ERROR(metadata_->Publish(LocalDescriptor()));
+    if (config.metrics_port == 0) return Status::OK();
+    return metrics_server_.Start(
+        bind_host_, config.metrics_port, [this] { return Statistics(); },
+        [this] {
+          return ready_.load(std::memory_order_acquire) ? Status::OK()
+                                                        : Status::Unavailable("engine is starting");
+        });
   }();
   if (!init_status_.ok()) {
+    metrics_server_.Stop();
     rpc_server_.Stop();
     for (auto& t : transports_) t->Stop();
   }
@@ -534,7 +548,7 @@ Status EngineImpl::AllocateBatch(size_t max_requests, BatchID* id) {
     return Status::InvalidArgument("max_requests must be in [1, 1048576]");
   }
   *id = next_batch_.fetch_add(1);
-  batches_.Insert(*id, std::make_shared<Batch>(max_requests, counters_.get()));
+  batches_.Insert(*id, std::make_shared<Batch>(max_requests, metrics_.get()));
   return Status::OK();
 }
 
@@ -643,6 +657,8 @@ Status EngineImpl::Submit(BatchID id, const std::vector<Request>& requests) {
   for (const Request& r : requests)
     total_slices += static_cast<int64_t>((r.length + slice_size - 1) / slice_size);
   batch->AddInFlight(total_slices);
+  const uint64_t now_ns = metrics_->timing() ? EngineMetrics::NowNs() : 0;
+  if (now_ns) batch->MarkSubmitted(now_ns);
   run.reserve(static_cast<size_t>(total_slices));
   // Consecutive requests to the same peer go to the transport in one call.
   for (size_t i = 0; i < requests.size();) {
@@ -656,6 +672,8 @@ Status EngineImpl::Submit(BatchID id, const std::vector<Request>& requests) {
       Slice* slices = task.PrepareSlices(count);
       task.segment_stale = std::move(routed[j].stale);
       task.routes = routed[j].segment;
+      task.transport.store(static_cast<uint32_t>(route.transport_index), std::memory_order_relaxed);
+      task.submitted_ns = now_ns;
       for (uint32_t k = 0; k < count; ++k) {
         const uint64_t offset = k * slice_size;
         Slice& s = slices[k];
@@ -670,8 +688,7 @@ Status EngineImpl::Submit(BatchID id, const std::vector<Request>& requests) {
         s.route = routed[j].route;
         run.push_back(&s);
       }
-      counters_->transport_bytes[route.transport_index].fetch_add(r.length,
-                                                                  std::memory_order_relaxed);
+      metrics_->CountRequest(route.transport_index, r.opcode, r.length);
     }
     batch->Publish(first + j);
     route.peer->Submit(run.data(), run.size());
@@ -767,26 +784,26 @@ Status EngineImpl::ReceiveNotifications(std::vector<Notification>* out) {
 }
 
 std::string EngineImpl::PrimaryTransport() const {
-  if (!counters_) return "none";  // Init failed before the transports all started
-  size_t best = transports_.size();
+  std::string best = "none";
   uint64_t most = 0;
-  for (size_t i = 0; i < transports_.size(); ++i) {
-    uint64_t b = counters_->transport_bytes[i].load(std::memory_order_relaxed);
-    if (b > most) {
-      most = b;
-      best = i;
+  for (const auto& [name, bytes] : Statistics().bytes_by_transport) {
+    if (bytes > most) {
+      most = bytes;
+      best = name;
     }
   }
-  return best == transports_.size() ? "none" : transports_[best]->name();
+  return best;
 }
 
 EngineStatistics EngineImpl::Statistics() const {
   EngineStatistics stats;
-  for (size_t i = 0; i < transports_.size(); ++i) {
-    stats.bytes_by_transport[transports_[i]->name()] =
-        counters_->transport_bytes[i].load(std::memory_order_relaxed);
+  if (!metrics_) return stats;  // Init failed before it got that far
+  metrics_->Fill(&stats);
+  segments_.ForEach([&stats](uint64_t, const auto&) { ++stats.open_segments; });
+  for (const auto& buffer : *registry_.Snapshot()) {
+    ++stats.registered_buffers;
+    stats.registered_bytes += buffer->info.length;
   }
-  stats.retried_slices = counters_->retried_slices.load(std::memory_order_relaxed);
   return stats;
 }
 

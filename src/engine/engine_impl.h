@@ -19,6 +19,8 @@
 #include "memory/buffer_registry.h"
 #include "memory/memory.h"
 #include "metadata/metadata_client.h"
+#include "metrics/engine_metrics.h"
+#include "metrics/metrics_server.h"
 #include "rpc/rpc_server.h"
 #include "te/transfer_engine.h"
 #include "transport/transport.h"
@@ -132,7 +134,8 @@ class EngineImpl {
   std::unique_ptr<MetadataClient> metadata_;
   RpcServer rpc_server_;
   std::vector<std::unique_ptr<Transport>> transports_;
-  std::unique_ptr<EngineCounters> counters_;  // sized once transports_ is
+  std::unique_ptr<EngineMetrics> metrics_;  // indexed like transports_
+  MetricsServer metrics_server_;
 
   ShardedMap<OpenSegmentState> segments_;
   std::atomic<uint64_t> next_segment_{1};

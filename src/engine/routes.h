@@ -1,5 +1,5 @@
 // How the engine reaches one open segment: the transports that can carry its traffic,
-// in order of preference, and counters the data path updates as slices move.
+// in order of preference.
 #pragma once
 
 #include <atomic>
@@ -38,14 +38,6 @@ struct SegmentRoutes {
     }
     return -1;
   }
-};
-
-// Engine-wide data-path statistics, updated lock-free from any thread.
-struct EngineCounters {
-  explicit EngineCounters(size_t transports)
-      : transport_bytes(new std::atomic<uint64_t>[transports]()) {}
-  std::unique_ptr<std::atomic<uint64_t>[]> transport_bytes;  // by transport index
-  std::atomic<uint64_t> retried_slices{0};
 };
 
 }  // namespace te

@@ -18,6 +18,9 @@ void RpcServer::Serve(int fd) {
   std::string peer;
   Status s = wire::ServerHello(fd, wire::kChannelRpc, secret_, &peer);
   if (!s.ok()) {
+    if (metrics_ && s.code() == Status::Code::kPermissionDenied) {
+      metrics_->CountRefusal(Refusal::kAuthentication);
+    }
     wire::LogRefusedHandshake("rpc", fd, s);
     return;
   }

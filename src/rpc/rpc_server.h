@@ -7,6 +7,7 @@
 #include <string>
 
 #include "common/connection_server.h"
+#include "metrics/engine_metrics.h"
 #include "rpc/handshake.h"
 #include "rpc/wire.h"
 
@@ -18,6 +19,8 @@ class RpcServer {
   using Method = std::function<Status(const std::string& peer, const std::string& request,
                                       std::string* response)>;
 
+  // Counts refused handshakes there (optional); before Start.
+  void set_metrics(EngineMetrics* metrics) { metrics_ = metrics; }
   // Register every method before Start.
   void Register(wire::Opcode opcode, Method method) { methods_[opcode] = std::move(method); }
   // With a non-empty secret, only clients that prove it are served.
@@ -30,6 +33,7 @@ class RpcServer {
 
   std::map<wire::Opcode, Method> methods_;
   std::string secret_;
+  EngineMetrics* metrics_ = nullptr;
   ConnectionServer server_;
 };
 

@@ -14,6 +14,7 @@
 #include "memory/buffer_registry.h"
 #include "memory/device_memory.h"
 #include "metadata/segment_descriptor.h"
+#include "metrics/engine_metrics.h"
 #include "te/config.h"
 #include "te/status.h"
 #include "te/types.h"
@@ -48,8 +49,9 @@ struct TransportContext {
   const Config* config = nullptr;
   BufferRegistry* registry = nullptr;
   std::string local_name;
-  std::string advertise_host;  // host peers reach this engine at
-  std::string bind_host;       // host the engine's servers bind
+  std::string advertise_host;        // host peers reach this engine at
+  std::string bind_host;             // host the engine's servers bind
+  EngineMetrics* metrics = nullptr;  // served requests, refusals, connections; may be null
 };
 
 // One peer as seen by one transport.

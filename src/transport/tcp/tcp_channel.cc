@@ -133,6 +133,7 @@ std::shared_ptr<TcpChannel::Connection> TcpChannel::EnsureConnected() {
   if (s.ok()) s = wire::ClientHello(conn->fd.get(), wire::kChannelTcpData, options_.self);
   if (s.ok()) {
     SetBulkBuffers(conn->fd.get());
+    conn->counted = GaugeHold(options_.connections);
     std::lock_guard<std::mutex> lock(mu_);
     if (stopping_) return nullptr;
     current_ = conn;

@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "common/socket.h"
+#include "metrics/engine_metrics.h"
 #include "rpc/handshake.h"
 #include "transport/transport.h"
 
@@ -38,6 +39,7 @@ struct TcpChannelOptions {
   wire::Credentials self;  // proven to the peer in each connection's HELLO
   uint32_t connect_timeout_ms = 3000;
   uint32_t io_timeout_ms = 5000;
+  std::atomic<int64_t>* connections = nullptr;  // the engine's open-connection gauge
 };
 
 class TcpChannel {
@@ -60,6 +62,7 @@ class TcpChannel {
  private:
   struct Connection {
     UniqueFd fd;
+    GaugeHold counted;  // in the connection gauge once established
   };
 
   void SendLoop();

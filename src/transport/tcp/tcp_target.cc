@@ -13,7 +13,8 @@ namespace {
 // Answers one request. A rejected request still has its payload drained so the
 // connection stays in step and keeps serving. Returns an error only when the
 // connection itself is unusable.
-Status ServeOne(int fd, const wire::FrameHeader& h, BufferRegistry::Reader* reader) {
+Status ServeOne(int fd, const wire::FrameHeader& h, BufferRegistry::Reader* reader,
+                EngineMetrics* metrics) {
   if (h.is_response() || (h.opcode != wire::Opcode::kRead && h.opcode != wire::Opcode::kWrite)) {
     return Status::ProtocolError("unexpected frame on a data connection");
   }
@@ -30,9 +31,11 @@ Status ServeOne(int fd, const wire::FrameHeader& h, BufferRegistry::Reader* read
   reply.length = h.length;
   uint8_t raw[wire::kHeaderSize];
   if (!verdict.ok()) {
+    if (metrics) metrics->CountRefusal(verdict);
     if (!is_read) TE_RETURN_IF_ERROR(RecvDiscard(fd, h.payload_len));
     return wire::SendResponse(fd, h, verdict, "");
   }
+  if (metrics) metrics->CountServed(h.length);
   char* target = reinterpret_cast<char*>(h.addr);
   const int device = LocationDevice(pin.info()->location);
   if (is_read) {
@@ -54,15 +57,19 @@ Status ServeOne(int fd, const wire::FrameHeader& h, BufferRegistry::Reader* read
 }  // namespace
 
 void ServeTcpDataConnection(int fd, BufferRegistry* registry, uint32_t io_timeout_ms,
-                            const std::string& secret) {
+                            const std::string& secret, EngineMetrics* metrics) {
   SetIoTimeout(fd, io_timeout_ms);
   std::string peer;
   Status s = wire::ServerHello(fd, wire::kChannelTcpData, secret, &peer);
   if (!s.ok()) {
+    if (metrics && s.code() == Status::Code::kPermissionDenied) {
+      metrics->CountRefusal(Refusal::kAuthentication);
+    }
     wire::LogRefusedHandshake("tcp", fd, s);
     return;
   }
   SetBulkBuffers(fd);
+  const GaugeHold open(metrics ? metrics->Connections("tcp", /*inbound=*/true) : nullptr);
   BufferRegistry::Reader reader(registry);
   uint8_t raw[wire::kHeaderSize];
   for (;;) {
@@ -73,7 +80,7 @@ void ServeTcpDataConnection(int fd, BufferRegistry* registry, uint32_t io_timeou
     if (idle) continue;
     wire::FrameHeader h;
     if (s.ok()) s = wire::DecodeHeader(raw, &h);
-    if (s.ok()) s = ServeOne(fd, h, &reader);
+    if (s.ok()) s = ServeOne(fd, h, &reader, metrics);
     if (!s.ok()) {
       if (s.code() != Status::Code::kUnavailable) {
         TE_LOG(Info) << "tcp: closing data connection from '" << peer << "': " << s.ToString();

@@ -7,12 +7,14 @@
 #include <string>
 
 #include "memory/buffer_registry.h"
+#include "metrics/engine_metrics.h"
 
 namespace te {
 
 // Serves one accepted connection until the peer leaves, errs or the socket is shut down.
 // With a non-empty secret, only a client that proves it gets served.
+// metrics (optional) counts served requests, refusals and the open connection.
 void ServeTcpDataConnection(int fd, BufferRegistry* registry, uint32_t io_timeout_ms,
-                            const std::string& secret);
+                            const std::string& secret, EngineMetrics* metrics = nullptr);
 
 }  // namespace te

@@ -69,9 +69,11 @@ Status TcpTransport::Start(const TransportContext& context, SegmentDescriptor* l
   context_ = context;
   BufferRegistry* registry = context.registry;
   const Config* config = context.config;
-  TE_RETURN_IF_ERROR(
-      server_.Start(context.bind_host, 0, kMaxDataConnections, [registry, config](int fd) {
-        ServeTcpDataConnection(fd, registry, config->transfer_timeout_ms, config->cluster_secret);
+  EngineMetrics* metrics = context.metrics;
+  TE_RETURN_IF_ERROR(server_.Start(
+      context.bind_host, 0, kMaxDataConnections, [registry, config, metrics](int fd) {
+        ServeTcpDataConnection(fd, registry, config->transfer_timeout_ms, config->cluster_secret,
+                               metrics);
       }));
   std::string host = context.advertise_host;
   if (host.find(':') != std::string::npos) host = "[" + host + "]";
@@ -104,6 +106,7 @@ Status TcpTransport::GetPeer(const SegmentDescriptor& peer, std::shared_ptr<Tran
   options.self = {context_.local_name, context_.config->cluster_secret};
   options.connect_timeout_ms = context_.config->connect_timeout_ms;
   options.io_timeout_ms = context_.config->transfer_timeout_ms;
+  if (context_.metrics) options.connections = context_.metrics->Connections("tcp", false);
   std::vector<std::shared_ptr<TcpPeer>> unused;  // destroyed after the lock: joins threads
   std::lock_guard<std::mutex> lock(mu_);
   auto& slot = peers_[it->second];

@@ -1,0 +1,37 @@
+// What this host offers the engine, probe by probe, for transfer_engine_info. Each
+// probe says whether its feature is usable here and, when not, why. They are plain
+// functions so that a table of transports can call them by name later.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "te/config.h"
+
+namespace te {
+
+struct Probe {
+  std::string name;  // "cma", "shm", "cuda", "numa", ...
+  bool usable = false;
+  std::string detail;  // what was found, or why it is not usable
+};
+
+// Cross-memory attach: the kernel's Yama ptrace scope decides whether one process
+// may process_vm_readv another of the same user.
+Probe ProbeCma();
+// POSIX shared memory: /dev/shm mounted and its free space.
+Probe ProbeShm();
+// CUDA devices (a build without CUDA says so).
+Probe ProbeCuda();
+Probe ProbeNuma();
+Probe ProbeMachineId(const Config& config);
+// The address peers would be told (rpc_host, or this host's default).
+Probe ProbeAdvertisedAddress(const Config& config);
+Probe ProbeClusterSecret(const Config& config);
+// The metadata backends this build has.
+Probe ProbeMetadataBackends();
+
+// Every probe above, in that order.
+std::vector<Probe> ProbeHost(const Config& config);
+
+}  // namespace te
