@@ -168,8 +168,8 @@ Status EngineImpl::Init(const Config& config) {
                                                  std::to_string(engines++)));
       static_descriptor_.pin_table = registry_.pin_table_name();
     }
-    TransportContext context{&config_,   &registry_, segment_name_, advertise_host_,
-                             bind_host_, metrics_.get()};
+    TransportContext context{&config_,        &registry_, segment_name_,
+                             advertise_host_, bind_host_, metrics_.get()};
     for (const std::string& name : config.transports) {
       std::unique_ptr<Transport> t;
       TE_RETURN_IF_ERROR(CreateTransport(name, &t));
@@ -800,10 +800,10 @@ EngineStatistics EngineImpl::Statistics() const {
   if (!metrics_) return stats;  // Init failed before it got that far
   metrics_->Fill(&stats);
   segments_.ForEach([&stats](uint64_t, const auto&) { ++stats.open_segments; });
-  for (const auto& buffer : *registry_.Snapshot()) {
-    ++stats.registered_buffers;
-    stats.registered_bytes += buffer->info.length;
-  }
+  const auto table = registry_.Snapshot();
+  stats.registered_buffers = table->size();
+  table->ForEach(
+      [&stats](const BufferTable::Entry& b) { stats.registered_bytes += b->info.length; });
   return stats;
 }
 
