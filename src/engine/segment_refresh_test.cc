@@ -33,9 +33,20 @@ size_t BuffersSeen(TransferEngine& peer, SegmentHandle handle) {
   return info.buffers.size();
 }
 
+uint64_t Publishes(TransferEngine& engine) {
+  EngineStatistics stats;
+  EXPECT_TRUE(engine.getStatistics(&stats).ok());
+  uint64_t publishes = 0;
+  for (const MetadataOperationCount& op : stats.metadata_operations) {
+    if (op.operation == "publish") publishes += op.count;
+  }
+  return publishes;
+}
+
 TEST(SegmentRefreshTest, TenThousandBuffers) {
   auto owner = MakeEngine();
   auto peer = MakeEngine();
+  const uint64_t publishes_at_start = Publishes(*owner);
   std::vector<char> memory(kBuffers * kSize + kSize);
   std::vector<std::pair<void*, size_t>> buffers;
   for (size_t i = 0; i < kBuffers; ++i) buffers.emplace_back(&memory[i * kSize], kSize);
@@ -47,6 +58,9 @@ TEST(SegmentRefreshTest, TenThousandBuffers) {
                                                        {&memory[0], 1}};
   EXPECT_EQ(owner->registerLocalMemoryBatch(overlapping, options).code(),
             Status::Code::kAlreadyExists);
+  // p2p peers ask the owner: registering must never build and "publish" the whole
+  // descriptor (O(n) per registration), whatever wraps the backend (metrics do).
+  EXPECT_EQ(Publishes(*owner), publishes_at_start);
 
   SegmentHandle handle = 0;
   ASSERT_TRUE(peer->openSegment(&handle, owner->getSegmentName()).ok());

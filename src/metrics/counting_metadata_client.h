@@ -23,6 +23,13 @@ class CountingMetadataClient : public MetadataClient {
   Status Lookup(const std::string& name, SegmentDescriptor* out) override {
     return Count(MetadataOperation::kLookup, backend_->Lookup(name, out));
   }
+  Status LookupIfChanged(const std::string& name, std::string* tag, SegmentDescriptor* out,
+                         bool* unchanged) override {
+    return Count(MetadataOperation::kLookup, backend_->LookupIfChanged(name, tag, out, unchanged));
+  }
+  // Forwarded, or p2p engines would rebuild and "publish" their descriptor on every
+  // registration (O(n) each), and refreshes would always fetch the whole descriptor.
+  bool Publishes() const override { return backend_->Publishes(); }
 
  private:
   Status Count(MetadataOperation op, Status s) {
