@@ -201,6 +201,15 @@ bool UcxWorker::Open(const std::shared_ptr<UcxEndpointState>& ep) {
   params.err_handler.cb = &UcxWorker::OnEndpointError;
   params.err_handler.arg = ep.get();
   ucs_status_t status = ucp_ep_create(worker_, &params, &ep->ep);
+  if (status == UCS_ERR_UNREACHABLE) {
+    // UCX 1.13's shared-memory transports (posix, sysv) cannot report a peer's
+    // failure, so PEER mode finds no lane there; without it, only the deadline
+    // notices a dead peer.
+    TE_LOG(Info) << "ucx: no lane with peer failure handling; a dead peer is found by "
+                    "transfer_timeout_ms only";
+    params.err_mode = UCP_ERR_HANDLING_MODE_NONE;
+    status = ucp_ep_create(worker_, &params, &ep->ep);
+  }
   if (status != UCS_OK) {
     ep->ep = nullptr;
     Fail(ep.get(), UcxStatus("ucx: ucp_ep_create", status));
