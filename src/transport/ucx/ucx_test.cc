@@ -183,6 +183,20 @@ TEST_P(UcxTransferTest, UcxReadOnlyMappingIsNotEnforcedOverTcpOrShm) {
   EXPECT_EQ(te_test::FirstPatternMismatch(back.data(), 4096, 9), -1);
 }
 
+// Nor do they check that an address lies in the mapping the rkey came from: a peer
+// holding any rkey (or none that is valid) reaches all of the process's memory.
+// docs/security.md says so; on verbs the adapter checks the rkey against its region.
+TEST_P(UcxTransferTest, UcxRangesAreNotCheckedOverTcpOrShm) {
+  MapTarget(4096, true);
+  std::vector<char> unmapped(4096, 0), local(4096);
+  te_test::FillPattern(local.data(), local.size(), 10);
+  Status put = RunOne(ep_.get(), UcxOp::kPut, local.data(),
+                      reinterpret_cast<uintptr_t>(unmapped.data()), 4096, memory_->packed_rkey());
+  EXPECT_TRUE(put.ok()) << "UCX now checks ranges over " << GetParam() << " (" << put.ToString()
+                        << "): update docs/security.md";
+  EXPECT_EQ(te_test::FirstPatternMismatch(unmapped.data(), 4096, 10), -1);
+}
+
 INSTANTIATE_TEST_SUITE_P(Tcp, UcxTransferTest, ::testing::Values("tcp"));
 INSTANTIATE_TEST_SUITE_P(Shm, UcxTransferTest, ::testing::Values("posix,sysv,cma"));
 
