@@ -72,7 +72,8 @@ class UcxContextImpl : public UcxContext {
 Status ReadConfig(const UcxOptions& options, ucp_config_t** config) {
   ucs_status_t status = ucp_config_read(nullptr, nullptr, config);
   if (status != UCS_OK) return UcxStatus("ucx: ucp_config_read", status);
-  for (auto [name, value] : {std::pair{"TLS", &options.tls}, {"NET_DEVICES", &options.net_devices}}) {
+  for (auto [name, value] :
+       {std::pair{"TLS", &options.tls}, {"NET_DEVICES", &options.net_devices}}) {
     if (value->empty()) continue;
     status = ucp_config_modify(*config, name, value->c_str());
     if (status != UCS_OK) {

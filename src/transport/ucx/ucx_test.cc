@@ -2,8 +2,6 @@
 // memory (posix, sysv, cma). In process: two contexts (each its own UCP context and
 // worker thread) move bytes between each other. Across processes: a te_ucx_test_peer
 // is SIGKILLed mid-transfer. Every case skips where the build has no UCX.
-#include "transport/ucx/ucx_context.h"
-
 #include <gtest/gtest.h>
 #include <signal.h>
 
@@ -16,6 +14,7 @@
 
 #include "child_process.h"
 #include "test_util.h"
+#include "transport/ucx/ucx_context.h"
 
 namespace te {
 namespace {
@@ -126,17 +125,17 @@ TEST_P(UcxTransferTest, UcxPutGetIntegrityAtAllSizesUnaligned) {
     MapTarget(size + 16, true);
     std::vector<char> local(size + 16);
     te_test::FillPattern(local.data() + 5, size, 7);
-    ASSERT_TRUE(RunOne(ep_.get(), UcxOp::kPut, local.data() + 5, remote(3), size,
-                       memory_->packed_rkey())
-                    .ok());
+    ASSERT_TRUE(
+        RunOne(ep_.get(), UcxOp::kPut, local.data() + 5, remote(3), size, memory_->packed_rkey())
+            .ok());
     EXPECT_EQ(te_test::FirstPatternMismatch(target_.data() + 3, size, 7), -1);
     EXPECT_EQ(target_[2], 0);  // nothing before or after the range
     EXPECT_EQ(target_[3 + size], 0);
 
     te_test::FillPattern(target_.data() + 3, size, 8);
-    ASSERT_TRUE(RunOne(ep_.get(), UcxOp::kGet, local.data() + 5, remote(3), size,
-                       memory_->packed_rkey())
-                    .ok());
+    ASSERT_TRUE(
+        RunOne(ep_.get(), UcxOp::kGet, local.data() + 5, remote(3), size, memory_->packed_rkey())
+            .ok());
     EXPECT_EQ(te_test::FirstPatternMismatch(local.data() + 5, size, 8), -1);
     memory_.reset();
   }
@@ -173,9 +172,10 @@ TEST_P(UcxTransferTest, UcxReadOnlyMappingIsNotEnforcedOverTcpOrShm) {
   MapTarget(4096, false);
   std::vector<char> local(4096);
   te_test::FillPattern(local.data(), local.size(), 9);
-  Status put = RunOne(ep_.get(), UcxOp::kPut, local.data(), remote(0), 4096, memory_->packed_rkey());
-  EXPECT_TRUE(put.ok()) << "UCX refused a PUT to a read-only mapping over " << GetParam()
-                        << " (" << put.ToString() << "): update docs/security.md";
+  Status put =
+      RunOne(ep_.get(), UcxOp::kPut, local.data(), remote(0), 4096, memory_->packed_rkey());
+  EXPECT_TRUE(put.ok()) << "UCX refused a PUT to a read-only mapping over " << GetParam() << " ("
+                        << put.ToString() << "): update docs/security.md";
   EXPECT_EQ(te_test::FirstPatternMismatch(target_.data(), 4096, 9), -1);
   std::vector<char> back(4096);
   EXPECT_TRUE(
@@ -265,7 +265,8 @@ TEST_P(UcxPeerDeathTest, UcxPeerKilledMidTransferFailsWithinTimeout) {
   ASSERT_TRUE(context->Connect(peer.address, &ep).ok());
   std::vector<char> local(kLength);
   // Across processes the bytes arrive too.
-  ASSERT_TRUE(RunOne(ep.get(), UcxOp::kGet, local.data() + 1, peer.base + 3, 1 << 20, peer.rkey).ok());
+  ASSERT_TRUE(
+      RunOne(ep.get(), UcxOp::kGet, local.data() + 1, peer.base + 3, 1 << 20, peer.rkey).ok());
   EXPECT_EQ(te_test::FirstPatternMismatch(local.data() + 1, 1 << 20, 1, 3), -1);
 
   Ops ops;

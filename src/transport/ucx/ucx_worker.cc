@@ -4,6 +4,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 
@@ -23,6 +24,8 @@ thread_local UcxWorker* current_worker = nullptr;
 
 // How long a stopping worker waits for UCX to finish closing its endpoints.
 constexpr int64_t kShutdownNs = 2'000'000'000;
+// Unpacked rkeys kept per endpoint (one per remote buffer used).
+constexpr size_t kMaxRemoteKeys = 4096;
 
 }  // namespace
 
@@ -96,8 +99,7 @@ void UcxWorker::Stop() {
   epoll_fd_ = wake_fd_ = -1;
 }
 
-void UcxWorker::Post(const std::shared_ptr<UcxEndpointState>& ep, UcxOp* const* ops,
-                     size_t count) {
+void UcxWorker::Post(const std::shared_ptr<UcxEndpointState>& ep, UcxOp* const* ops, size_t count) {
   if (count == 0) return;
   for (size_t i = 0; i + 1 < count; ++i) ops[i]->next = ops[i + 1];
   ops[count - 1]->next = nullptr;
@@ -107,13 +109,17 @@ void UcxWorker::Post(const std::shared_ptr<UcxEndpointState>& ep, UcxOp* const* 
 void UcxWorker::Release(const std::shared_ptr<UcxEndpointState>& ep) { Enqueue({ep, nullptr}); }
 
 void UcxWorker::Enqueue(Command command) {
-  bool wake = false;
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (!stopping_) {
-      wake = queue_.empty();
+      // The first command wakes the thread; under mu_, so Stop cannot close the fd
+      // in between.
+      if (queue_.empty()) {
+        uint64_t one = 1;
+        (void)!write(wake_fd_, &one, sizeof(one));
+      }
       queue_.push_back(std::move(command));
-      command.ops = nullptr;
+      return;
     }
   }
   // Stopped: the thread is gone, so the ops fail here.
@@ -121,10 +127,6 @@ void UcxWorker::Enqueue(Command command) {
     UcxOp* next = op->next;
     op->done(op, Status::Cancelled("ucx: the UCX context was stopped"));
     op = next;
-  }
-  if (wake) {
-    uint64_t one = 1;
-    (void)!write(wake_fd_, &one, sizeof(one));
   }
 }
 
@@ -180,6 +182,10 @@ int UcxWorker::ExpireDeadlines() {
   int64_t now = NowNs();
   int64_t next = -1;
   for (const auto& ep : endpoints_) {
+    if (ep->closing) {
+      int64_t left = std::max<int64_t>(ep->close_deadline_ns - now, 0);
+      if (next < 0 || left < next) next = left;
+    }
     if (!ep->head || ep->failed.load(std::memory_order_relaxed)) continue;
     int64_t left = ep->head->deadline_ns - now;
     if (left <= 0) {
@@ -220,8 +226,11 @@ bool UcxWorker::Open(const std::shared_ptr<UcxEndpointState>& ep) {
 }
 
 ucp_rkey_h UcxWorker::RemoteKey(UcxEndpointState* ep, std::string_view packed, Status* status) {
-  auto it = ep->rkeys.find(std::string(packed));
+  auto it = ep->rkeys.find(packed);
   if (it != ep->rkeys.end()) return it->second;
+  // Bounded: a peer that maps and unmaps buffers forever would grow the cache. It is
+  // emptied only while nothing is in flight, as posted operations use their rkeys.
+  if (ep->rkeys.size() >= kMaxRemoteKeys && !ep->head) DestroyRemoteKeys(ep);
   ucp_rkey_h rkey = nullptr;
   ucs_status_t result = ucp_ep_rkey_unpack(ep->ep, packed.data(), &rkey);
   if (result != UCS_OK) {
@@ -292,8 +301,8 @@ void UcxWorker::Flush(UcxEndpointState* ep, const std::vector<UcxOp*>& puts) {
   param.user_data = puts[0];
   ucs_status_ptr_t request = ucp_ep_flush_nbx(ep->ep, &param);
   if (request == nullptr || UCS_PTR_IS_ERR(request)) {
-    Status status = request ? UcxStatus("ucx: ucp_ep_flush_nbx", UCS_PTR_STATUS(request))
-                            : Status::OK();
+    Status status =
+        request ? UcxStatus("ucx: ucp_ep_flush_nbx", UCS_PTR_STATUS(request)) : Status::OK();
     for (UcxOp* op : puts) op->done(op, status);
     return;
   }
@@ -323,6 +332,11 @@ void UcxWorker::Complete(UcxOp* op, ucs_status_t status) {
   if (status != UCS_OK)
     result = ep->failure.ok() ? UcxStatus("ucx: transfer failed", status) : ep->failure;
   op->done(op, result);
+}
+
+void UcxWorker::DestroyRemoteKeys(UcxEndpointState* ep) {
+  for (auto& [packed, rkey] : ep->rkeys) ucp_rkey_destroy(rkey);
+  ep->rkeys.clear();
 }
 
 bool UcxWorker::Orphaned(void* request) {
@@ -383,10 +397,18 @@ bool UcxWorker::SweepOne(UcxEndpointState* ep) {
     ucs_status_ptr_t request = ucp_ep_close_nbx(ep->ep, &param);
     ep->ep = nullptr;
     if (UCS_PTR_IS_PTR(request)) ep->closing = request;
+    ep->close_deadline_ns = NowNs() + timeout_ns_;
   }
   if (ep->closing) {
-    if (ucp_request_check_status(ep->closing) == UCS_INPROGRESS) return false;
-    ucp_request_free(ep->closing);
+    if (ucp_request_check_status(ep->closing) != UCS_INPROGRESS) {
+      ucp_request_free(ep->closing);
+    } else if (NowNs() < ep->close_deadline_ns) {
+      return false;
+    } else {
+      // A close that never ends must not hold the endpoint's operations: leave the
+      // request to UCX (freed with the worker) and fail them below.
+      TE_LOG(Warning) << "ucx: closing an endpoint did not complete in transfer_timeout_ms";
+    }
     ep->closing = nullptr;
   }
   if (ep->ep) return false;
@@ -396,14 +418,14 @@ bool UcxWorker::SweepOne(UcxEndpointState* ep) {
     Unlink(ep, op);
     op->done(op, ep->failure.ok() ? Status::Cancelled("ucx: endpoint closed") : ep->failure);
   }
-  for (auto& [packed, rkey] : ep->rkeys) ucp_rkey_destroy(rkey);
-  ep->rkeys.clear();
+  DestroyRemoteKeys(ep);
   return true;
 }
 
 void UcxWorker::Shutdown() {
   RunCommands();  // fails what was queued
-  for (const auto& ep : endpoints_) Fail(ep.get(), Status::Cancelled("ucx: the UCX context was stopped"));
+  for (const auto& ep : endpoints_)
+    Fail(ep.get(), Status::Cancelled("ucx: the UCX context was stopped"));
   int64_t give_up = NowNs() + kShutdownNs;
   while (!endpoints_.empty() && NowNs() < give_up) {
     ucp_worker_progress(worker_);
@@ -415,7 +437,7 @@ void UcxWorker::Shutdown() {
       Unlink(ep.get(), op);
       op->done(op, ep->failure);
     }
-    for (auto& [packed, rkey] : ep->rkeys) ucp_rkey_destroy(rkey);
+    DestroyRemoteKeys(ep.get());
   }
   endpoints_.clear();
   // Here, not in Stop: callbacks UCX may still run while destroying find this thread's

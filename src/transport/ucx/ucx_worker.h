@@ -7,6 +7,7 @@
 #include <ucp/api/ucp.h>
 
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -21,6 +22,12 @@ namespace te {
 
 class UcxWorker;
 
+// Lets the rkey cache be searched with a string_view.
+struct UcxStringHash {
+  using is_transparent = void;
+  size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+};
+
 // One endpoint's state, shared by the caller's handle and the worker.
 struct UcxEndpointState {
   std::shared_ptr<UcxWorker> worker;
@@ -29,9 +36,10 @@ struct UcxEndpointState {
   // The worker thread's alone:
   ucp_ep_h ep = nullptr;
   void* closing = nullptr;  // its ucp_ep_close_nbx request, until complete
+  int64_t close_deadline_ns = 0;
   bool released = false;  // the caller dropped its handle
   Status failure;         // why it failed: what later ops report
-  std::unordered_map<std::string, ucp_rkey_h> rkeys;  // packed rkey -> unpacked
+  std::unordered_map<std::string, ucp_rkey_h, UcxStringHash, std::equal_to<>> rkeys;
   UcxOp* head = nullptr;  // in flight, oldest first (deadlines ascend)
   UcxOp* tail = nullptr;
 };
@@ -73,7 +81,9 @@ class UcxWorker {
   bool PostPut(UcxEndpointState* ep, UcxOp* op, ucp_rkey_h rkey);
   void Flush(UcxEndpointState* ep, const std::vector<UcxOp*>& puts);
   bool Open(const std::shared_ptr<UcxEndpointState>& ep);
+  // The unpacked rkey (cached per endpoint and packed bytes); null with *status.
   ucp_rkey_h RemoteKey(UcxEndpointState* ep, std::string_view packed, Status* status);
+  static void DestroyRemoteKeys(UcxEndpointState* ep);
   void Fail(UcxEndpointState* ep, const Status& status);
   // Closes failed and released endpoints and forgets the closed ones.
   void Sweep();
