@@ -164,6 +164,25 @@ TEST_P(UcxTransferTest, UcxCompletionExactlyOnce) {
   }
 }
 
+// Stopping a context fails what is in flight (or lets it finish), each op once; an
+// endpoint handle that outlives its context fails later ops at once.
+TEST_P(UcxTransferTest, UcxStopWithOpsInFlightCompletesEachOnce) {
+  MapTarget(16 << 20, true);
+  std::vector<char> local(16 << 20);
+  Ops ops;
+  std::vector<UcxOp*> batch;
+  for (uint64_t i = 0; i < 8; ++i) {
+    batch.push_back(ops.Add(i % 2 ? UcxOp::kPut : UcxOp::kGet, local.data() + i * (2 << 20),
+                            remote(i * (2 << 20)), 2 << 20, memory_->packed_rkey()));
+  }
+  ep_->Post(batch.data(), batch.size());
+  a_.reset();
+  ASSERT_TRUE(ops.Wait(batch.size()));
+  for (size_t i = 0; i < batch.size(); ++i) EXPECT_EQ(ops.calls(i), 1) << "op " << i;
+  Status late = RunOne(ep_.get(), UcxOp::kGet, local.data(), remote(0), 4096, memory_->packed_rkey());
+  EXPECT_EQ(late.code(), Status::Code::kCancelled) << late.ToString();
+}
+
 // UCX is told the buffer is remote-read-only (no UCP_MEM_MAP_PROT_REMOTE_WRITE).
 // Verbs would refuse a PUT (the memory region lacks remote write); UCX's tcp and
 // shared-memory transports check nothing, so the PUT lands. This pins down that
