@@ -179,7 +179,8 @@ TEST_P(UcxTransferTest, UcxStopWithOpsInFlightCompletesEachOnce) {
   a_.reset();
   ASSERT_TRUE(ops.Wait(batch.size()));
   for (size_t i = 0; i < batch.size(); ++i) EXPECT_EQ(ops.calls(i), 1) << "op " << i;
-  Status late = RunOne(ep_.get(), UcxOp::kGet, local.data(), remote(0), 4096, memory_->packed_rkey());
+  Status late =
+      RunOne(ep_.get(), UcxOp::kGet, local.data(), remote(0), 4096, memory_->packed_rkey());
   EXPECT_EQ(late.code(), Status::Code::kCancelled) << late.ToString();
 }
 
