@@ -112,10 +112,12 @@ class UcxTransferTest : public ::testing::TestWithParam<const char*> {
   }
   uint64_t remote(size_t offset) { return reinterpret_cast<uintptr_t>(target_.data() + offset); }
 
-  std::unique_ptr<UcxContext> a_, b_;
-  std::shared_ptr<UcxEndpoint> ep_;
+  // The target outlives both contexts: a PUT that was cancelled at the initiator
+  // may still be in b_'s queue, and b_'s UCX writes it wherever it says.
   std::vector<char> target_;
   std::unique_ptr<UcxMemory> memory_;
+  std::unique_ptr<UcxContext> a_, b_;
+  std::shared_ptr<UcxEndpoint> ep_;
 };
 
 // Odd offsets on both sides, so no size is moved aligned.
