@@ -15,8 +15,9 @@
 #        one process (bench/memcpy_baseline.cc); CMA also beside process_vm_readv/
 #        writev itself from a child process, one call per batch.
 #
-#   ucx  ucx_perftest over UCX's tcp and shared memory (ucp_put_bw for WRITE, ucp_get
-#        for READ, 64 KiB and 1 MiB), the baselines of the ucx transport's rows.
+#   ucx  the engine over --transport=ucx, READ/WRITE 64 KiB and 1 MiB x16, one thread,
+#        beside ucx_perftest (ucp_get for READ, ucp_put_bw for WRITE) with the same
+#        UCX_TLS, over UCX's tcp and its shared memory (needs a build with UCX).
 #
 #   bench/compare.sh [seconds per case, default 4] [transports, default "tcp shm cma"; or ucx]
 # Environment: BUILD_DIR (see bench/lib.sh).
@@ -203,22 +204,35 @@ placed_latency_rows() {
 }
 
 # The ucx rows: for UCX's tcp and shared memory, 64 KiB and 1 MiB x16 with one
-# thread, WRITE beside ucp_put_bw and READ beside ucp_get in the same UCX_TLS. The
-# engine's figures stay n/a until the ucx transport is wired to the engine (issue 13).
+# thread, the engine over --transport=ucx (WRITE, READ) beside ucp_put_bw and ucp_get
+# with the same UCX_TLS (and, over tcp, UCX_NET_DEVICES), in the same run.
 ucx_rows() {
-  local tls size workload test
+  local tls size workload test json sizes
+  sizes=$(IFS=,; echo "${SIZES[*]}")
   for tls in tcp shm; do
+    export TE_UCX_TLS="${UCX_TLS_OF[$tls]},self"
+    unset TE_UCX_NET_DEVICES
+    [[ $tls == tcp ]] && export TE_UCX_NET_DEVICES=lo
+    start_target ucx
+    json=
+    for workload in read write; do
+      note "engine ucx $workload UCX_TLS=$TE_UCX_TLS"
+      json+=$(run_engine ucx --workload=$workload --size="$sizes" --threads=1 --batch=16 \
+        --duration="$SECS")$'\n'
+    done
+    stop_bg "$TARGET_PID"
+    unset TE_UCX_TLS TE_UCX_NET_DEVICES
     for size in "${SIZES[@]}"; do
       for workload in read write; do
         test=ucp_get
         [[ $workload == write ]] && test=ucp_put_bw
         note "ucx_perftest $test $size UCX_TLS=${UCX_TLS_OF[$tls]}"
-        row "ucx($tls) $workload $((size / 1024))KiB x16 t=1" "" GB/s \
+        row "ucx($tls) $workload $((size / 1024))KiB x16 t=1" \
+          "$(fixed "$(json_case $workload "$size" 1 16 <<<"$json" | json_value throughput)")" GB/s \
           "ucx_perftest $test $((size / 1024))KiB $tls" "$(ucx_gbps $tls $test "$size")"
       done
     done
   done
-  NOTES+=("ucx rows: the engine's figures are n/a until --transport=ucx exists")
 }
 
 LOAD=$(cut -d' ' -f1-3 /proc/loadavg)

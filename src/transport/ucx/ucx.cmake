@@ -20,6 +20,9 @@ if(NOT TE_WITH_UCX STREQUAL "OFF")
 endif()
 
 set(te_ucx_dir ${CMAKE_CURRENT_LIST_DIR})
+# The transport uses only the layer's interface, so it builds either way (without
+# UCX its row in the transport table says not built).
+target_sources(te_objects PRIVATE ${te_ucx_dir}/ucx_transport.cc)
 if(TE_UCX_FOUND)
   message(STATUS "ucx transport: on (UCX ${UCX_VERSION})")
   target_sources(te_objects PRIVATE ${te_ucx_dir}/ucx_context.cc ${te_ucx_dir}/ucx_worker.cc)
