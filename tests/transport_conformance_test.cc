@@ -16,6 +16,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <ostream>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -59,6 +60,9 @@ struct ConformanceTarget {
   // and the sender learns of the unregistration with its next descriptor.
   bool refuses_after_far_unregister = true;
 };
+
+// Names the parameter in test listings (and so in CTest's names).
+void PrintTo(const ConformanceTarget& t, std::ostream* os) { *os << t.transport; }
 
 std::vector<ConformanceTarget> ConformanceTargets() {
   // ucx over shared memory: UCX 1.13's posix/sysv/cma lanes cannot report a dead
@@ -490,12 +494,16 @@ TEST_P(TransportConformance, ConformancePeerDiesMidTransfer) {
   Transfer t(Request::READ, region.data(), base_[0], kBig, 256 * 1024);
   const pid_t pid = peer_process_.pid();
   std::atomic<size_t> ended_before_kill{0};
+  std::chrono::steady_clock::time_point killed;
   t.OnFirstDone([&] {
     ended_before_kill = t.Ended();
+    killed = std::chrono::steady_clock::now();
     ::kill(pid, SIGKILL);
   });
   t.SubmitTo(peer_.get());
   ASSERT_TRUE(t.Wait(kEndBound + 60s)) << "slices hang after the peer died";
+  EXPECT_LE(std::chrono::steady_clock::now() - killed, kEndBound)
+      << "slices in flight took longer to end than transfer_timeout_ms allows";
   EXPECT_EQ(t.NotOnce(), 0u);
   int wait_status = 0;
   ASSERT_TRUE(peer_process_.WaitExit(10s, &wait_status));

@@ -397,3 +397,20 @@ def test_exit_while_a_daemon_thread_waits():
             [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
         )
         assert (run.returncode, run.stdout) == (0, "exiting\n"), run.stderr
+
+
+def test_transports_is_the_engines_transport_table():
+    from transfer_engine import transports
+
+    rows = {t["name"]: t for t in transports()}
+    for name in ("local", "shm", "cma", "tcp"):
+        assert rows[name]["built"], name
+    assert rows["local"]["reach"] == "same process"
+    assert rows["shm"]["reach"] == "same host"
+    assert rows["tcp"]["reach"] == "any host"
+    # Known by name before it is built: asking for it is a NotSupported naming it.
+    assert "ucx" in rows
+    if not rows["ucx"]["built"]:
+        with pytest.raises(TransferError, match="ucx") as raised:
+            TransferEngine(transports=["ucx"], rpc_host="127.0.0.1")
+        assert raised.value.code == "NotSupported"

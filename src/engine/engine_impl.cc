@@ -273,6 +273,10 @@ Status EngineImpl::Free(void* addr) {
 
 Status EngineImpl::Register(void* addr, size_t size, const MemoryOptions& options) {
   if (!addr) return Status::InvalidArgument("cannot register a null address");
+  if (size == 0) return Status::InvalidArgument("cannot register 0 bytes");
+  if (reinterpret_cast<uint64_t>(addr) + size < reinterpret_cast<uint64_t>(addr)) {
+    return Status::InvalidArgument("buffer range wraps around the address space");
+  }
   SegmentBuffer info;
   info.base = reinterpret_cast<uint64_t>(addr);
   info.length = size;
@@ -284,6 +288,15 @@ Status EngineImpl::Register(void* addr, size_t size, const MemoryOptions& option
     if (it != allocations_.begin()) {
       --it;
       if (info.base < it->first + it->second.size) info.shm_name = it->second.shm_name;
+    }
+  }
+  // Transports see registrations and unregistrations one at a time, and only of
+  // buffers that can be registered: never one overlapping a registered buffer.
+  std::lock_guard<std::mutex> lock(register_mu_);
+  for (const auto& b : *registry_.Snapshot()) {
+    if (b->info.base < info.base + info.length && info.base < b->info.base + b->info.length) {
+      return Status::AlreadyExists("region " + HexAddr(addr) + "+" + std::to_string(size) +
+                                   " overlaps a registered buffer");
     }
   }
   TE_RETURN_IF_ERROR(AnnounceToTransports(&info));
@@ -311,13 +324,13 @@ Status EngineImpl::AnnounceToTransports(SegmentBuffer* info) {
 }
 
 Status EngineImpl::RemoveBuffer(uint64_t base) {
+  std::lock_guard<std::mutex> lock(register_mu_);
   SegmentBuffer removed;
   for (const auto& b : *registry_.Snapshot()) {
     if (b->info.base == base) removed = b->info;
   }
   Status s = registry_.Remove(base, DrainTimeoutMs());
   // A drain timeout still removed the buffer: transports let go of it either way.
-  // (Register and Unregister of one address are the caller's to order.)
   if (s.code() != Status::Code::kNotFound) {
     for (auto& t : transports_) t->OnUnregister(removed);
   }

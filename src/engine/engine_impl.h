@@ -103,6 +103,9 @@ class EngineImpl {
   std::atomic<bool> ready_{false};
 
   BufferRegistry registry_;
+  // Serializes registering and unregistering, so each transport's hooks see them in
+  // the registry's order (an unregistration holds it while its pins drain).
+  std::mutex register_mu_;
   std::mutex alloc_mu_;
   std::map<uintptr_t, Allocation> allocations_;  // guarded by alloc_mu_
 

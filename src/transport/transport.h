@@ -97,7 +97,9 @@ class Transport {
   // see it. What it puts in *public_data is published with the buffer as
   // transport_data[name()] (a CUDA IPC handle, a packed remote key); opaque to all but
   // this transport's peers, printable text only. An error fails the registration
-  // (the transports before it see OnUnregister).
+  // (the transports before it see OnUnregister). The engine calls the hooks one
+  // at a time, in registration order, never for a buffer overlapping a registered one;
+  // the data path runs meanwhile.
   virtual Status OnRegister(const BufferInfo& buffer, std::string* public_data) {
     (void)buffer;
     (void)public_data;

@@ -30,9 +30,9 @@ struct UcxOptions {
   std::string net_devices;
   // Workers, each with its own progress thread; endpoints are spread over them.
   uint32_t workers = 1;
-  // An operation not complete this long after it was posted fails (Timeout), and
-  // with it its endpoint: UCX cannot cancel one RMA operation, only close the
-  // endpoint carrying it.
+  // An endpoint whose oldest operation was posted this long ago, and on which
+  // nothing completed for as long, fails (Timeout) with all it carries: UCX cannot
+  // cancel one RMA operation, only close the endpoint carrying it.
   uint32_t transfer_timeout_ms = 5000;
 };
 

@@ -171,6 +171,13 @@ TEST_P(UcxTransferTest, UcxCompletionExactlyOnce) {
 TEST_P(UcxTransferTest, UcxStopWithOpsInFlightCompletesEachOnce) {
   MapTarget(16 << 20, true);
   std::vector<char> local(16 << 20);
+  if (std::string_view(GetParam()) == "tcp")
+    GTEST_SKIP() << "UCX 1.13 over tcp aborts the target process when its initiator vanishes "
+                    "mid-GET or mid-connect (docs/security.md, 'Known UCX 1.13 faults')";
+  // Connected first: UCX 1.13 can abort (an assertion in its wireup code) when the
+  // initiator's worker vanishes while the target still connects back to it.
+  ASSERT_TRUE(
+      RunOne(ep_.get(), UcxOp::kGet, local.data(), remote(0), 1, memory_->packed_rkey()).ok());
   Ops ops;
   std::vector<UcxOp*> batch;
   for (uint64_t i = 0; i < 8; ++i) {

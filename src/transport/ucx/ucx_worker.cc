@@ -24,6 +24,8 @@ thread_local UcxWorker* current_worker = nullptr;
 
 // How long a stopping worker waits for UCX to finish closing its endpoints.
 constexpr int64_t kShutdownNs = 2'000'000'000;
+// ucp_worker_progress calls between looks at the queue.
+constexpr int kProgressRounds = 64;
 // Unpacked rkeys kept per endpoint (one per remote buffer used).
 constexpr size_t kMaxRemoteKeys = 4096;
 
@@ -133,7 +135,8 @@ void UcxWorker::Enqueue(Command command) {
 void UcxWorker::Run() {
   current_worker = this;
   while (RunCommands()) {
-    while (ucp_worker_progress(worker_) != 0) {
+    // Bounded, so queued work is not starved while traffic flows.
+    for (int i = 0; i < kProgressRounds && ucp_worker_progress(worker_) != 0; ++i) {
     }
     Sweep();
     int timeout_ms = ExpireDeadlines();
@@ -187,7 +190,8 @@ int UcxWorker::ExpireDeadlines() {
       if (next < 0 || left < next) next = left;
     }
     if (!ep->head || ep->failed.load(std::memory_order_relaxed)) continue;
-    int64_t left = ep->head->deadline_ns - now;
+    // Progress counts: a long queue behind a busy link is not a dead peer.
+    int64_t left = std::max(ep->head->deadline_ns, ep->progress_ns + timeout_ns_) - now;
     if (left <= 0) {
       Fail(ep.get(), Status::Timeout("ucx: no completion within transfer_timeout_ms (" +
                                      std::to_string(timeout_ns_ / 1'000'000) + " ms)"));
@@ -328,6 +332,7 @@ void UcxWorker::Unlink(UcxEndpointState* ep, UcxOp* op) {
 void UcxWorker::Complete(UcxOp* op, ucs_status_t status) {
   auto* ep = static_cast<UcxEndpointState*>(op->endpoint);
   Unlink(ep, op);
+  ep->progress_ns = NowNs();
   Status result;
   if (status != UCS_OK)
     result = ep->failure.ok() ? UcxStatus("ucx: transfer failed", status) : ep->failure;

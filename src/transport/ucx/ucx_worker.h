@@ -40,7 +40,8 @@ struct UcxEndpointState {
   bool released = false;  // the caller dropped its handle
   Status failure;         // why it failed: what later ops report
   std::unordered_map<std::string, ucp_rkey_h, UcxStringHash, std::equal_to<>> rkeys;
-  UcxOp* head = nullptr;  // in flight, oldest first (deadlines ascend)
+  int64_t progress_ns = 0;  // when an operation last completed
+  UcxOp* head = nullptr;    // in flight, oldest first (deadlines ascend)
   UcxOp* tail = nullptr;
 };
 
