@@ -62,7 +62,7 @@ struct ConformanceTarget {
 };
 
 // Names the parameter in test listings (and so in CTest's names).
-void PrintTo(const ConformanceTarget& t, std::ostream* os) { *os << t.transport; }
+void PrintTo(const ConformanceTarget& t, std::ostream* os) { *os << t.name; }
 
 std::vector<ConformanceTarget> ConformanceTargets() {
   // ucx over shared memory: UCX 1.13's posix/sysv/cma lanes cannot report a dead
