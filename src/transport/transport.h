@@ -105,8 +105,9 @@ class Transport {
     (void)public_data;
     return Status::OK();
   }
-  // Called once the buffer is unregistered and no longer published, after copies
-  // the engine pinned it for have drained: whatever OnRegister set up may go.
+  // Called once the buffer is out of the registry (requests to it are refused) and
+  // the copies the engine pinned it for drained, just before the descriptor without
+  // it is published: whatever OnRegister set up may go.
   virtual void OnUnregister(const BufferInfo& buffer) { (void)buffer; }
   // Fails what is in flight and stops serving.
   virtual void Stop() = 0;
