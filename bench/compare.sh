@@ -15,7 +15,11 @@
 #        one process (bench/memcpy_baseline.cc); CMA also beside process_vm_readv/
 #        writev itself from a child process, one call per batch.
 #
-#   bench/compare.sh [seconds per case, default 4] [transports, default "tcp shm cma"]
+#   ucx  the engine over --transport=ucx, READ/WRITE 64 KiB and 1 MiB x16, one thread,
+#        beside ucx_perftest (ucp_get for READ, ucp_put_bw for WRITE) with the same
+#        UCX_TLS, over UCX's tcp and its shared memory (needs a build with UCX).
+#
+#   bench/compare.sh [seconds per case, default 4] [transports, default "tcp shm cma"; or ucx]
 # Environment: BUILD_DIR (see bench/lib.sh).
 set -euo pipefail
 # shellcheck source=bench/lib.sh
@@ -25,9 +29,11 @@ SECS=${1:-4}
 TRANSPORTS=${2:-tcp shm cma}
 [[ $SECS =~ ^[1-9][0-9]*$ ]] || die "seconds per case must be a whole number above 0 (got '$SECS')"
 for transport in $TRANSPORTS; do
-  [[ $transport =~ ^(tcp|shm|cma)$ ]] || die "unknown transport '$transport' (expected tcp, shm or cma)"
+  [[ $transport =~ ^(tcp|shm|cma|ucx)$ ]] ||
+    die "unknown transport '$transport' (expected tcp, shm, cma or ucx)"
 done
 [[ " $TRANSPORTS " == *" tcp "* ]] && need_tool iperf3
+[[ " $TRANSPORTS " == *" ucx "* ]] && need_tool ucx_perftest
 build_bench
 
 SIZES=(65536 1048576)
@@ -63,17 +69,24 @@ iperf3_gbps() {
   stop_bg "$server"
 }
 
-# GB/s of ucx_perftest test $1 with messages of $2 bytes over TCP on loopback.
+# UCX_TLS of the ucx rows' transport names: UCX's own tcp, and its shared memory.
+declare -A UCX_TLS_OF=([tcp]=tcp [shm]="posix,sysv,cma")
+
+# GB/s of ucx_perftest test $2 (ucp_put_bw or ucp_get) with messages of $3 bytes,
+# server and client on loopback, over UCX transport $1 (tcp or shm, see UCX_TLS_OF);
+# nothing when the run fails.
 ucx_gbps() {
   local port=$((20000 + RANDOM % 20000)) expected=1000000000 count
-  [[ $1 == ucp_get ]] && expected=100000000 # bytes/s, to size the run near $SECS
-  count=$((SECS * expected / $2 + 100))
-  start_bg env UCX_TLS=tcp,self UCX_NET_DEVICES=lo ucx_perftest -p "$port" \
-    >"$BENCH_TMP/ucx_server.log" 2>&1
+  local ucx_env=(env "UCX_TLS=${UCX_TLS_OF[$1]},self" UCX_NET_DEVICES=lo)
+  [[ $1 == shm ]] && ucx_env=(env "UCX_TLS=${UCX_TLS_OF[$1]},self")
+  [[ $1 == shm ]] && expected=4000000000
+  [[ $2 == ucp_get && $1 == tcp ]] && expected=100000000 # bytes/s, to size the run near $SECS
+  count=$((SECS * expected / $3 + 100))
+  start_bg "${ucx_env[@]}" ucx_perftest -p "$port" >"$BENCH_TMP/ucx_server.log" 2>&1
   local server=$BG_PID
   sleep 0.5
-  timeout $((SECS * 10 + 30)) env UCX_TLS=tcp,self UCX_NET_DEVICES=lo \
-    ucx_perftest 127.0.0.1 -p "$port" -t "$1" -s "$2" -n "$count" -w $((count / 10 + 1)) -f 2>&1 |
+  timeout $((SECS * 10 + 30)) "${ucx_env[@]}" \
+    ucx_perftest 127.0.0.1 -p "$port" -t "$2" -s "$3" -n "$count" -w $((count / 10 + 1)) -f 2>&1 |
     awk 'NF == 8 && $1 ~ /^[0-9]+$/ { bw = $6 } END { if (bw != "") printf "%.3f", bw * 1048576 / 1e9 }' ||
     true
   stop_bg "$server"
@@ -190,9 +203,43 @@ placed_latency_rows() {
   done
 }
 
+# The ucx rows: for UCX's tcp and shared memory, 64 KiB and 1 MiB x16 with one
+# thread, the engine over --transport=ucx (WRITE, READ) beside ucp_put_bw and ucp_get
+# with the same UCX_TLS (and, over tcp, UCX_NET_DEVICES), in the same run.
+ucx_rows() {
+  local tls size workload test json sizes
+  sizes=$(IFS=,; echo "${SIZES[*]}")
+  for tls in tcp shm; do
+    export TE_UCX_TLS="${UCX_TLS_OF[$tls]},self"
+    unset TE_UCX_NET_DEVICES
+    [[ $tls == tcp ]] && export TE_UCX_NET_DEVICES=lo
+    start_target ucx
+    json=
+    for workload in read write; do
+      note "engine ucx $workload UCX_TLS=$TE_UCX_TLS"
+      json+=$(run_engine ucx --workload=$workload --size="$sizes" --threads=1 --batch=16 \
+        --duration="$SECS")$'\n'
+    done
+    stop_bg "$TARGET_PID"
+    unset TE_UCX_TLS TE_UCX_NET_DEVICES
+    for size in "${SIZES[@]}"; do
+      for workload in read write; do
+        test=ucp_get
+        [[ $workload == write ]] && test=ucp_put_bw
+        note "ucx_perftest $test $size UCX_TLS=${UCX_TLS_OF[$tls]}"
+        row "ucx($tls) $workload $((size / 1024))KiB x16 t=1" \
+          "$(fixed "$(json_case $workload "$size" 1 16 <<<"$json" | json_value throughput)")" GB/s \
+          "ucx_perftest $test $((size / 1024))KiB $tls" "$(ucx_gbps $tls $test "$size")"
+      done
+    done
+  done
+}
+
 LOAD=$(cut -d' ' -f1-3 /proc/loadavg)
 for transport in $TRANSPORTS; do
-  if [[ $transport == tcp ]]; then
+  if [[ $transport == ucx ]]; then
+    ucx_rows
+  elif [[ $transport == tcp ]]; then
     PINGPONG=()
     tcp_baselines
     declare -A UCX=()
@@ -200,7 +247,7 @@ for transport in $TRANSPORTS; do
       for size in "${SIZES[@]}"; do
         for test in ucp_put_bw ucp_get; do
           note "ucx_perftest $test $size"
-          UCX[$test-$size]=$(ucx_gbps $test "$size")
+          UCX[$test-$size]=$(ucx_gbps tcp $test "$size")
         done
       done
     else

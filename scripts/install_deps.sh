@@ -7,7 +7,7 @@ PACKAGES=(build-essential cmake ninja-build pkg-config libgflags-dev nlohmann-js
           libhiredis-dev liburing-dev libcurl4-openssl-dev libnuma-dev libgtest-dev
           libgmock-dev libbenchmark-dev iperf3 redis-server etcd-server etcd-client
           libcpp-httplib-dev libssl-dev clang python3-dev python3-pytest python3-numpy
-          python3-setuptools python3-pip pybind11-dev ucx-utils sockperf gnuplot-nox
+          python3-setuptools python3-pip pybind11-dev libucx-dev ucx-utils sockperf gnuplot-nox
           prometheus-cpp-dev libcivetweb-dev prometheus)
 
 if ! command -v dpkg-query >/dev/null 2>&1; then

@@ -572,25 +572,7 @@ TEST_F(TcpTransferTest, OutOfBoundsRemoteRangesAreRejected) {
   ASSERT_NO_FATAL_FAILURE(AllocLocal(size + 4096, &local));
   FillPattern(local, size + 4096, 789);
 
-  struct Case {
-    const char* name;
-    uint64_t offset, length;
-  };
-  const Case cases[] = {
-      {"one past the end", base + size, 1},
-      {"crossing the end", base + size - 10, 20},
-      {"whole buffer plus one", base, size + 1},
-      {"before the buffer", base - 4096, 16},
-      {"address zero", 0, 16},
-      {"wrapping around", UINT64_MAX - 7, 16},
-  };
-  for (const auto& c : cases) {
-    for (auto op : {Request::READ, Request::WRITE}) {
-      SCOPED_TRACE(std::string(c.name) + (op == Request::READ ? " READ" : " WRITE"));
-      Outcome o = RunOne(*engine_, op, local, seg, c.offset, c.length, 10s);
-      EXPECT_TRUE(o.rejected()) << o.Describe();
-    }
-  }
+  ExpectRangesMissingBufferRejected(seg, local, base, size);
   EXPECT_EQ(PeerChecksum(*peer, base, size), PatternChecksum(BufferSeed(fill, 0), 0, size));
   EXPECT_EQ(peer->Command("PING"), "PONG");
 

@@ -15,6 +15,7 @@
 //   --transports=a,b       the engine's transports (default: the config's default)
 //   --rpc_port=P           fixed RPC port, so a restarted peer keeps its segment name
 //   --cluster_secret=S     the engine's cluster secret
+//   --ucx_tls=T            the ucx transport's UCX_TLS (e.g. tcp, or posix,sysv,cma)
 //
 // Commands on stdin, one per line; every command answers exactly one line:
 //   PING                                 -> PONG
@@ -412,6 +413,8 @@ bool ParseFlags(int argc, char** argv, Flags* flags, std::string* error) {
       flags->config.rpc_port = static_cast<uint16_t>(n);
     } else if (key == "cluster_secret") {
       flags->config.cluster_secret = value;
+    } else if (key == "ucx_tls") {
+      flags->config.ucx_tls = value;
     } else if (key == "shm" && numeric && n <= 1) {
       flags->shm = n == 1;
     } else if (key == "location") {

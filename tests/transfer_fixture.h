@@ -222,6 +222,30 @@ class PeerTransferTest : public ::testing::Test {
     return std::strtoull(reply.c_str() + 9, nullptr, 16);
   }
 
+  // Every way a range can miss the peer's buffer [base, base + size): READ and WRITE
+  // of each must be refused (the peer's bytes are the caller's to check).
+  void ExpectRangesMissingBufferRejected(te::SegmentHandle seg, void* local, uint64_t base,
+                                         uint64_t size) {
+    const struct {
+      const char* name;
+      uint64_t offset, length;
+    } cases[] = {
+        {"one past the end", base + size, 1},
+        {"crossing the end", base + size - 10, 20},
+        {"whole buffer plus one", base, size + 1},
+        {"before the buffer", base - 4096, 16},
+        {"address zero", 0, 16},
+        {"wrapping around", UINT64_MAX - 7, 16},
+    };
+    for (const auto& c : cases) {
+      for (auto op : {Request::READ, Request::WRITE}) {
+        SCOPED_TRACE(std::string(c.name) + (op == Request::READ ? " READ" : " WRITE"));
+        Outcome o = RunOne(*engine_, op, local, seg, c.offset, c.length, 10s);
+        EXPECT_TRUE(o.rejected()) << o.Describe();
+      }
+    }
+  }
+
   static std::vector<std::string> Args(uint64_t buffers, uint64_t size,
                                        const std::string& permission, uint64_t fill) {
     return {"--buffers=" + std::to_string(buffers), "--size=" + std::to_string(size),

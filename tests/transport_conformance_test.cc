@@ -44,6 +44,7 @@ constexpr uint32_t kTransferTimeoutMs = 2000;
 constexpr uint32_t kConnectTimeoutMs = 2000;
 
 struct ConformanceTarget {
+  std::string name;  // the test's
   std::string transport;
   bool peer_process;                   // else this process's own segment (local)
   std::vector<std::string> peer_args;  // where the peer's buffers live
@@ -51,18 +52,29 @@ struct ConformanceTarget {
   // Whether slices in flight fail when the peer dies. Not for shm (and CUDA IPC): a
   // mapping of the peer's memory outlives the peer, so copies in progress complete.
   bool in_flight_fail_on_death;
+  // UCX_TLS for ucx, on both sides.
+  std::string ucx_tls;
+  // Whether a request to a buffer the far side unregistered is refused although the
+  // sender's descriptor still lists it. Not ucx over tcp or shared memory: nothing on
+  // the far side checks a UCX PUT there (verbs would: the rkey dies with the mapping),
+  // and the sender learns of the unregistration with its next descriptor.
+  bool refuses_after_far_unregister = true;
 };
 
 // Names the parameter in test listings (and so in CTest's names).
-void PrintTo(const ConformanceTarget& t, std::ostream* os) { *os << t.transport; }
+void PrintTo(const ConformanceTarget& t, std::ostream* os) { *os << t.name; }
 
 std::vector<ConformanceTarget> ConformanceTargets() {
+  // ucx over shared memory: UCX 1.13's posix/sysv/cma lanes cannot report a dead
+  // peer (error mode PEER), so there the operation deadline finds it.
   const std::vector<ConformanceTarget> all = {
-      {"local", false, {}, false, false},
-      {"shm", true, {"--shm=1"}, true, false},
-      {"cma", true, {}, true, true},
-      {"tcp", true, {}, false, true},
-      {"cuda_ipc", true, {"--location=cuda:0"}, true, false},
+      {"local", "local", false, {}, false, false, "", true},
+      {"shm", "shm", true, {"--shm=1"}, true, false, "", true},
+      {"cma", "cma", true, {}, true, true, "", true},
+      {"tcp", "tcp", true, {}, false, true, "", true},
+      {"cuda_ipc", "cuda_ipc", true, {"--location=cuda:0"}, true, false, "", true},
+      {"ucx_tcp", "ucx", true, {"--ucx_tls=tcp"}, false, true, "tcp", false},
+      {"ucx_shm", "ucx", true, {"--ucx_tls=posix,sysv,cma"}, false, true, "posix,sysv,cma", false},
   };
   std::vector<ConformanceTarget> built;
   for (const ConformanceTarget& t : all) {
@@ -181,6 +193,7 @@ class TransportConformance : public ::testing::TestWithParam<ConformanceTarget> 
     size_ = size;
     config_.transfer_timeout_ms = kTransferTimeoutMs;
     config_.connect_timeout_ms = kConnectTimeoutMs;
+    config_.ucx_tls = target().ucx_tls;
     local_.name = "conformance-" + std::to_string(::getpid());
     local_.machine_id = ReadMachineId();
     local_.pid = static_cast<uint32_t>(::getpid());
@@ -428,6 +441,7 @@ TEST_P(TransportConformance, ConformanceUnregisterWhileCopying) {
   }
   LocalRegion after(4096);
   Transfer late(Request::WRITE, after.data(), base_[0], 4096, 4096);
+  if (!target().refuses_after_far_unregister) return;  // see ConformanceTarget
   ASSERT_NO_FATAL_FAILURE(Run(&late));
   EXPECT_EQ(late.Failed(), 1u) << "a write into an unregistered buffer went through";
 }
@@ -513,7 +527,7 @@ TEST_P(TransportConformance, ConformancePeerDiesMidTransfer) {
 INSTANTIATE_TEST_SUITE_P(Transports, TransportConformance,
                          ::testing::ValuesIn(ConformanceTargets()),
                          [](const ::testing::TestParamInfo<ConformanceTarget>& info) {
-                           return info.param.transport;
+                           return info.param.name;
                          });
 
 }  // namespace

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "bench_pattern.h"
+#include "transport/ucx/ucx_context.h"
 
 namespace te::bench {
 namespace {
@@ -230,9 +231,6 @@ INSTANTIATE_TEST_SUITE_P(
                       // The target is another process: the same-process transport is no choice.
                       BadCase{"local", [](BenchFlags* f) { f->transport = "local"; },
                               Status::Code::kInvalidArgument, "--transport 'local'"},
-                      // Known to the transport table but not built here.
-                      BadCase{"ucx_not_built", [](BenchFlags* f) { f->transport = "ucx"; },
-                              Status::Code::kNotSupported, "transport 'ucx'"},
                       BadCase{"overflow",
                               [](BenchFlags* f) {
                                 f->size = "1125899906842624";
@@ -246,6 +244,21 @@ INSTANTIATE_TEST_SUITE_P(
                               },
                               Status::Code::kInvalidArgument, "(1125899906842624 x 1048576 x 4)"}),
     [](const ::testing::TestParamInfo<BadCase>& info) { return std::string(info.param.what); });
+
+// --transport=ucx: accepted where the build has UCX; elsewhere the table's one-line
+// NotSupported naming it.
+TEST(ValidateTest, UcxFollowsTheBuild) {
+  BenchFlags f;
+  f.transport = "ucx";
+  Status s = ValidateBenchFlags(f);
+  if (te::UcxBuilt()) {
+    EXPECT_TRUE(s.ok()) << s.ToString();
+  } else {
+    EXPECT_EQ(s.code(), Status::Code::kNotSupported) << s.ToString();
+    EXPECT_NE(s.message().find("transport 'ucx'"), std::string::npos) << s.ToString();
+    EXPECT_EQ(s.message().find('\n'), std::string::npos);
+  }
+}
 
 TEST(ShellQuoteTest, QuotesOnlyWhenNeeded) {
   EXPECT_EQ(ShellQuote("--remote_segment=10.0.0.2:17000"), "--remote_segment=10.0.0.2:17000");

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "memory/device_memory.h"
+#include "transport/ucx/ucx_context.h"
 
 #ifndef TE_BENCH_PATH
 #error "TE_BENCH_PATH must name the transfer_engine_bench binary"
@@ -307,6 +308,37 @@ TEST(TransferEngineBenchTest, InstalledBenchHasNoTestHooks) {
   ASSERT_TRUE(RunToExit(&child, {"--TEST_corrupt_offset=0"}, seconds(10)));
   EXPECT_EQ(child.exit_code(), 1) << child.Describe();
   EXPECT_NE(child.err().find("TEST_corrupt_offset"), std::string::npos) << child.Describe();
+}
+
+// Both sides on the ucx transport, over UCX's tcp (TE_UCX_TLS, inherited by the
+// children): the mixed workload's bytes check out and the report names ucx.
+TEST(TransferEngineBenchTest, UcxMixWithIntegrityCheck) {
+  if (!te::UcxBuilt()) GTEST_SKIP() << "this build has no UCX (TE_WITH_UCX=OFF or no libucx-dev)";
+  ASSERT_EQ(setenv("TE_UCX_TLS", "tcp", 1), 0);
+  Child target;
+  std::string segment;
+  ASSERT_TRUE(StartTarget(&target, &segment, {"--transport=ucx"}));
+  Child initiator;
+  ASSERT_TRUE(
+      RunToExit(&initiator,
+                {"--remote_segment=" + segment, "--transport=ucx", "--duration=2", "--workload=mix",
+                 "--integrity_check", "--threads=2", "--batch=4", "--size=65537"},
+                seconds(60)));
+  unsetenv("TE_UCX_TLS");
+  EXPECT_EQ(initiator.exit_code(), 0) << initiator.Describe();
+  EXPECT_GT(VerifiedBatches(initiator.out()), 0u) << initiator.Describe();
+  EXPECT_NE(initiator.out().find("transport: ucx\n"), std::string::npos) << initiator.Describe();
+  ExpectStopsCleanly(&target, SIGTERM);
+}
+
+// Where the build has no UCX, --transport=ucx is refused in one line that says so.
+TEST(TransferEngineBenchTest, UcxNotBuiltIsOneLine) {
+  if (te::UcxBuilt()) GTEST_SKIP() << "this build has UCX";
+  Child child;
+  ASSERT_TRUE(RunToExit(&child, {"--transport=ucx"}, seconds(10)));
+  EXPECT_EQ(child.exit_code(), 1) << child.Describe();
+  EXPECT_EQ(CountLines(child.err()), 1u) << child.Describe();
+  EXPECT_NE(child.err().find("'ucx' is not built"), std::string::npos) << child.Describe();
 }
 
 // --use_vram with the integrity check: VRAM to VRAM on this host (CUDA IPC), VRAM to

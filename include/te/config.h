@@ -32,8 +32,9 @@ struct Config {
   // (src/transport/transport_registry.cc; Python: transfer_engine.transports()) lists:
   // "local" (same process), "cuda_ipc" (same host, GPU memory through CUDA IPC; CUDA
   // builds only), "shm" (same host, buffers in POSIX shared memory), "cma" (same host,
-  // cross-memory attach), "ucx" (reserved, not yet built), "tcp". A name this build
-  // lacks is NotSupported.
+  // cross-memory attach), "ucx" (any host through UCX: RDMA verbs where the machine
+  // has them; builds with UCX only; on by default only where UCX sees an RDMA
+  // device), "tcp". A name this build lacks is NotSupported.
   std::vector<std::string> transports = DefaultTransports();
   // The table's built transports that are enabled by default, in its order.
   static std::vector<std::string> DefaultTransports();
@@ -53,6 +54,14 @@ struct Config {
   // Buffers registered at once; each takes a 32-byte pin slot (touched only once
   // used). Beyond it registering fails with kResourceExhausted. At most 16,777,216.
   uint32_t max_registered_buffers = 65536;
+
+  // The ucx transport. What UCX calls UCX_TLS ("rc,ud" for verbs, "tcp",
+  // "posix,sysv,cma" for shared memory; empty: UCX's own choice, or the UCX_TLS
+  // environment variable) and UCX_NET_DEVICES (e.g. "mlx5_0:1"; empty: every device).
+  std::string ucx_tls;
+  std::string ucx_net_devices;
+  // UCP workers, each progressed by one thread; peers are spread over them.
+  uint32_t ucx_workers = 1;  // 1..16
 
   // Central metadata (redis, etcd, http). The published entry of a redis or etcd
   // engine lives this many seconds without a keep-alive, which the engine sends every
@@ -78,8 +87,9 @@ struct Config {
   // Overrides fields from TE_METADATA_TYPE, TE_METADATA_SERVERS, TE_LOCAL_SEGMENT,
   // TE_RPC_HOST, TE_RPC_BIND_HOST, TE_RPC_PORT, TE_TRANSPORTS (comma-separated), TE_LOG_LEVEL,
   // TE_MACHINE_ID, TE_TCP_CONNECTIONS, TE_SLICE_SIZE, TE_TRANSFER_TIMEOUT_MS,
-  // TE_METADATA_TTL_S, TE_MAX_REGISTERED_BUFFERS, TE_METRICS_PORT, TE_CLUSTER_SECRET;
-  // TE_CONFIG names a JSON file applied first.
+  // TE_METADATA_TTL_S, TE_MAX_REGISTERED_BUFFERS, TE_METRICS_PORT, TE_CLUSTER_SECRET,
+  // TE_UCX_TLS, TE_UCX_NET_DEVICES, TE_UCX_WORKERS; TE_CONFIG names a JSON file applied
+  // first.
   static Status FromEnv(Config* config);
   // Checks ranges and names; the engine calls it before starting.
   Status Validate() const;

@@ -9,6 +9,7 @@
 #include "common/logging.h"
 #include "common/strings.h"
 #include "transport/transport_registry.h"
+#include "transport/ucx/ucx_context.h"
 
 namespace te {
 namespace {
@@ -107,6 +108,12 @@ Status Config::FromJson(const std::string& json_text, Config* config) {
       s = ReadUnsigned(j, "metrics_port", &config->metrics_port);
     else if (key == "metadata_ttl_s")
       s = ReadUnsigned(j, "metadata_ttl_s", &config->metadata_ttl_s);
+    else if (key == "ucx_tls")
+      s = ReadField(j, "ucx_tls", &config->ucx_tls);
+    else if (key == "ucx_net_devices")
+      s = ReadField(j, "ucx_net_devices", &config->ucx_net_devices);
+    else if (key == "ucx_workers")
+      s = ReadUnsigned(j, "ucx_workers", &config->ucx_workers);
     else if (key == "cluster_secret")
       s = ReadField(j, "cluster_secret", &config->cluster_secret);
     else
@@ -137,6 +144,9 @@ Status Config::FromEnv(Config* config) {
   ApplyEnvString("TE_LOG_LEVEL", &config->log_level);
   ApplyEnvString("TE_MACHINE_ID", &config->machine_id);
   ApplyEnvString("TE_CLUSTER_SECRET", &config->cluster_secret);
+  ApplyEnvString("TE_UCX_TLS", &config->ucx_tls);
+  ApplyEnvString("TE_UCX_NET_DEVICES", &config->ucx_net_devices);
+  TE_RETURN_IF_ERROR(ApplyEnvUnsigned("TE_UCX_WORKERS", &config->ucx_workers));
   if (const char* v = std::getenv("TE_TRANSPORTS")) config->transports = SplitList(v);
   TE_RETURN_IF_ERROR(ApplyEnvUnsigned("TE_RPC_PORT", &config->rpc_port));
   TE_RETURN_IF_ERROR(ApplyEnvUnsigned("TE_TCP_CONNECTIONS", &config->tcp_connections_per_peer));
@@ -185,6 +195,10 @@ Status Config::Validate() const {
   for (const std::string& t : transports) TE_RETURN_IF_ERROR(CheckTransportBuilt(t));
   if (tcp_connections_per_peer < 1 || tcp_connections_per_peer > 64) {
     return Status::InvalidArgument("tcp_connections_per_peer must be in [1, 64]");
+  }
+  if (ucx_workers < 1 || ucx_workers > kMaxUcxWorkers) {
+    return Status::InvalidArgument("ucx_workers must be in [1, " + std::to_string(kMaxUcxWorkers) +
+                                   "]");
   }
   if (slice_size < 4096) return Status::InvalidArgument("slice_size must be at least 4096");
   if (transfer_timeout_ms < 10) return Status::InvalidArgument("transfer_timeout_ms must be >= 10");

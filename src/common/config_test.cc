@@ -28,6 +28,8 @@ const char* const kEnvVars[] = {
     "TE_SLICE_SIZE",       "TE_TRANSFER_TIMEOUT_MS",
     "TE_METADATA_TTL_S",   "TE_MAX_REGISTERED_BUFFERS",
     "TE_RPC_BIND_HOST",     "TE_METRICS_PORT",
+    "TE_UCX_TLS",          "TE_UCX_NET_DEVICES",
+    "TE_UCX_WORKERS",
 };
 
 class ConfigTest : public testing::Test {
@@ -89,7 +91,10 @@ TEST_F(ConfigTest, FromJsonAllFields) {
     "slice_size": 65536,
     "transfer_timeout_ms": 1234,
     "connect_timeout_ms": 567,
-    "metadata_ttl_s": 30
+    "metadata_ttl_s": 30,
+    "ucx_tls": "rc,ud",
+    "ucx_net_devices": "mlx5_0:1",
+    "ucx_workers": 2
   })",
                               &c);
   ASSERT_TRUE(s.ok()) << s.ToString();
@@ -106,6 +111,9 @@ TEST_F(ConfigTest, FromJsonAllFields) {
   EXPECT_EQ(c.transfer_timeout_ms, 1234u);
   EXPECT_EQ(c.connect_timeout_ms, 567u);
   EXPECT_EQ(c.metadata_ttl_s, 30u);
+  EXPECT_EQ(c.ucx_tls, "rc,ud");
+  EXPECT_EQ(c.ucx_net_devices, "mlx5_0:1");
+  EXPECT_EQ(c.ucx_workers, 2u);
   EXPECT_TRUE(c.Validate().ok()) << c.Validate().ToString();
 }
 
@@ -277,6 +285,17 @@ TEST_F(ConfigTest, DefaultTransportsFollowTheBuild) {
   }
 }
 
+// ucx_workers bounds the threads the ucx transport starts.
+TEST_F(ConfigTest, UcxWorkersBounded) {
+  Config c;
+  c.ucx_workers = 0;
+  EXPECT_EQ(c.Validate().code(), Status::Code::kInvalidArgument);
+  c.ucx_workers = 17;
+  EXPECT_EQ(c.Validate().code(), Status::Code::kInvalidArgument);
+  c.ucx_workers = 16;
+  EXPECT_TRUE(c.Validate().ok());
+}
+
 TEST_F(ConfigTest, FromEnvAllVariables) {
   setenv("TE_METADATA_TYPE", "http", 1);
   setenv("TE_METADATA_SERVERS", "s1:80", 1);
@@ -292,6 +311,9 @@ TEST_F(ConfigTest, FromEnvAllVariables) {
   setenv("TE_METADATA_TTL_S", "60", 1);
   setenv("TE_MAX_REGISTERED_BUFFERS", "200000", 1);
   setenv("TE_RPC_BIND_HOST", "0.0.0.0", 1);
+  setenv("TE_UCX_TLS", "tcp", 1);
+  setenv("TE_UCX_NET_DEVICES", "lo", 1);
+  setenv("TE_UCX_WORKERS", "3", 1);
   Config c;
   Status s = Config::FromEnv(&c);
   ASSERT_TRUE(s.ok()) << s.ToString();
@@ -309,6 +331,9 @@ TEST_F(ConfigTest, FromEnvAllVariables) {
   EXPECT_EQ(c.metadata_ttl_s, 60u);
   EXPECT_EQ(c.max_registered_buffers, 200000u);
   EXPECT_EQ(c.rpc_bind_host, "0.0.0.0");
+  EXPECT_EQ(c.ucx_tls, "tcp");
+  EXPECT_EQ(c.ucx_net_devices, "lo");
+  EXPECT_EQ(c.ucx_workers, 3u);
   EXPECT_EQ(c.connect_timeout_ms, 3000u);  // not read from the environment
 }
 

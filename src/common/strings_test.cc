@@ -107,5 +107,17 @@ TEST(ParseHostPortTest, Malformed) {
   EXPECT_EQ(port, 42);
 }
 
+TEST(HexTest, RoundTripsEveryByteAndRefusesJunk) {
+  std::string all;
+  for (int c = 0; c < 256; ++c) all.push_back(static_cast<char>(c));
+  const std::string hex = HexEncode(all);
+  EXPECT_EQ(hex.substr(0, 6), "000102");
+  std::string back;
+  ASSERT_TRUE(HexDecode(hex, &back));
+  EXPECT_EQ(back, all);
+  EXPECT_FALSE(HexDecode("abc", &back));  // odd length
+  EXPECT_FALSE(HexDecode("zz", &back));
+}
+
 }  // namespace
 }  // namespace te

@@ -6,6 +6,7 @@
 #include "transport/local/local_transport.h"
 #include "transport/shm/shm_transport.h"
 #include "transport/tcp/tcp_transport.h"
+#include "transport/ucx/ucx_transport.h"
 
 namespace te {
 namespace {
@@ -15,8 +16,16 @@ std::unique_ptr<Transport> Make() {
   return std::make_unique<T>();
 }
 
+// Whether UCX lists a verbs transport on any device (UCX_NET_DEVICES in the
+// environment still narrows what the engine later uses).
+bool UcxSeesRdma() {
+  UcxInfo info;
+  return QueryUcx(UcxOptions{}, &info).ok() && info.rdma;
+}
+
 std::vector<TransportEntry> BuildTable() {
   const bool cuda = DeviceMemoryBuilt();
+  const bool ucx = UcxBuilt();
   using R = TransportReach;
   return {
       // {name, reach, built, enabled by default, factory, legacy per-buffer key}
@@ -25,10 +34,10 @@ std::vector<TransportEntry> BuildTable() {
        "device_handle"},
       {"shm", R::kSameHost, true, true, &Make<ShmTransport>, nullptr},
       {"cma", R::kSameHost, true, true, &Make<CmaTransport>, nullptr},
-      // Reserved for the UCX transport (RDMA and other fabrics), not built yet: the name
-      // is known, so asking for it is a clear NotSupported. Its row will read
-      // {"ucx", R::kAnyHost, kUcxBuilt, rdma_present, &Make<UcxTransport>, nullptr}.
-      {"ucx", R::kAnyHost, false, false, nullptr, nullptr},
+      // Before tcp: where UCX sees an RDMA device it is on by default and carries
+      // traffic to other hosts (same-host peers keep the rows above). Elsewhere only
+      // when asked for; a build without UCX knows the name and says NotSupported.
+      {"ucx", R::kAnyHost, ucx, ucx && UcxSeesRdma(), ucx ? &Make<UcxTransport> : nullptr, nullptr},
       {"tcp", R::kAnyHost, true, true, &Make<TcpTransport>, nullptr},
   };
 }

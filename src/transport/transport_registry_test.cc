@@ -6,6 +6,7 @@
 #include <string>
 
 #include "te/config.h"
+#include "transport/ucx/ucx_context.h"
 
 namespace te {
 namespace {
@@ -40,7 +41,7 @@ TEST(TransportRegistryTest, DefaultTransportsAreTheBuiltDefaultRowsInOrder) {
   EXPECT_TRUE(Config().Validate().ok());
 }
 
-// A known transport this build lacks (ucx, until it lands) and an unknown name are
+// A known transport this build lacks (ucx without UCX) and an unknown name are
 // both NotSupported, in one line that names them; the engine refuses them at Init.
 TEST(TransportRegistryTest, TransportsNotBuiltAreNotSupportedByName) {
   ASSERT_NE(FindTransport("ucx"), nullptr);
@@ -58,6 +59,24 @@ TEST(TransportRegistryTest, TransportsNotBuiltAreNotSupportedByName) {
     EXPECT_NE(v.message().find("'" + name + "'"), std::string::npos) << v.ToString();
   }
   EXPECT_NE(CheckTransportBuilt("carrier-pigeon").message().find("unknown"), std::string::npos);
+}
+
+// ucx follows the build, reaches any host, comes before tcp (so it carries traffic to
+// other hosts when enabled) and is on by default only where UCX sees an RDMA device.
+TEST(TransportRegistryTest, UcxRowFollowsTheBuildAndRdma) {
+  const TransportEntry* ucx = FindTransport("ucx");
+  ASSERT_NE(ucx, nullptr);
+  EXPECT_EQ(ucx->built, UcxBuilt());
+  EXPECT_EQ(ucx->reach, TransportReach::kAnyHost);
+  EXPECT_LT(ucx, FindTransport("tcp")) << "ucx must be preferred over tcp";
+  EXPECT_GT(ucx, FindTransport("cma")) << "same-host peers keep shm and cma";
+  UcxInfo info;
+  const bool rdma = QueryUcx(UcxOptions{}, &info).ok() && info.rdma;
+  EXPECT_EQ(ucx->enabled_by_default, rdma);
+  if (!UcxBuilt()) {
+    EXPECT_EQ(CheckTransportBuilt("ucx").code(), Status::Code::kNotSupported);
+    EXPECT_NE(CheckTransportBuilt("ucx").message().find("not built"), std::string::npos);
+  }
 }
 
 // Old descriptors' per-buffer keys map to transports of the table.
