@@ -24,20 +24,36 @@ int main(int argc, char** argv) {
     return 1;
   }
   const std::vector<te::Probe> probes = te::ProbeHost(config);
-  const std::vector<std::string> transports = te::Config::DefaultTransports();
+  const std::vector<te::TransportReport> transports = te::ReportTransports(probes);
   if (json) {
-    nlohmann::json out = {{"transports_built", transports}, {"probes", nlohmann::json::array()}};
+    nlohmann::json out = {{"transports", nlohmann::json::array()},
+                          {"probes", nlohmann::json::array()}};
+    for (const te::TransportReport& t : transports) {
+      out["transports"].push_back({{"name", t.name},
+                                   {"reach", t.reach},
+                                   {"built", t.built},
+                                   {"on_by_default", t.on_by_default},
+                                   {"usable", t.usable},
+                                   {"detail", t.detail}});
+    }
     for (const te::Probe& p : probes) {
       out["probes"].push_back({{"name", p.name}, {"usable", p.usable}, {"detail", p.detail}});
     }
     std::printf("%s\n", out.dump(2).c_str());
     return 0;
   }
-  std::string built;
-  for (const std::string& t : transports) built += (built.empty() ? "" : ", ") + t;
-  std::printf("%-16s %s\n", "transports", built.c_str());
+  std::printf("transports (in the engine's order of preference)\n");
+  for (const te::TransportReport& t : transports) {
+    const char* state = !t.built ? "not built" : t.usable ? "usable" : "not usable";
+    std::printf("  %-10s %-13s %-11s %-10s %s\n", t.name.c_str(), t.reach.c_str(), state,
+                !t.built          ? ""
+                : t.on_by_default ? "default"
+                                  : "on request",
+                t.detail.c_str());
+  }
+  std::printf("host\n");
   for (const te::Probe& p : probes) {
-    std::printf("%-16s %-3s %s\n", p.name.c_str(), p.usable ? "yes" : "no", p.detail.c_str());
+    std::printf("  %-16s %-3s %s\n", p.name.c_str(), p.usable ? "yes" : "no", p.detail.c_str());
   }
   return 0;
 }

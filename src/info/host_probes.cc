@@ -8,6 +8,8 @@
 
 #include "common/machine.h"
 #include "memory/device_memory.h"
+#include "transport/transport_registry.h"
+#include "transport/ucx/ucx_context.h"
 
 namespace te {
 
@@ -44,6 +46,21 @@ Probe ProbeCuda() {
   if (!DeviceMemoryBuilt()) return {"cuda", false, "this build has no CUDA (-DUSE_CUDA=ON)"};
   const int n = DeviceCount();
   return {"cuda", n > 0, std::to_string(n) + " device(s)"};
+}
+
+Probe ProbeUcx(const Config& config) {
+  if (!UcxBuilt()) return {"ucx", false, "this build has no UCX (TE_WITH_UCX, libucx-dev)"};
+  UcxOptions options;
+  options.tls = config.ucx_tls;
+  options.net_devices = config.ucx_net_devices;
+  UcxInfo info;
+  Status s = QueryUcx(options, &info);
+  if (!s.ok()) return {"ucx", false, s.ToString()};
+  std::string resources;
+  for (const std::string& r : info.resources) resources += (resources.empty() ? "" : ", ") + r;
+  return {"ucx", !info.resources.empty(),
+          "UCX " + info.version + (info.rdma ? ", RDMA device found" : ", no RDMA device") + ": " +
+              (resources.empty() ? "no transport/device" : resources)};
 }
 
 Probe ProbeNuma() {
@@ -87,11 +104,31 @@ std::vector<Probe> ProbeHost(const Config& config) {
   return {ProbeCma(),
           ProbeShm(),
           ProbeCuda(),
+          ProbeUcx(config),
           ProbeNuma(),
           ProbeMachineId(config),
           ProbeAdvertisedAddress(config),
           ProbeClusterSecret(config),
           ProbeMetadataBackends()};
+}
+
+std::vector<TransportReport> ReportTransports(const std::vector<Probe>& probes) {
+  std::vector<TransportReport> rows;
+  for (const TransportEntry& e : TransportTable()) {
+    TransportReport r{e.name,  TransportReachName(e.reach),
+                      e.built, e.built && e.enabled_by_default,
+                      e.built, e.built ? "" : "not built into this build"};
+    // The feature each transport needs, where a probe judges it.
+    const std::string feature = r.name == "cuda_ipc" ? "cuda" : r.name;
+    for (const Probe& p : probes) {
+      if (e.built && p.name == feature) {
+        r.usable = p.usable;
+        r.detail = p.detail;
+      }
+    }
+    rows.push_back(std::move(r));
+  }
+  return rows;
 }
 
 }  // namespace te

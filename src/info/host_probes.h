@@ -23,6 +23,9 @@ Probe ProbeCma();
 Probe ProbeShm();
 // CUDA devices (a build without CUDA says so).
 Probe ProbeCuda();
+// UCX: its version and transports/devices, and which of them are RDMA (verbs); a
+// build without UCX says so. Uses config's ucx_tls and ucx_net_devices.
+Probe ProbeUcx(const Config& config);
 Probe ProbeNuma();
 Probe ProbeMachineId(const Config& config);
 // The address peers would be told (rpc_host, or this host's default).
@@ -33,5 +36,19 @@ Probe ProbeMetadataBackends();
 
 // Every probe above, in that order.
 std::vector<Probe> ProbeHost(const Config& config);
+
+// One row of the transport table as this host sees it: built into this build, on by
+// default, and usable here (from the probe of the same feature: cma, shm, ucx, cuda).
+struct TransportReport {
+  std::string name;
+  std::string reach;  // "same process", "same host", "any host"
+  bool built = false;
+  bool on_by_default = false;
+  bool usable = false;
+  std::string detail;  // why not, or what was found
+};
+
+// Every row of the transport table, in its order, judged by `probes` (ProbeHost).
+std::vector<TransportReport> ReportTransports(const std::vector<Probe>& probes);
 
 }  // namespace te

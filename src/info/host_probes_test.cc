@@ -3,6 +3,9 @@
 #include <gtest/gtest.h>
 #include <sys/statvfs.h>
 
+#include "transport/transport_registry.h"
+#include "transport/ucx/ucx_context.h"
+
 namespace te {
 namespace {
 
@@ -42,10 +45,48 @@ TEST(HostProbesTest, ShmMatchesTheFilesystem) {
 
 TEST(HostProbesTest, EveryProbeIsNamedAndExplained) {
   const std::vector<Probe> probes = ProbeHost(Config{});
-  ASSERT_EQ(probes.size(), 8u);
+  ASSERT_EQ(probes.size(), 9u);
   for (const Probe& p : probes) {
     EXPECT_FALSE(p.name.empty());
     EXPECT_FALSE(p.detail.empty()) << p.name;
+  }
+}
+
+// Every row of the transport table is reported, built or not; a built one takes its
+// usability from the probe of its feature, an unbuilt one says it is not built.
+TEST(HostProbesTest, ReportsEveryTransportOfTheTable) {
+  const std::vector<Probe> probes = {{"cma", false, "ptrace says no"}, {"ucx", true, "UCX 1.x"}};
+  const std::vector<TransportReport> rows = ReportTransports(probes);
+  ASSERT_EQ(rows.size(), TransportTable().size());
+  for (size_t i = 0; i < rows.size(); ++i) {
+    const TransportEntry& e = TransportTable()[i];
+    EXPECT_EQ(rows[i].name, e.name);
+    EXPECT_EQ(rows[i].built, e.built) << e.name;
+    if (!e.built) {
+      EXPECT_FALSE(rows[i].usable) << e.name;
+      EXPECT_EQ(rows[i].detail, "not built into this build") << e.name;
+    } else if (rows[i].name == "cma") {
+      EXPECT_FALSE(rows[i].usable);
+      EXPECT_EQ(rows[i].detail, "ptrace says no");
+    } else if (rows[i].name == "ucx") {
+      EXPECT_TRUE(rows[i].usable);
+    } else if (rows[i].name == "tcp") {
+      EXPECT_TRUE(rows[i].usable);
+    }
+  }
+}
+
+// The UCX probe follows the build: without UCX it says so; with it, it names UCX's
+// version (UCX over tcp and shared memory exists on any Linux host).
+TEST(HostProbesTest, UcxProbeFollowsTheBuild) {
+  const Probe ucx = ProbeUcx(Config{});
+  if (!UcxBuilt()) {
+    EXPECT_FALSE(ucx.usable);
+    EXPECT_NE(ucx.detail.find("no UCX"), std::string::npos) << ucx.detail;
+  } else {
+    EXPECT_TRUE(ucx.usable) << ucx.detail;
+    EXPECT_NE(ucx.detail.find("UCX 1."), std::string::npos) << ucx.detail;
+    EXPECT_NE(ucx.detail.find("tcp/"), std::string::npos) << ucx.detail;
   }
 }
 
