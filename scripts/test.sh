@@ -37,8 +37,12 @@ for build in $BUILDS; do
       ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
         run_suite asan -DCMAKE_BUILD_TYPE=Debug -DTE_SANITIZE=address ;;
     tsan)
+      # Without UCX: UCX's libucm replaces madvise/mmap for the whole process, and
+      # glibc's thread start calls its madvise before TSan knows the thread (a
+      # SIGSEGV in every threaded test, UCX 1.13). TSan could not see into the
+      # uninstrumented UCX anyway; the ucx transport runs in the other builds.
       TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
-        run_suite tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTE_SANITIZE=thread ;;
+        run_suite tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTE_SANITIZE=thread -DTE_WITH_UCX=OFF ;;
     cuda)
       # Compile-checks the GPU code everywhere the toolkit is, and runs the CPU suite
       # against it; the GPU tests run only where a device is.
