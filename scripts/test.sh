@@ -35,6 +35,7 @@ for build in $BUILDS; do
     release) run_suite release -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTE_METRICS=ON ;;
     asan)
       ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+      LSAN_OPTIONS=suppressions=$ROOT/tests/lsan_suppressions.txt \
         run_suite asan -DCMAKE_BUILD_TYPE=Debug -DTE_SANITIZE=address ;;
     tsan)
       # Without UCX: UCX's libucm replaces madvise/mmap for the whole process, and
