@@ -38,8 +38,6 @@ struct Config {
   std::vector<std::string> transports = DefaultTransports();
   // The table's built transports that are enabled by default, in its order.
   static std::vector<std::string> DefaultTransports();
-  // Every name this build's `transports` accepts.
-  static std::vector<std::string> BuiltTransports();
   // "debug", "info", "warning", "error".
   std::string log_level = "warning";
   // Identity of the machine; empty reads /etc/machine-id. Tests override it to

@@ -242,8 +242,6 @@ PYBIND11_MODULE(_te, m) {
   te::python::InitGil();
   te::python::RegisterStatusError();
   m.attr("STATUS_CODES") = te::python::StatusCodes();
-  m.def("built_transports", &te::Config::BuiltTransports,
-        "Names of the transports this build has (te::Config::transports accepts them).");
   te::python::BindValueTypes(m);
   te::python::BindResources(m);
   te::python::BindEngine(m);

@@ -35,7 +35,7 @@ def rdma_devices(device_name):
 
 def transports_for(protocol, device_name):
     """The engine's transports for Mooncake's protocol; None keeps the defaults."""
-    built = list(_te.built_transports())
+    built = [t["name"] for t in _te.transports() if t["built"]]
     if protocol == "tcp":
         return None
     if protocol in ("rdma", "efa"):

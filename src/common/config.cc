@@ -167,14 +167,6 @@ std::vector<std::string> Config::DefaultTransports() {
   return names;
 }
 
-std::vector<std::string> Config::BuiltTransports() {
-  std::vector<std::string> names;
-  for (const TransportEntry& e : TransportTable()) {
-    if (e.built) names.push_back(e.name);
-  }
-  return names;
-}
-
 Status Config::Validate() const {
   static const char* const kMetadataTypes[] = {"p2p", "redis", "etcd", "http"};
   bool known = false;
