@@ -759,11 +759,7 @@ TEST_F(TcpTransferTest, TargetKilledDuringActiveTransferDoesNotHang) {
   ASSERT_NO_FATAL_FAILURE(StartPeerWithLocal(size, 17, &peer, &seg, &local));
   const uint64_t remote = peer->buffers()[0].base;
 
-  std::vector<Request> requests;
-  for (uint64_t i = 0; i < 64; ++i) {
-    requests.push_back(
-        MakeRequest(Request::WRITE, Ptr(local, i * kMiB), seg, remote + i * kMiB, kMiB));
-  }
+  std::vector<Request> requests = ConsecutiveRequests(Request::WRITE, local, seg, remote, 64, kMiB);
   te::BatchID batch;
   ASSERT_TRUE(engine_->allocateBatch(requests.size(), &batch).ok());
   ASSERT_TRUE(engine_->submitTransfer(batch, requests).ok());
@@ -885,10 +881,7 @@ TEST_F(TcpTransferTest, FreeBatchWhileInFlight) {
   FillPattern(local, size, 20);
 
   for (auto op : {Request::WRITE, Request::READ}) {
-    std::vector<Request> requests;
-    for (uint64_t i = 0; i < 64; ++i) {
-      requests.push_back(MakeRequest(op, Ptr(local, i * kMiB), seg, remote + i * kMiB, kMiB));
-    }
+    std::vector<Request> requests = ConsecutiveRequests(op, local, seg, remote, 64, kMiB);
     te::BatchID batch;
     ASSERT_TRUE(engine_->allocateBatch(requests.size(), &batch).ok());
     ASSERT_TRUE(engine_->submitTransfer(batch, requests).ok());
@@ -927,11 +920,7 @@ TEST_F(TcpTransferTest, FreeBatchOfStalledReadsLeavesLocalMemoryAlone) {
 
   StopPeer(peer);
   std::memset(local, 0, size);
-  std::vector<Request> requests;
-  for (uint64_t i = 0; i < 16; ++i) {
-    requests.push_back(
-        MakeRequest(Request::READ, Ptr(local, i * kMiB), seg, remote + i * kMiB, kMiB));
-  }
+  std::vector<Request> requests = ConsecutiveRequests(Request::READ, local, seg, remote, 16, kMiB);
   te::BatchID batch;
   ASSERT_TRUE(engine_->allocateBatch(requests.size(), &batch).ok());
   ASSERT_TRUE(engine_->submitTransfer(batch, requests).ok());
@@ -1018,11 +1007,8 @@ TEST_F(TcpTransferTest, WaitersReadTheirResponsesAlongsidePollersAndLargeBatches
       ASSERT_EQ(st.state, TransferState::kCompleted) << st.error;
       ASSERT_EQ(std::memcmp(Ptr(local, off), expect.data() + off, 4096), 0);
     } else if (kind == 2) {  // 16 x 64 KiB READs, waited for
-      std::vector<Request> requests;
-      for (uint64_t i = 0; i < 16; ++i) {
-        requests.push_back(MakeRequest(Request::READ, Ptr(local, i * 64 * kKiB), seg,
-                                       remote + i * 64 * kKiB, 64 * kKiB));
-      }
+      std::vector<Request> requests =
+          ConsecutiveRequests(Request::READ, local, seg, remote, 16, 64 * kKiB);
       te::TransferStatus st = RunAndFinish(*engine_, requests, false);
       ASSERT_EQ(st.state, TransferState::kCompleted) << st.error;
       ASSERT_EQ(std::memcmp(local, expect.data(), 16 * 64 * kKiB), 0);

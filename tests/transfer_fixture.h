@@ -124,6 +124,18 @@ inline Request MakeRequest(Request::OpCode op, void* local, te::SegmentHandle ta
   return r;
 }
 
+// `count` requests of `length` bytes each, the i-th at offset i * length on both sides.
+inline std::vector<Request> ConsecutiveRequests(Request::OpCode op, void* local,
+                                                te::SegmentHandle target, uint64_t remote,
+                                                uint64_t count, uint64_t length) {
+  std::vector<Request> requests;
+  for (uint64_t i = 0; i < count; ++i) {
+    requests.push_back(MakeRequest(op, static_cast<char*>(local) + i * length, target,
+                                   remote + i * length, length));
+  }
+  return requests;
+}
+
 inline Outcome RunOne(te::TransferEngine& engine, Request::OpCode op, void* local,
                       te::SegmentHandle target, uint64_t remote, uint64_t length,
                       std::chrono::milliseconds timeout = 20s) {

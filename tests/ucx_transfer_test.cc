@@ -125,10 +125,7 @@ TEST_P(UcxEngineTest, UcxPeerKilledMidTransferFailsWithinTimeout) {
   const uint64_t remote = peer->buffers()[0].base;
   void* local;
   ASSERT_NO_FATAL_FAILURE(AllocLocal(size, &local));
-  std::vector<Request> requests;
-  for (uint64_t i = 0; i < 64; ++i)
-    requests.push_back(
-        MakeRequest(Request::WRITE, Ptr(local, i * kMiB), seg, remote + i * kMiB, kMiB));
+  std::vector<Request> requests = ConsecutiveRequests(Request::WRITE, local, seg, remote, 64, kMiB);
   te::BatchID batch;
   ASSERT_TRUE(engine_->allocateBatch(requests.size(), &batch).ok());
   ASSERT_TRUE(engine_->submitTransfer(batch, requests).ok());
