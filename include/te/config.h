@@ -45,7 +45,12 @@ struct Config {
   std::string machine_id;
 
   // Data path tuning.
-  uint32_t tcp_connections_per_peer = 4;
+  uint32_t tcp_connections_per_peer = 4;  // 1..64, each opened on first use
+  // Threads that run every TCP socket of the engine, initiator and target side alike;
+  // their number does not grow with peers or connections. 1..64.
+  uint32_t tcp_io_threads = 2;
+  // A TCP connection unused this long closes; it reopens on the next request. 0: never.
+  uint32_t tcp_idle_timeout_ms = 60000;
   uint64_t slice_size = 1 << 20;        // requests above this are split
   uint32_t transfer_timeout_ms = 5000;  // a slice without progress this long fails
   uint32_t connect_timeout_ms = 3000;
@@ -84,10 +89,10 @@ struct Config {
   static Status FromJsonFile(const std::string& path, Config* config);
   // Overrides fields from TE_METADATA_TYPE, TE_METADATA_SERVERS, TE_LOCAL_SEGMENT,
   // TE_RPC_HOST, TE_RPC_BIND_HOST, TE_RPC_PORT, TE_TRANSPORTS (comma-separated), TE_LOG_LEVEL,
-  // TE_MACHINE_ID, TE_TCP_CONNECTIONS, TE_SLICE_SIZE, TE_TRANSFER_TIMEOUT_MS,
-  // TE_METADATA_TTL_S, TE_MAX_REGISTERED_BUFFERS, TE_METRICS_PORT, TE_CLUSTER_SECRET,
-  // TE_UCX_TLS, TE_UCX_NET_DEVICES, TE_UCX_WORKERS; TE_CONFIG names a JSON file applied
-  // first.
+  // TE_MACHINE_ID, TE_TCP_CONNECTIONS, TE_TCP_IO_THREADS, TE_TCP_IDLE_TIMEOUT_MS, TE_SLICE_SIZE,
+  // TE_TRANSFER_TIMEOUT_MS, TE_METADATA_TTL_S, TE_MAX_REGISTERED_BUFFERS, TE_METRICS_PORT,
+  // TE_CLUSTER_SECRET, TE_UCX_TLS, TE_UCX_NET_DEVICES, TE_UCX_WORKERS; TE_CONFIG names a JSON file
+  // applied first.
   static Status FromEnv(Config* config);
   // Checks ranges and names; the engine calls it before starting.
   Status Validate() const;

@@ -96,6 +96,10 @@ Status Config::FromJson(const std::string& json_text, Config* config) {
       s = ReadField(j, "machine_id", &config->machine_id);
     else if (key == "tcp_connections_per_peer")
       s = ReadUnsigned(j, "tcp_connections_per_peer", &config->tcp_connections_per_peer);
+    else if (key == "tcp_io_threads")
+      s = ReadUnsigned(j, "tcp_io_threads", &config->tcp_io_threads);
+    else if (key == "tcp_idle_timeout_ms")
+      s = ReadUnsigned(j, "tcp_idle_timeout_ms", &config->tcp_idle_timeout_ms);
     else if (key == "slice_size")
       s = ReadUnsigned(j, "slice_size", &config->slice_size);
     else if (key == "transfer_timeout_ms")
@@ -150,6 +154,8 @@ Status Config::FromEnv(Config* config) {
   if (const char* v = std::getenv("TE_TRANSPORTS")) config->transports = SplitList(v);
   TE_RETURN_IF_ERROR(ApplyEnvUnsigned("TE_RPC_PORT", &config->rpc_port));
   TE_RETURN_IF_ERROR(ApplyEnvUnsigned("TE_TCP_CONNECTIONS", &config->tcp_connections_per_peer));
+  TE_RETURN_IF_ERROR(ApplyEnvUnsigned("TE_TCP_IO_THREADS", &config->tcp_io_threads));
+  TE_RETURN_IF_ERROR(ApplyEnvUnsigned("TE_TCP_IDLE_TIMEOUT_MS", &config->tcp_idle_timeout_ms));
   TE_RETURN_IF_ERROR(ApplyEnvUnsigned("TE_SLICE_SIZE", &config->slice_size));
   TE_RETURN_IF_ERROR(ApplyEnvUnsigned("TE_TRANSFER_TIMEOUT_MS", &config->transfer_timeout_ms));
   TE_RETURN_IF_ERROR(ApplyEnvUnsigned("TE_METADATA_TTL_S", &config->metadata_ttl_s));
@@ -187,6 +193,9 @@ Status Config::Validate() const {
   for (const std::string& t : transports) TE_RETURN_IF_ERROR(CheckTransportBuilt(t));
   if (tcp_connections_per_peer < 1 || tcp_connections_per_peer > 64) {
     return Status::InvalidArgument("tcp_connections_per_peer must be in [1, 64]");
+  }
+  if (tcp_io_threads < 1 || tcp_io_threads > 64) {
+    return Status::InvalidArgument("tcp_io_threads must be in [1, 64]");
   }
   if (ucx_workers < 1 || ucx_workers > kMaxUcxWorkers) {
     return Status::InvalidArgument("ucx_workers must be in [1, " + std::to_string(kMaxUcxWorkers) +

@@ -261,6 +261,22 @@ Status RecvCounted(int fd, void* data, size_t len, size_t* received) {
 
 }  // namespace
 
+Status RecvSome(int fd, void* data, size_t len, size_t* received) {
+  *received = 0;
+  for (;;) {
+    ssize_t n = ::recv(fd, data, len, MSG_DONTWAIT);
+    if (n > 0) {
+      TE_TSAN_ACQUIRE_SOCKET_HAND_OFF();
+      *received = static_cast<size_t>(n);
+      return Status::OK();
+    }
+    if (n == 0) return len == 0 ? Status::OK() : Status::Unavailable("connection closed by peer");
+    if (errno == EINTR) continue;
+    if (errno == EAGAIN || errno == EWOULDBLOCK) return Status::OK();
+    return IoStatus("recv", errno);
+  }
+}
+
 Status RecvAll(int fd, void* data, size_t len) {
   size_t received;
   return RecvCounted(fd, data, len, &received);

@@ -53,6 +53,9 @@ Status SendAll(int fd, const void* data, size_t len);
 // Sends what the socket buffer takes without waiting, and advances *iov and *iovcnt
 // past it (*iovcnt is 0 once everything went). kUnavailable when the peer is gone.
 Status SendSome(int fd, struct iovec** iov, int* iovcnt);
+// Receives what the socket has, up to len bytes, without waiting: *received is 0 when
+// nothing was there. kUnavailable on orderly close.
+Status RecvSome(int fd, void* data, size_t len, size_t* received);
 // Receives exactly len bytes. kUnavailable on orderly close, kTimeout after the
 // socket's receive timeout without any byte.
 Status RecvAll(int fd, void* data, size_t len);

@@ -132,6 +132,13 @@ Status ClientHello(int fd, const std::string& channel, const Credentials& self) 
   return Status::OK();
 }
 
+Status RefuseHello(int fd, const Status& why) {
+  FrameHeader h;
+  nlohmann::json hello;
+  TE_RETURN_IF_ERROR(ReceiveRequest(fd, Opcode::kHello, &h, &hello));
+  return SendResponse(fd, h, why, "");
+}
+
 Status ServerHello(int fd, const std::string& channel, const std::string& secret,
                    std::string* peer_name) {
   FrameHeader h;

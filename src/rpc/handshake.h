@@ -34,6 +34,10 @@ Status ClientHello(int fd, const std::string& channel, const Credentials& self);
 Status ServerHello(int fd, const std::string& channel, const std::string& secret,
                    std::string* peer_name);
 
+// Server side, refusing: reads the client's HELLO and answers it with `why` (not OK),
+// so that the client reports the reason instead of a reset connection.
+Status RefuseHello(int fd, const Status& why);
+
 // Logs a connection refused at HELLO: failed authentication as a warning naming the
 // peer's address, anything else (port scanners, wrong channel) at info level.
 void LogRefusedHandshake(const char* channel, int fd, const Status& status);

@@ -1,6 +1,7 @@
 // Request payloads through a socket, for both kinds of memory: host bytes go straight
 // to send/recv, device bytes through pinned staging chunks (memory/device_staging.h).
-// Shared by the initiator (tcp_channel) and the serving side (tcp_target).
+// Shared by the initiator (tcp_connection) and the serving side (tcp_server). These block
+// (bounded by the socket's I/O timeout): device payloads are staged synchronously.
 #pragma once
 
 #include <cstdint>

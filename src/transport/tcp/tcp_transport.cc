@@ -3,32 +3,37 @@
 #include <atomic>
 #include <vector>
 
-#include "common/strings.h"
-#include "transport/tcp/tcp_target.h"
+#include "transport/tcp/tcp_endpoint.h"
 
 namespace te {
 namespace {
-constexpr uint32_t kMaxDataConnections = 4096;
+// Threads that connect and run HELLOs, and the handshakes that may wait for them.
+constexpr size_t kHandshakeThreads = 2;
+constexpr size_t kMaxWaitingHandshakes = 4096;
 }  // namespace
 
 class TcpPeer : public TransportPeer {
  public:
-  TcpPeer(const TcpChannelOptions& options, uint32_t channels) {
-    for (uint32_t i = 0; i < channels; ++i) {
-      channels_.push_back(std::make_unique<TcpChannel>(options));
+  TcpPeer(const TcpConnectionOptions& options, uint32_t connections, IoLoop* loop,
+          HandshakePool* handshakes) {
+    for (uint32_t i = 0; i < connections; ++i) {
+      connections_.push_back(std::make_shared<TcpConnection>(options, loop, handshakes));
     }
+  }
+  ~TcpPeer() override {
+    for (const auto& c : connections_) c->Close();
   }
 
   void Submit(Slice* const* slices, size_t count) override {
-    const size_t n = channels_.size();
-    // Build one chain per channel, then hand each over with a single lock.
+    const size_t n = connections_.size();
+    // One chain per connection, each handed over with a single lock.
     std::vector<std::pair<Slice*, Slice*>> chains(n, {nullptr, nullptr});
     size_t start = next_.fetch_add(count, std::memory_order_relaxed);
     for (size_t i = 0; i < count; ++i) {
       const size_t c = (start + i) % n;
       auto& [head, tail] = chains[c];
       slices[i]->next = nullptr;
-      slices[i]->carrier.store(channels_[c].get(), std::memory_order_relaxed);
+      slices[i]->carrier.store(connections_[c].get(), std::memory_order_relaxed);
       if (tail) {
         tail->next = slices[i];
       } else {
@@ -37,7 +42,7 @@ class TcpPeer : public TransportPeer {
       tail = slices[i];
     }
     for (size_t c = 0; c < n; ++c) {
-      if (chains[c].first) channels_[c]->Enqueue(chains[c].first, chains[c].second);
+      if (chains[c].first) connections_[c]->Enqueue(chains[c].first, chains[c].second);
     }
   }
 
@@ -47,46 +52,55 @@ class TcpPeer : public TransportPeer {
   bool ReceiveFor(const Slice& slice, const std::function<bool()>& done,
                   std::chrono::steady_clock::time_point deadline) override {
     const void* carrier = slice.carrier.load(std::memory_order_relaxed);
-    for (const auto& channel : channels_) {
-      if (channel.get() == carrier) return channel->ReceiveFor(done, deadline);
+    for (const auto& c : connections_) {
+      if (c.get() == carrier) return c->ReceiveFor(done, deadline);
     }
     return false;
   }
 
   bool Idle() const {
-    for (const auto& channel : channels_) {
-      if (!channel->Idle()) return false;
+    for (const auto& c : connections_) {
+      if (!c->Idle()) return false;
     }
     return true;
   }
 
  private:
-  std::vector<std::unique_ptr<TcpChannel>> channels_;
+  std::vector<std::shared_ptr<TcpConnection>> connections_;
   std::atomic<size_t> next_{0};
 };
 
 Status TcpTransport::Start(const TransportContext& context, SegmentDescriptor* local) {
   context_ = context;
-  BufferRegistry* registry = context.registry;
-  const Config* config = context.config;
-  EngineMetrics* metrics = context.metrics;
-  TE_RETURN_IF_ERROR(server_.Start(
-      context.bind_host, 0, kMaxDataConnections, [registry, config, metrics](int fd) {
-        ServeTcpDataConnection(fd, registry, config->transfer_timeout_ms, config->cluster_secret,
-                               metrics);
-      }));
-  std::string host = context.advertise_host;
-  if (host.find(':') != std::string::npos) host = "[" + host + "]";
-  local->transports[name()] = host + ":" + std::to_string(server_.port());
+  const Config& config = *context.config;
+  // A tick a tenth of the I/O timeout finds a stalled slice within 1.1 timeouts.
+  const auto tick =
+      std::chrono::milliseconds(std::clamp<uint32_t>(config.transfer_timeout_ms / 10, 1, 100));
+  TE_RETURN_IF_ERROR(loop_.Start(config.tcp_io_threads, tick));
+  handshakes_.Start(kHandshakeThreads, kMaxWaitingHandshakes);
+  TcpServerOptions server;
+  server.registry = context.registry;
+  server.secret = config.cluster_secret;
+  server.handshake_timeout_ms = std::min(config.connect_timeout_ms, config.transfer_timeout_ms);
+  server.io_timeout_ms = config.transfer_timeout_ms;
+  server.max_connections = TcpServer::ConnectionLimit();
+  server.metrics = context.metrics;
+  TE_RETURN_IF_ERROR(server_.Start(context.bind_host, std::move(server), &loop_, &handshakes_));
+  local->transports[name()] =
+      TcpEndpoint::Format(AdvertisedHosts(config.rpc_host, context.advertise_host), server_.port());
   return Status::OK();
 }
 
 void TcpTransport::Stop() {
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    peers_.clear();  // channels fail their slices and join their threads
-  }
   server_.Stop();
+  std::map<std::string, std::shared_ptr<TcpPeer>> peers;
+  {
+    MutexLock lock(&mu_);
+    peers.swap(peers_);
+  }
+  peers.clear();  // connections fail their slices
+  handshakes_.Stop();
+  loop_.Stop();
 }
 
 bool TcpTransport::CanReach(const SegmentDescriptor& peer) const {
@@ -98,20 +112,25 @@ Status TcpTransport::GetPeer(const SegmentDescriptor& peer, std::shared_ptr<Tran
   if (it == peer.transports.end()) {
     return Status::Unavailable("segment '" + peer.name + "' has no tcp endpoint");
   }
-  TcpChannelOptions options;
-  if (!ParseHostPort(it->second, &options.host, &options.port) || options.port == 0) {
-    return Status::ProtocolError("segment '" + peer.name + "': bad tcp endpoint '" + it->second +
-                                 "'");
-  }
-  options.self = {context_.local_name, context_.config->cluster_secret};
-  options.connect_timeout_ms = context_.config->connect_timeout_ms;
-  options.io_timeout_ms = context_.config->transfer_timeout_ms;
+  TcpConnectionOptions options;
+  options.endpoint = std::make_shared<TcpEndpoint>();
+  Status parsed = TcpEndpoint::Parse(it->second, options.endpoint.get());
+  if (!parsed.ok())
+    return Status::ProtocolError("segment '" + peer.name + "': " + parsed.message());
+  const Config& config = *context_.config;
+  options.self = {context_.local_name, config.cluster_secret};
+  options.connect_timeout_ms = config.connect_timeout_ms;
+  options.io_timeout_ms = config.transfer_timeout_ms;
+  options.idle_timeout_ms = config.tcp_idle_timeout_ms;
   if (context_.metrics) options.connections = context_.metrics->Connections("tcp", false);
-  std::vector<std::shared_ptr<TcpPeer>> unused;  // destroyed after the lock: joins threads
-  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<std::shared_ptr<TcpPeer>> unused;  // destroyed after the lock
+  MutexLock lock(&mu_);
   auto& slot = peers_[it->second];
   const bool created = !slot;
-  if (created) slot = std::make_shared<TcpPeer>(options, context_.config->tcp_connections_per_peer);
+  if (created) {
+    slot =
+        std::make_shared<TcpPeer>(options, config.tcp_connections_per_peer, &loop_, &handshakes_);
+  }
   *out = slot;  // first, so that the new peer is in use
   if (created) TakeUnusedPeers(&unused);
   return Status::OK();
@@ -131,7 +150,7 @@ void TcpTransport::TakeUnusedPeers(std::vector<std::shared_ptr<TcpPeer>>* unused
 }
 
 size_t TcpTransport::PeerCount() {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   return peers_.size();
 }
 

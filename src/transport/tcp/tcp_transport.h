@@ -1,17 +1,23 @@
-// TCP transport: reaches any peer that advertises a tcp endpoint. Each peer gets a
-// fixed set of channels (connections); slices are spread over them round-robin so a
-// large request moves over several connections at once. Peers live while an open
-// segment's routes use them; one no longer used is dropped, once idle, when the next
-// new endpoint comes (a restarted target usually comes back on a new port).
+// TCP transport: reaches any peer that advertises a tcp endpoint. All of its socket
+// work runs on a fixed set of I/O threads (tcp_io_threads, io_loop.h) and a small
+// handshake pool, however many peers there are; the target's connections are served
+// on the same threads. Each peer gets a fixed set of connections, opened on first use
+// and closed when idle; slices are spread over them round-robin so a large request
+// moves over several connections at once. Peers live while an open segment's routes
+// use them; one no longer used is dropped, once idle, when the next new endpoint comes
+// (a restarted target usually comes back on a new port).
 #pragma once
 
 #include <map>
 #include <memory>
-#include <mutex>
+#include <string>
 #include <vector>
 
-#include "common/connection_server.h"
-#include "transport/tcp/tcp_channel.h"
+#include "common/thread_annotations.h"
+#include "transport/tcp/handshake_pool.h"
+#include "transport/tcp/io_loop.h"
+#include "transport/tcp/tcp_connection.h"
+#include "transport/tcp/tcp_server.h"
 #include "transport/transport.h"
 
 namespace te {
@@ -27,17 +33,19 @@ class TcpTransport : public Transport {
   bool CanReach(const SegmentDescriptor& peer) const override;
   Status GetPeer(const SegmentDescriptor& peer, std::shared_ptr<TransportPeer>* out) override;
   // Endpoints with a peer kept, used or not yet dropped.
-  size_t PeerCount();
+  size_t PeerCount() EXCLUDES(mu_);
 
  private:
-  // Under mu_: moves out the peers nothing uses any more and that are idle.
-  void TakeUnusedPeers(std::vector<std::shared_ptr<TcpPeer>>* unused);
+  // Moves out the peers nothing uses any more and that are idle.
+  void TakeUnusedPeers(std::vector<std::shared_ptr<TcpPeer>>* unused) REQUIRES(mu_);
 
   TransportContext context_;
-  ConnectionServer server_;
-  std::mutex mu_;
+  IoLoop loop_;
+  HandshakePool handshakes_;
+  TcpServer server_;
+  Mutex mu_;
   // Endpoint -> peer; shared by every open handle of the same segment.
-  std::map<std::string, std::shared_ptr<TcpPeer>> peers_;  // guarded by mu_
+  std::map<std::string, std::shared_ptr<TcpPeer>> peers_ GUARDED_BY(mu_);
 };
 
 }  // namespace te

@@ -1,0 +1,582 @@
+#include "transport/tcp/tcp_connection.h"
+
+#include <sys/epoll.h>
+#include <sys/socket.h>
+
+#include <thread>
+
+#include "common/logging.h"
+#include "transport/tcp/payload_io.h"
+#include "transport/tcp/tcp_endpoint.h"
+
+namespace te {
+namespace {
+using Clock = std::chrono::steady_clock;
+// Bounds one gathered send: enough to amortize the syscall, small enough to keep
+// the receiver busy while the sender builds the next one.
+constexpr size_t kMaxSlicesPerSend = 64;
+constexpr uint64_t kMaxBytesPerSend = 8 << 20;
+// What a submitting thread sends itself on an idle connection: READ requests (headers
+// only) and small WRITEs, whose copy into the socket costs less than a hand-off to an
+// I/O thread. Larger payloads are copied by the I/O threads.
+constexpr size_t kMaxInlineSlices = 16;
+constexpr uint64_t kMaxInlineBytes = 16 << 10;
+// Runs an I/O thread sends before it lets the other sockets of its loop go first.
+constexpr int kLoopRunsPerTurn = 4;
+constexpr uint64_t kMaxErrorText = 4096;
+
+int64_t NowNs() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch())
+      .count();
+}
+}  // namespace
+
+struct TcpConnection::Socket {
+  UniqueFd fd;
+  GaugeHold counted;  // in the connection gauge while open
+  uint64_t loop_id = 0;
+};
+
+// The loop's handle on one socket: it keeps the socket (and so its fd) open until the
+// loop lets go, and reaches the connection only while the connection lives.
+class TcpConnection::Watcher : public IoHandler {
+ public:
+  Watcher(std::weak_ptr<TcpConnection> conn, std::shared_ptr<Socket> sock)
+      : conn_(std::move(conn)), sock_(std::move(sock)) {}
+  void OnEvents(uint32_t events) override {
+    if (auto conn = conn_.lock()) conn->OnSocketEvents(sock_, events);
+  }
+  void OnTick(Clock::time_point now) override {
+    if (auto conn = conn_.lock()) conn->OnTick(sock_, now);
+  }
+
+ private:
+  const std::weak_ptr<TcpConnection> conn_;
+  const std::shared_ptr<Socket> sock_;
+};
+
+TcpConnection::TcpConnection(TcpConnectionOptions options, IoLoop* loop, HandshakePool* handshakes)
+    : options_(std::move(options)), loop_(loop), handshakes_(handshakes) {
+  pending_send_.headers.resize(kMaxSlicesPerSend * wire::kHeaderSize);
+  pending_send_.iov.reserve(kMaxSlicesPerSend * 2);
+  Touch();
+}
+
+TcpConnection::~TcpConnection() { Close(); }
+
+std::string TcpConnection::PeerText() const { return options_.endpoint->Describe(); }
+
+void TcpConnection::Touch() { used_ns_.store(NowNs(), std::memory_order_relaxed); }
+
+void TcpConnection::Complete(Slice* chain, const Status& status) {
+  while (chain) {
+    Slice* next = chain->next;
+    chain->next = nullptr;
+    chain->on_done(chain, status);
+    chain = next;
+  }
+}
+
+void TcpConnection::AwaitReleased(const Slice* slice) const {
+  // Brief: the send either finished (a response can only follow it) or was cut short
+  // by the shutdown in Fail(); sends never wait for the socket (MSG_DONTWAIT).
+  while (released_id_.load(std::memory_order_acquire) < slice->transport_tag) {
+    std::this_thread::yield();
+  }
+}
+
+void TcpConnection::Enqueue(Slice* head, Slice* tail) {
+  tail->next = nullptr;
+  Touch();
+  Slice* refused = nullptr;
+  Status why;
+  {
+    MutexLock lock(&mu_);
+    if (closed_) {
+      refused = head;
+      why = Status::Cancelled("transport stopped");
+    } else {
+      if (queue_tail_) {
+        queue_tail_->next = head;
+      } else {
+        queue_head_ = head;
+      }
+      queue_tail_ = tail;
+      if (!socket_) {
+        refused = StartConnect();
+        why = Status::ResourceExhausted("tcp: too many connections opening at once");
+        if (!refused) return;
+      } else if (sending_) {
+        send_again_ = true;
+        return;
+      } else {
+        sending_ = true;
+      }
+    }
+  }
+  if (refused) {
+    Complete(refused, why);
+    return;
+  }
+  Flush(SendBudget::kInline);
+}
+
+void TcpConnection::TakeRun(size_t max_slices, uint64_t max_payload, bool first_always,
+                            Slice** cancelled) {
+  PendingSend& p = pending_send_;
+  p.iov.clear();
+  p.at = 0;
+  p.staged = nullptr;
+  size_t count = 0;
+  uint64_t bytes = 0;
+  while (queue_head_ && count < max_slices) {
+    Slice* s = queue_head_;
+    const uint64_t payload = s->opcode == Request::WRITE ? s->length : 0;
+    if (bytes + payload > max_payload && !(first_always && count == 0)) break;
+    // Device bytes need staging copies: such a WRITE goes last in a run, its payload
+    // sent after the iovecs, and never inline.
+    const bool device_payload = payload && s->local_device != kHostMemory;
+    if (device_payload && (count > 0 || !first_always)) break;
+    queue_head_ = s->next;
+    if (!queue_head_) queue_tail_ = nullptr;
+    s->next = nullptr;
+    if (s->IsCancelled()) {
+      s->next = *cancelled;
+      *cancelled = s;
+      continue;
+    }
+    wire::FrameHeader h;
+    h.opcode = s->opcode == Request::READ ? wire::Opcode::kRead : wire::Opcode::kWrite;
+    h.request_id = s->transport_tag = next_request_id_++;
+    h.addr = s->remote;
+    h.length = s->length;
+    h.payload_len = payload;
+    uint8_t* hdr = p.headers.data() + count * wire::kHeaderSize;
+    wire::EncodeHeader(h, hdr);
+    p.iov.push_back({hdr, wire::kHeaderSize});
+    if (payload && !device_payload) p.iov.push_back({s->local, payload});
+    bytes += payload;
+    if (in_flight_.empty()) progress_ns_.store(NowNs(), std::memory_order_relaxed);
+    in_flight_.push_back(s);
+    ++count;
+    if (device_payload) {
+      p.staged = s;
+      break;
+    }
+  }
+  p.last_id = next_request_id_ - 1;
+}
+
+void TcpConnection::Flush(SendBudget budget) {
+  const bool inline_send = budget == SendBudget::kInline;
+  int runs = 0;
+  for (;;) {
+    Slice* cancelled = nullptr;
+    std::shared_ptr<Socket> sock;
+    bool hand_to_loop = false;
+    {
+      MutexLock lock(&mu_);
+      sock = socket_;
+      const bool budget_left = inline_send ? runs == 0 : runs < kLoopRunsPerTurn;
+      if (sock && pending_send_.empty() && budget_left) {
+        send_again_ = false;
+        TakeRun(inline_send ? kMaxInlineSlices : kMaxSlicesPerSend,
+                inline_send ? kMaxInlineBytes : kMaxBytesPerSend, !inline_send, &cancelled);
+      }
+      if (!sock || pending_send_.empty()) {
+        sending_ = false;
+        hand_to_loop = sock && queue_head_ != nullptr;
+        sock = nullptr;
+      }
+    }
+    Complete(cancelled, Status::Cancelled("batch freed before the slice was sent"));
+    if (!sock) {
+      if (hand_to_loop) {
+        std::weak_ptr<TcpConnection> weak = weak_from_this();
+        MutexLock lock(&mu_);
+        if (socket_) {
+          loop_->Post(socket_->loop_id, [weak] {
+            if (auto conn = weak.lock()) conn->FlushFromLoop();
+          });
+        }
+      }
+      return;
+    }
+    ++runs;
+    PendingSend& p = pending_send_;
+    iovec* iov = p.iov.data() + p.at;
+    int count = static_cast<int>(p.iov.size() - p.at);
+    Status s = SendSome(sock->fd.get(), &iov, &count);
+    p.at = p.iov.size() - static_cast<size_t>(count);
+    if (s.ok() && count == 0 && p.staged) {
+      s = SendPayload(sock->fd.get(), p.staged->local_device, p.staged->local, p.staged->length);
+      p.staged = nullptr;
+    }
+    if (s.ok() && count > 0) {
+      // The socket is full: an EPOLLOUT goes on with the rest, unless one came already.
+      MutexLock lock(&mu_);
+      if (socket_ == sock) {
+        if (send_again_) {
+          send_again_ = false;
+          continue;
+        }
+        sending_ = false;
+        return;
+      }
+      // Failed meanwhile: the rest of the run must not go out on a later socket.
+    }
+    released_id_.store(p.last_id, std::memory_order_release);
+    p.iov.clear();
+    p.at = 0;
+    p.staged = nullptr;
+    if (!s.ok()) Fail(sock, s);
+  }
+}
+
+void TcpConnection::FlushFromLoop() {
+  {
+    MutexLock lock(&mu_);
+    if (sending_) {
+      send_again_ = true;
+      return;
+    }
+    sending_ = true;
+  }
+  Flush(SendBudget::kLoop);
+}
+
+Slice* TcpConnection::StartConnect() {
+  if (connecting_ || closed_) return nullptr;
+  connecting_ = true;
+  std::weak_ptr<TcpConnection> weak = weak_from_this();
+  const bool started = handshakes_->TryRun([weak] {
+    if (auto conn = weak.lock()) conn->Connect();
+  });
+  if (started) return nullptr;
+  // Only when the transport stops or thousands of connections open at once.
+  connecting_ = false;
+  Slice* refused = queue_head_;
+  queue_head_ = queue_tail_ = nullptr;
+  return refused;
+}
+
+void TcpConnection::Connect() {
+  const TcpEndpoint& endpoint = *options_.endpoint;
+  UniqueFd fd;
+  Status s;
+  for (size_t i : endpoint.TryOrder()) {
+    const TcpEndpoint::Address& a = endpoint.addresses[i];
+    s = te::Connect(a.host, a.port, options_.connect_timeout_ms, &fd);
+    if (s.ok()) {
+      options_.endpoint->preferred.store(i, std::memory_order_relaxed);
+      break;
+    }
+  }
+  // The HELLO is bounded by the connect timeout; data by the I/O timeout (device
+  // payloads are staged with blocking sends and receives).
+  if (s.ok()) s = SetIoTimeout(fd.get(), options_.connect_timeout_ms);
+  if (s.ok()) s = wire::ClientHello(fd.get(), wire::kChannelTcpData, options_.self);
+  if (s.ok()) s = SetIoTimeout(fd.get(), options_.io_timeout_ms);
+  auto sock = std::make_shared<Socket>();
+  if (s.ok()) {
+    SetBulkBuffers(fd.get());
+    sock->fd = std::move(fd);
+    sock->counted = GaugeHold(options_.connections);
+    sock->loop_id = loop_->NewId();
+    s = loop_->Add(sock->loop_id, sock->fd.get(),
+                   std::make_shared<Watcher>(weak_from_this(), sock));
+  }
+  Slice* failed = nullptr;
+  bool flush = false;
+  {
+    MutexLock lock(&mu_);
+    connecting_ = false;
+    if (closed_) {
+      if (s.ok()) loop_->Remove(sock->loop_id);
+      return;
+    }
+    if (s.ok()) {
+      socket_ = sock;
+      flush = queue_head_ != nullptr && !sending_;
+      if (flush) sending_ = true;
+    } else {
+      failed = queue_head_;
+      queue_head_ = queue_tail_ = nullptr;
+    }
+  }
+  if (flush) Flush(SendBudget::kLoop);
+  if (!s.ok()) {
+    TE_LOG(Info) << "tcp: " << PeerText() << ": " << s.ToString();
+    // Nothing is on the wire; everything queued so far fails, later submissions retry.
+    Complete(failed, Status(s.code(), "tcp data connection to " + PeerText() + ": " + s.message()));
+  }
+}
+
+void TcpConnection::Detach(const std::shared_ptr<Socket>& sock) {
+  const std::shared_ptr<Socket> keep = sock;  // sock may be socket_ itself
+  socket_.reset();
+  ::shutdown(keep->fd.get(), SHUT_RDWR);
+  loop_->Remove(keep->loop_id);
+}
+
+void TcpConnection::Fail(const std::shared_ptr<Socket>& sock, const Status& status) {
+  std::deque<Slice*> failed;
+  Slice* refused = nullptr;
+  {
+    MutexLock lock(&mu_);
+    if (socket_ != sock) return;
+    Detach(sock);
+    failed.swap(in_flight_);
+    if (!sending_ && !pending_send_.empty()) {
+      // A run cut short, waiting for the socket: nobody sends the rest.
+      released_id_.store(pending_send_.last_id, std::memory_order_release);
+      pending_send_.iov.clear();
+      pending_send_.at = 0;
+      pending_send_.staged = nullptr;
+    }
+    if (reader_ == Reader::kNone) {
+      // A response half received: its slice is the reader's, and there is none.
+      if (pending_receive_.slice) failed.push_back(pending_receive_.slice);
+      pending_receive_ = PendingReceive{};
+    }
+    failure_ = status;
+    if (queue_head_) refused = StartConnect();
+  }
+  TE_LOG(Info) << "tcp: connection to " << PeerText() << " failed: " << status.ToString();
+  for (Slice* s : failed) {
+    AwaitReleased(s);
+    s->on_done(s, status);
+  }
+  Complete(refused, Status::ResourceExhausted("tcp: too many connections opening at once"));
+}
+
+void TcpConnection::OnSocketEvents(const std::shared_ptr<Socket>& sock, uint32_t events) {
+  {
+    MutexLock lock(&mu_);
+    if (socket_ != sock) return;  // an old socket on its way out
+  }
+  if (events & EPOLLOUT) FlushFromLoop();
+  if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) ReadFromLoop();
+}
+
+void TcpConnection::ReadFromLoop() {
+  for (;;) {
+    std::shared_ptr<Socket> sock;
+    {
+      MutexLock lock(&mu_);
+      if (reader_ != Reader::kNone) {
+        read_again_ = true;  // for the waiter that reads, when it leaves
+        return;
+      }
+      if (!socket_) return;
+      sock = socket_;
+      reader_ = Reader::kLoop;
+      read_again_ = false;
+    }
+    ReadAvailable(sock, nullptr);
+    if (!ReleaseReader(sock)) return;
+  }
+}
+
+bool TcpConnection::ReleaseReader(const std::shared_ptr<Socket>& sock) {
+  Slice* orphan = nullptr;
+  Status why;
+  bool read_more;
+  {
+    MutexLock lock(&mu_);
+    reader_ = Reader::kNone;
+    if (socket_ != sock) {
+      // The socket failed while this reader held a response half received.
+      orphan = pending_receive_.slice;
+      pending_receive_ = PendingReceive{};
+      why = failure_;
+    }
+    read_more = socket_ == sock && read_again_;
+    read_again_ = false;
+  }
+  if (orphan) {
+    AwaitReleased(orphan);
+    orphan->on_done(orphan, why);
+  }
+  return read_more;
+}
+
+TcpConnection::ReadResult TcpConnection::ReadAvailable(const std::shared_ptr<Socket>& sock,
+                                                       const std::function<bool()>& stop) {
+  PendingReceive& r = pending_receive_;
+  for (;;) {
+    Status s;
+    if (!r.slice) {
+      size_t got = 0;
+      s = RecvSome(sock->fd.get(), r.header + r.have, sizeof(r.header) - r.have, &got);
+      if (s.ok() && got == 0) return ReadResult::kWouldBlock;
+      r.have += got;
+      if (s.ok() && r.have < sizeof(r.header)) continue;
+      if (s.ok()) s = wire::DecodeHeader(r.header, &r.frame);
+      if (s.ok()) {
+        MutexLock lock(&mu_);
+        s = TakeResponse();
+      }
+    }
+    bool complete = false;
+    Status outcome;
+    if (s.ok()) s = ReadPayload(sock, &complete, &outcome);
+    if (!s.ok()) {
+      Fail(sock, s);
+      return ReadResult::kFailed;
+    }
+    if (!complete) return ReadResult::kWouldBlock;
+    FinishResponse(outcome);
+    if (stop && stop()) return ReadResult::kStopped;
+  }
+}
+
+Status TcpConnection::TakeResponse() {
+  PendingReceive& r = pending_receive_;
+  if (in_flight_.empty() || !r.frame.is_response() ||
+      in_flight_.front()->transport_tag != r.frame.request_id) {
+    return Status::ProtocolError("unexpected response id " + std::to_string(r.frame.request_id));
+  }
+  // Off the in-flight list before its bytes land, so that a concurrent Fail() cannot
+  // report the slice done while this reader still writes into its destination.
+  r.slice = in_flight_.front();
+  in_flight_.pop_front();
+  progress_ns_.store(NowNs(), std::memory_order_relaxed);
+  return Status::OK();
+}
+
+Status TcpConnection::ReadPayload(const std::shared_ptr<Socket>& sock, bool* complete,
+                                  Status* outcome) {
+  PendingReceive& r = pending_receive_;
+  const wire::FrameHeader& h = r.frame;
+  Slice* slice = r.slice;
+  const int fd = sock->fd.get();
+  char* into = nullptr;
+  if (h.status != 0) {
+    if (h.payload_len > kMaxErrorText) return Status::ProtocolError("oversized error text");
+    r.text.resize(h.payload_len);
+    into = r.text.data();
+  } else if (slice->opcode == Request::READ) {
+    if (h.payload_len != slice->length) {
+      return Status::ProtocolError("READ response length differs from the request");
+    }
+    if (slice->local_device != kHostMemory) {
+      // Staged through pinned host chunks, with blocking receives (payload_io.h).
+      TE_RETURN_IF_ERROR(RecvPayload(fd, slice->local_device, slice->local, slice->length));
+      r.done = h.payload_len;
+    }
+    into = slice->local;
+  } else if (h.payload_len != 0) {
+    return Status::ProtocolError("WRITE response with a payload");
+  }
+  while (r.done < h.payload_len) {
+    size_t got = 0;
+    TE_RETURN_IF_ERROR(RecvSome(fd, into + r.done, h.payload_len - r.done, &got));
+    if (got == 0) return Status::OK();  // would block: *complete stays false
+    r.done += got;
+    progress_ns_.store(NowNs(), std::memory_order_relaxed);
+  }
+  *complete = true;
+  if (h.status != 0) *outcome = wire::ResponseStatus(h, r.text);
+  return Status::OK();
+}
+
+void TcpConnection::FinishResponse(const Status& status) {
+  Slice* slice = pending_receive_.slice;
+  pending_receive_ = PendingReceive{};
+  // A READ request's send reads only its header, never the caller's buffer.
+  if (slice->opcode == Request::WRITE) AwaitReleased(slice);
+  slice->on_done(slice, status);
+}
+
+bool TcpConnection::ReceiveFor(const std::function<bool()>& done, Clock::time_point deadline) {
+  std::shared_ptr<Socket> sock;
+  {
+    MutexLock lock(&mu_);
+    if (closed_ || !socket_ || reader_ != Reader::kNone) return false;
+    if (in_flight_.empty() && !pending_receive_.slice) return false;
+    reader_ = Reader::kWaiter;
+    sock = socket_;
+  }
+  bool received = false;
+  while (!done()) {
+    const auto left = deadline - Clock::now();
+    if (left <= Clock::duration::zero()) break;
+    const auto ms = std::chrono::ceil<std::chrono::milliseconds>(left).count();
+    if (!WaitReadable(sock->fd.get(), ms > 1000000 ? 1000000 : static_cast<int>(ms))) continue;
+    const ReadResult result = ReadAvailable(sock, done);
+    received = true;
+    if (result == ReadResult::kFailed) break;
+    MutexLock lock(&mu_);
+    if (socket_ != sock || (in_flight_.empty() && !pending_receive_.slice)) break;
+  }
+  if (ReleaseReader(sock)) {
+    std::weak_ptr<TcpConnection> weak = weak_from_this();
+    loop_->Post(sock->loop_id, [weak] {
+      if (auto conn = weak.lock()) conn->ReadFromLoop();
+    });
+  }
+  return received;
+}
+
+void TcpConnection::OnTick(const std::shared_ptr<Socket>& sock, Clock::time_point now) {
+  const int64_t now_ns =
+      std::chrono::duration_cast<std::chrono::nanoseconds>(now.time_since_epoch()).count();
+  const int64_t io_timeout_ns = int64_t{options_.io_timeout_ms} * 1000000;
+  const int64_t idle_ns = int64_t{options_.idle_timeout_ms} * 1000000;
+  bool stalled = false;
+  {
+    MutexLock lock(&mu_);
+    if (socket_ != sock) return;
+    const bool waiting = !in_flight_.empty() || pending_receive_.slice != nullptr;
+    if (waiting) {
+      stalled = now_ns - progress_ns_.load(std::memory_order_relaxed) > io_timeout_ns;
+    } else if (idle_ns > 0 && !queue_head_ && !sending_ && pending_send_.empty() &&
+               reader_ == Reader::kNone &&
+               now_ns - used_ns_.load(std::memory_order_relaxed) > idle_ns) {
+      TE_LOG(Debug) << "tcp: closing idle connection to " << PeerText();
+      Detach(sock);
+      pending_receive_ = PendingReceive{};
+      return;
+    }
+  }
+  if (stalled) {
+    Fail(sock, Status::Timeout("peer " + PeerText() + " made no progress for " +
+                               std::to_string(options_.io_timeout_ms) + " ms"));
+  }
+}
+
+bool TcpConnection::Idle() {
+  MutexLock lock(&mu_);
+  return queue_head_ == nullptr && in_flight_.empty() && !sending_ && reader_ != Reader::kWaiter &&
+         pending_receive_.slice == nullptr;
+}
+
+void TcpConnection::Close() {
+  Slice* queued;
+  std::deque<Slice*> failed;
+  {
+    MutexLock lock(&mu_);
+    if (closed_) return;
+    closed_ = true;
+    queued = queue_head_;
+    queue_head_ = queue_tail_ = nullptr;
+    failed.swap(in_flight_);
+    failure_ = Status::Cancelled("transport stopped");
+    if (socket_) {
+      if (!sending_) released_id_.store(next_request_id_ - 1, std::memory_order_release);
+      if (reader_ == Reader::kNone && pending_receive_.slice) {
+        failed.push_back(pending_receive_.slice);
+        pending_receive_ = PendingReceive{};
+      }
+      Detach(socket_);
+    }
+  }
+  Complete(queued, Status::Cancelled("transport stopped"));
+  for (Slice* s : failed) {
+    AwaitReleased(s);
+    s->on_done(s, Status::Cancelled("transport stopped"));
+  }
+}
+
+}  // namespace te

@@ -1,0 +1,164 @@
+// TcpConnection: one initiator-side connection to a peer's TCP data port, driven by
+// the transport's I/O threads (io_loop.h) instead of threads of its own. Requests go
+// out in order, gathered (headers and WRITE payloads in one sendmsg); responses come
+// back in order, READ data landing straight in the destination.
+//
+// The socket opens on first use (connect and HELLO in the handshake pool), reopens on
+// demand after a failure, and closes after idle_timeout_ms without use. A failure ends
+// every slice on the wire with the error, while queued ones wait for the next socket.
+// A slice with nothing received for io_timeout_ms fails the socket (the loop's tick).
+//
+// Who touches the socket: one sender at a time (the submitting thread for a small send
+// on an idle connection, else an I/O thread), and one reader at a time (an I/O thread,
+// or a thread waiting for its own response: ReceiveFor). Both shortcuts keep a small
+// round trip at what a plain TCP ping-pong costs: no thread hand-off on either side.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/socket.h"
+#include "common/thread_annotations.h"
+#include "metrics/engine_metrics.h"
+#include "rpc/handshake.h"
+#include "rpc/wire.h"
+#include "transport/tcp/handshake_pool.h"
+#include "transport/tcp/io_loop.h"
+#include "transport/transport.h"
+
+namespace te {
+
+struct TcpConnectionOptions {
+  // Addresses of the peer's data port, tried in order; the first that connects wins
+  // and is tried first from then on (see TcpEndpoint).
+  std::shared_ptr<struct TcpEndpoint> endpoint;
+  wire::Credentials self;  // proven to the peer in each socket's HELLO
+  uint32_t connect_timeout_ms = 3000;
+  uint32_t io_timeout_ms = 5000;
+  uint32_t idle_timeout_ms = 0;                 // 0: never close an idle socket
+  std::atomic<int64_t>* connections = nullptr;  // the engine's open-connection gauge
+};
+
+class TcpConnection : public std::enable_shared_from_this<TcpConnection> {
+ public:
+  TcpConnection(TcpConnectionOptions options, IoLoop* loop, HandshakePool* handshakes);
+  ~TcpConnection();
+  TcpConnection(const TcpConnection&) = delete;
+  TcpConnection& operator=(const TcpConnection&) = delete;
+
+  // Appends a chain of slices linked through Slice::next; never waits on the network.
+  void Enqueue(Slice* head, Slice* tail) EXCLUDES(mu_);
+  // Reads responses in this thread until done() or `deadline`, or until nothing is in
+  // flight. False, having done nothing, when another thread reads or nothing is in
+  // flight; true once it received (or failed the socket).
+  bool ReceiveFor(const std::function<bool()>& done, std::chrono::steady_clock::time_point deadline)
+      EXCLUDES(mu_);
+  // Nothing queued, on the wire, being sent or being read by a waiter.
+  bool Idle() EXCLUDES(mu_);
+  // Fails queued and in-flight slices with kCancelled and closes the socket; later
+  // submissions fail the same way. Called before the last reference goes.
+  void Close() EXCLUDES(mu_);
+
+ private:
+  struct Socket;
+  class Watcher;
+  // The send in progress: a run of requests, sent in as many steps as the socket needs.
+  struct PendingSend {
+    std::vector<uint8_t> headers;
+    std::vector<iovec> iov;
+    size_t at = 0;            // first iovec not yet fully sent
+    Slice* staged = nullptr;  // device-memory WRITE whose payload follows the iovecs
+    uint64_t last_id = 0;
+    bool empty() const { return at == iov.size() && staged == nullptr; }
+  };
+  // The response being received, owned by the reader of the moment.
+  struct PendingReceive {
+    uint8_t header[wire::kHeaderSize];
+    size_t have = 0;         // header bytes so far
+    Slice* slice = nullptr;  // off the in-flight list once its header came
+    wire::FrameHeader frame;
+    uint64_t done = 0;  // payload bytes so far
+    std::string text;   // a failed response's message
+  };
+  enum class Reader { kNone, kLoop, kWaiter };
+  enum class SendBudget { kInline, kLoop };
+  enum class ReadResult { kWouldBlock, kStopped, kFailed };
+
+  // Sends queued requests while this thread holds sending_ (taken by the caller).
+  void Flush(SendBudget budget) EXCLUDES(mu_);
+  // Under mu_: moves queued slices into pending_send_ (and onto in_flight_).
+  void TakeRun(size_t max_slices, uint64_t max_payload, bool first_always, Slice** cancelled)
+      REQUIRES(mu_);
+  // The loop's way in: takes sending_ (or leaves a note to its holder) and flushes.
+  void FlushFromLoop() EXCLUDES(mu_);
+  // The loop's read: takes the reader role (or leaves a note to its holder).
+  void ReadFromLoop() EXCLUDES(mu_);
+  void OnSocketEvents(const std::shared_ptr<Socket>& sock, uint32_t events) EXCLUDES(mu_);
+  void OnTick(const std::shared_ptr<Socket>& sock, std::chrono::steady_clock::time_point now)
+      EXCLUDES(mu_);
+  // Gives the reader role back; true when input came meanwhile that nobody read.
+  bool ReleaseReader(const std::shared_ptr<Socket>& sock) EXCLUDES(mu_);
+  // The reader's work: receives what the socket has until it would block, `stop` says
+  // so after a completed response, or the socket fails.
+  ReadResult ReadAvailable(const std::shared_ptr<Socket>& sock, const std::function<bool()>& stop)
+      EXCLUDES(mu_);
+  // Receives what the socket has of the current response's payload; *complete once
+  // all came, with *outcome the response's verdict. An error fails the socket.
+  Status ReadPayload(const std::shared_ptr<Socket>& sock, bool* complete, Status* outcome)
+      EXCLUDES(mu_);
+  // Under mu_: matches a received header to the oldest request on the wire.
+  Status TakeResponse() REQUIRES(mu_);
+  // Ends the current response (its slice's on_done) and readies the next.
+  void FinishResponse(const Status& status) EXCLUDES(mu_);
+  // Starts a connect in the handshake pool unless one runs. When none can start, takes
+  // the queue out for the caller to fail, after mu_.
+  Slice* StartConnect() REQUIRES(mu_);
+  void Connect() EXCLUDES(mu_);
+  // Drops sock if it is current and ends what was on it with status.
+  void Fail(const std::shared_ptr<Socket>& sock, const Status& status) EXCLUDES(mu_);
+  void Detach(const std::shared_ptr<Socket>& sock) REQUIRES(mu_);
+  static void Complete(Slice* chain, const Status& status);
+  // Waits until no send reads the slice's source bytes any more.
+  void AwaitReleased(const Slice* slice) const;
+  void Touch();
+  std::string PeerText() const;
+
+  const TcpConnectionOptions options_;
+  IoLoop* const loop_;
+  HandshakePool* const handshakes_;
+
+  Mutex mu_;
+  Slice* queue_head_ GUARDED_BY(mu_) = nullptr;
+  Slice* queue_tail_ GUARDED_BY(mu_) = nullptr;
+  std::deque<Slice*> in_flight_ GUARDED_BY(mu_);  // sent or being sent, awaiting response
+  std::shared_ptr<Socket> socket_ GUARDED_BY(mu_);
+  bool connecting_ GUARDED_BY(mu_) = false;
+  bool closed_ GUARDED_BY(mu_) = false;
+  Status failure_ GUARDED_BY(mu_);  // why the last socket went
+  // Only the holder of sending_ writes to the socket, so requests go out whole and in
+  // id order; send_again_ asks the holder to try once more before letting go (the
+  // socket became writable meanwhile).
+  bool sending_ GUARDED_BY(mu_) = false;
+  bool send_again_ GUARDED_BY(mu_) = false;
+  PendingSend pending_send_;  // the holder of sending_'s
+  Reader reader_ GUARDED_BY(mu_) = Reader::kNone;
+  bool read_again_ GUARDED_BY(mu_) = false;  // input came while a waiter read
+  PendingReceive pending_receive_;           // the reader's
+  uint64_t next_request_id_ GUARDED_BY(mu_) = 1;
+  // Highest request id whose bytes no send reads any more (sent, or its send failed).
+  // A slice completes only once its id is covered, so the caller never gets its buffer
+  // back while sendmsg may still read it.
+  std::atomic<uint64_t> released_id_{0};
+  // steady_clock nanoseconds: when the oldest response became due or last progressed;
+  // and when the connection was last used.
+  std::atomic<int64_t> progress_ns_{0};
+  std::atomic<int64_t> used_ns_{0};
+};
+
+}  // namespace te
