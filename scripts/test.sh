@@ -2,17 +2,18 @@
 # The README's test command: installs dependencies, then builds and runs the whole
 # test suite: a normal build, ASan+UBSan, TSan, and a -DUSE_CUDA=ON build where the
 # CUDA toolkit is installed (its GPU tests skip without a device); then a short run of
-# each libFuzzer target (scripts/fuzz.sh).
+# each libFuzzer target (scripts/fuzz.sh), and a clang build of the library that checks
+# the lock annotations (-Wthread-safety -Werror).
 #
-#   scripts/test.sh            all five
-#   TE_TEST_BUILDS="release" scripts/test.sh    a subset (release, asan, tsan, cuda, fuzz)
+#   scripts/test.sh            all six
+#   TE_TEST_BUILDS="release" scripts/test.sh    a subset (release, asan, tsan, cuda, fuzz, tsa)
 # Environment: JOBS (default 2), CTEST_ARGS (extra ctest arguments), FUZZ_SECONDS
 # (per fuzz target, default 60).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 JOBS=${JOBS:-2}
-BUILDS=${TE_TEST_BUILDS:-release asan tsan cuda fuzz}
+BUILDS=${TE_TEST_BUILDS:-release asan tsan cuda fuzz tsa}
 
 bash "$ROOT/scripts/install_deps.sh"
 
@@ -57,7 +58,13 @@ for build in $BUILDS; do
     fuzz)
       echo "=== [fuzz] build and run each target for ${FUZZ_SECONDS:-60} s"
       BUILD=$ROOT/build-test-fuzz JOBS=$JOBS bash "$ROOT/scripts/fuzz.sh" "${FUZZ_SECONDS:-60}" ;;
-    *) echo "unknown build '$build' (release, asan, tsan, cuda, fuzz)" >&2; exit 2 ;;
+    tsa)
+      # Compiles the library only: the annotations are checked at compile time.
+      echo "=== [tsa] clang -Wthread-safety -Werror build of the library"
+      CC=clang CXX=clang++ cmake -S "$ROOT" -B "$ROOT/build-test-tsa" -G Ninja -DTE_WERROR=ON \
+        -DTE_THREAD_SAFETY=ON -DTE_BUILD_TESTS=OFF >/dev/null
+      cmake --build "$ROOT/build-test-tsa" -j "$JOBS" --target transfer_engine_static ;;
+    *) echo "unknown build '$build' (release, asan, tsan, cuda, fuzz, tsa)" >&2; exit 2 ;;
   esac
   RAN+=("$build")
 done

@@ -272,11 +272,10 @@ void TcpConnection::Connect() {
       break;
     }
   }
-  // The HELLO is bounded by the connect timeout; data by the I/O timeout (device
-  // payloads are staged with blocking sends and receives).
-  if (s.ok()) s = SetIoTimeout(fd.get(), options_.connect_timeout_ms);
-  if (s.ok()) s = wire::ClientHello(fd.get(), wire::kChannelTcpData, options_.self);
+  // The HELLO and (device payloads are staged with blocking sends and receives) data
+  // are bounded by the I/O timeout: a peer that accepts but never answers is stuck.
   if (s.ok()) s = SetIoTimeout(fd.get(), options_.io_timeout_ms);
+  if (s.ok()) s = wire::ClientHello(fd.get(), wire::kChannelTcpData, options_.self);
   auto sock = std::make_shared<Socket>();
   if (s.ok()) {
     SetBulkBuffers(fd.get());

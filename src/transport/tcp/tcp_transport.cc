@@ -7,7 +7,7 @@
 
 namespace te {
 namespace {
-// Threads that connect and run HELLOs, and the handshakes that may wait for them.
+// Threads of each handshake pool, and the handshakes that may wait for them.
 constexpr size_t kHandshakeThreads = 2;
 constexpr size_t kMaxWaitingHandshakes = 4096;
 }  // namespace
@@ -77,7 +77,8 @@ Status TcpTransport::Start(const TransportContext& context, SegmentDescriptor* l
   const auto tick =
       std::chrono::milliseconds(std::clamp<uint32_t>(config.transfer_timeout_ms / 10, 1, 100));
   TE_RETURN_IF_ERROR(loop_.Start(config.tcp_io_threads, tick));
-  handshakes_.Start(kHandshakeThreads, kMaxWaitingHandshakes);
+  connects_.Start(kHandshakeThreads, kMaxWaitingHandshakes);
+  welcomes_.Start(kHandshakeThreads, kMaxWaitingHandshakes);
   TcpServerOptions server;
   server.registry = context.registry;
   server.secret = config.cluster_secret;
@@ -85,7 +86,7 @@ Status TcpTransport::Start(const TransportContext& context, SegmentDescriptor* l
   server.io_timeout_ms = config.transfer_timeout_ms;
   server.max_connections = TcpServer::ConnectionLimit();
   server.metrics = context.metrics;
-  TE_RETURN_IF_ERROR(server_.Start(context.bind_host, std::move(server), &loop_, &handshakes_));
+  TE_RETURN_IF_ERROR(server_.Start(context.bind_host, std::move(server), &loop_, &welcomes_));
   local->transports[name()] =
       TcpEndpoint::Format(AdvertisedHosts(config.rpc_host, context.advertise_host), server_.port());
   return Status::OK();
@@ -99,7 +100,8 @@ void TcpTransport::Stop() {
     peers.swap(peers_);
   }
   peers.clear();  // connections fail their slices
-  handshakes_.Stop();
+  connects_.Stop();
+  welcomes_.Stop();
   loop_.Stop();
 }
 
@@ -129,7 +131,7 @@ Status TcpTransport::GetPeer(const SegmentDescriptor& peer, std::shared_ptr<Tran
   const bool created = !slot;
   if (created) {
     slot =
-        std::make_shared<TcpPeer>(options, config.tcp_connections_per_peer, &loop_, &handshakes_);
+        std::make_shared<TcpPeer>(options, config.tcp_connections_per_peer, &loop_, &connects_);
   }
   *out = slot;  // first, so that the new peer is in use
   if (created) TakeUnusedPeers(&unused);

@@ -1,6 +1,6 @@
 // TCP transport: reaches any peer that advertises a tcp endpoint. All of its socket
-// work runs on a fixed set of I/O threads (tcp_io_threads, io_loop.h) and a small
-// handshake pool, however many peers there are; the target's connections are served
+// work runs on a fixed set of I/O threads (tcp_io_threads, io_loop.h) and two small
+// handshake pools, however many peers there are; the target's connections are served
 // on the same threads. Each peer gets a fixed set of connections, opened on first use
 // and closed when idle; slices are spread over them round-robin so a large request
 // moves over several connections at once. Peers live while an open segment's routes
@@ -41,7 +41,10 @@ class TcpTransport : public Transport {
 
   TransportContext context_;
   IoLoop loop_;
-  HandshakePool handshakes_;
+  // Connects (this engine's HELLOs) and welcomes (its peers'), apart: a connect waits
+  // for a welcome, and an engine may connect to itself.
+  HandshakePool connects_;
+  HandshakePool welcomes_;
   TcpServer server_;
   Mutex mu_;
   // Endpoint -> peer; shared by every open handle of the same segment.

@@ -2,12 +2,18 @@
 
 #include <gtest/gtest.h>
 
+#include <sys/resource.h>
+
 #include <chrono>
+#include <fstream>
 #include <future>
 #include <memory>
+#include <string>
+#include <thread>
 #include <vector>
 
 #include "memory/buffer_registry.h"
+#include "metrics/engine_metrics.h"
 
 namespace te {
 namespace {
@@ -31,6 +37,42 @@ struct Endpoint {
   SegmentDescriptor descriptor;
   TcpTransport transport;
 };
+
+// A target transport with one registered buffer.
+struct Target : Endpoint {
+  explicit Target(const std::string& name, size_t size = 4096)
+      : Endpoint(name), memory(size, 't') {
+    info.base = reinterpret_cast<uint64_t>(memory.data());
+    info.length = memory.size();
+    info.location = "cpu:0";
+  }
+  Status Start() {
+    TE_RETURN_IF_ERROR(registry.Add(info));
+    return Endpoint::Start();
+  }
+  std::vector<char> memory;
+  BufferInfo info;
+};
+
+int ThreadCount() {
+  std::ifstream status("/proc/self/status");
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.rfind("Threads:", 0) == 0) return std::stoi(line.substr(8));
+  }
+  return -1;
+}
+
+// Polls cond every 10 ms until it holds or `limit` passed.
+template <typename Cond>
+bool Eventually(Cond cond, std::chrono::milliseconds limit) {
+  const auto end = std::chrono::steady_clock::now() + limit;
+  while (!cond()) {
+    if (std::chrono::steady_clock::now() > end) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return true;
+}
 
 // Reads `length` bytes of the target's buffer at `remote` into `local` through `peer`.
 Status Read(TransportPeer& peer, uint64_t remote, std::vector<char>* local) {
@@ -92,6 +134,91 @@ TEST(TcpTransportTest, PeerInUseIsKept) {
   std::shared_ptr<TransportPeer> again;
   ASSERT_TRUE(initiator.transport.GetPeer(first.descriptor, &again).ok());
   EXPECT_EQ(again, kept);
+}
+
+// However many peers and connections, the transport's threads are its I/O threads and
+// its handshake pool; the old design ran two threads per connection.
+TEST(TcpTransportTest, ThreadCountDoesNotGrowWithPeersOrConnections) {
+  Endpoint initiator("initiator");
+  initiator.config.tcp_connections_per_peer = 4;
+  ASSERT_TRUE(initiator.Start().ok());
+  std::vector<std::unique_ptr<Target>> targets;
+  for (int i = 0; i < 16; ++i) {
+    targets.push_back(std::make_unique<Target>("target" + std::to_string(i), 64 << 10));
+    ASSERT_TRUE(targets.back()->Start().ok());
+  }
+  const int before = ThreadCount();
+  std::vector<std::shared_ptr<TransportPeer>> peers;
+  for (auto& target : targets) {
+    std::shared_ptr<TransportPeer> peer;
+    ASSERT_TRUE(initiator.transport.GetPeer(target->descriptor, &peer).ok());
+    // Four slices at once: one on each of the peer's connections.
+    for (int slice = 0; slice < 4; ++slice) {
+      std::vector<char> local(16 << 10);
+      ASSERT_TRUE(Read(*peer, target->info.base + slice * local.size(), &local).ok());
+    }
+    peers.push_back(peer);
+  }
+  EXPECT_EQ(ThreadCount(), before) << "64 connections to 16 peers added threads";
+}
+
+TEST(TcpTransportTest, ConnectionsOpenOnFirstUseAndCloseWhenIdle) {
+  EngineMetrics metrics({"tcp"}, "p2p", false);
+  Endpoint initiator("initiator");
+  initiator.config.tcp_idle_timeout_ms = 50;
+  initiator.config.transfer_timeout_ms = 500;  // ticks every 50 ms
+  initiator.context.metrics = &metrics;
+  ASSERT_TRUE(initiator.Start().ok());
+  Target target("target");
+  ASSERT_TRUE(target.Start().ok());
+  std::atomic<int64_t>* open = metrics.Connections("tcp", false);
+
+  std::shared_ptr<TransportPeer> peer;
+  ASSERT_TRUE(initiator.transport.GetPeer(target.descriptor, &peer).ok());
+  EXPECT_EQ(open->load(), 0) << "a peer handle alone opened a connection";
+  std::vector<char> local(target.memory.size());
+  ASSERT_TRUE(Read(*peer, target.info.base, &local).ok());
+  EXPECT_EQ(open->load(), 1) << "one slice opens one of the peer's connections";
+  ASSERT_TRUE(Eventually([&] { return open->load() == 0; }, std::chrono::seconds(10)))
+      << "the idle connection stayed open";
+  // Reopened on demand by the same peer handle.
+  target.memory.assign(target.memory.size(), 'u');
+  ASSERT_TRUE(Read(*peer, target.info.base, &local).ok());
+  EXPECT_EQ(local, target.memory);
+}
+
+// A target at its file-descriptor-derived limit refuses with the reason, which reaches
+// the initiator's slice; it neither hangs nor resets the connection.
+TEST(TcpTransportTest, ConnectionsBeyondTheTargetsLimitAreRefusedWithAReason) {
+  rlimit saved{};
+  ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &saved), 0);
+  rlimit low = saved;
+  low.rlim_cur = 32;  // the target then serves 16 connections
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &low), 0);
+  Target target("target", 64 << 10);
+  const Status started = target.Start();
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &saved), 0);  // the limit is read at Start
+  ASSERT_TRUE(started.ok()) << started.ToString();
+
+  std::vector<std::unique_ptr<Endpoint>> initiators;
+  std::vector<std::shared_ptr<TransportPeer>> peers;
+  int refused = 0;
+  for (int i = 0; i < 20; ++i) {  // one connection each
+    initiators.push_back(std::make_unique<Endpoint>("initiator" + std::to_string(i)));
+    initiators.back()->config.tcp_connections_per_peer = 1;
+    ASSERT_TRUE(initiators.back()->Start().ok());
+    std::shared_ptr<TransportPeer> peer;
+    ASSERT_TRUE(initiators.back()->transport.GetPeer(target.descriptor, &peer).ok());
+    std::vector<char> local(4096);
+    const Status s = Read(*peer, target.info.base, &local);
+    if (!s.ok()) {
+      ++refused;
+      EXPECT_EQ(s.code(), Status::Code::kResourceExhausted) << s.ToString();
+      EXPECT_NE(s.message().find("open-file limit"), std::string::npos) << s.ToString();
+    }
+    peers.push_back(peer);
+  }
+  EXPECT_EQ(refused, 4) << "16 of 20 connections fit";
 }
 
 }  // namespace
