@@ -4,9 +4,11 @@
 #include <ifaddrs.h>
 #include <net/if.h>
 #include <netinet/in.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <fstream>
+#include <mutex>
 
 #ifdef TE_HAVE_NUMA
 #include <numa.h>
@@ -48,6 +50,19 @@ int NumaNodeCount() {
   if (numa_available() >= 0) return numa_max_node() + 1;
 #endif
   return 1;
+}
+
+uint64_t RaiseOpenFileLimit() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    rlimit limit{};
+    if (::getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur < limit.rlim_max) {
+      limit.rlim_cur = limit.rlim_max;
+      ::setrlimit(RLIMIT_NOFILE, &limit);
+    }
+  });
+  rlimit now{};
+  return ::getrlimit(RLIMIT_NOFILE, &now) == 0 ? now.rlim_cur : 0;
 }
 
 }  // namespace te

@@ -103,6 +103,7 @@ Status EngineImpl::Init(const Config& config) {
     ParseLogLevel(config.log_level, &level);
     SetLogLevel(level);
     machine_id_ = config.machine_id.empty() ? ReadMachineId() : config.machine_id;
+    RaiseOpenFileLimit();  // sockets for hundreds of peers
     metrics_ = std::make_unique<EngineMetrics>(config.transports, config.metadata_type,
                                                config.metrics_port != 0);
 
@@ -115,7 +116,9 @@ Status EngineImpl::Init(const Config& config) {
     bind_host_ = !config.rpc_bind_host.empty() ? config.rpc_bind_host
                  : host.empty()                ? "0.0.0.0"
                                                : host;
-    advertise_host_ = (host.empty() || host == "0.0.0.0") ? DefaultAdvertiseAddress() : host;
+    // An engine that picks its address itself may have others its peers reach better.
+    advertise_any_ = host.empty() || host == "0.0.0.0";
+    advertise_host_ = advertise_any_ ? DefaultAdvertiseAddress() : host;
 
     // The metadata backend is created first: a backend this build lacks is reported
     // before any port is opened.
@@ -168,8 +171,8 @@ Status EngineImpl::Init(const Config& config) {
                                                  std::to_string(engines++)));
       static_descriptor_.pin_table = registry_.pin_table_name();
     }
-    TransportContext context{&config_,        &registry_, segment_name_,
-                             advertise_host_, bind_host_, metrics_.get()};
+    TransportContext context{&config_,   &registry_, segment_name_, advertise_host_,
+                             bind_host_, metrics_.get(), advertise_any_};
     for (const std::string& name : config.transports) {
       std::unique_ptr<Transport> t;
       TE_RETURN_IF_ERROR(CreateTransport(name, &t));

@@ -116,6 +116,7 @@ class EngineImpl {
   Status init_status_ = Status::FailedPrecondition("engine not initialized");
   std::string segment_name_;
   std::string advertise_host_;
+  bool advertise_any_ = false;  // no host configured: advertise_host_ was picked
   std::string bind_host_;
   std::string machine_id_;
   SegmentDescriptor static_descriptor_;  // everything but buffers; fixed after Init

@@ -3,6 +3,7 @@
 #include <sys/epoll.h>
 #include <sys/socket.h>
 
+#include <cerrno>
 #include <thread>
 
 #include "common/logging.h"
@@ -509,6 +510,7 @@ bool TcpConnection::ReceiveFor(const std::function<bool()>& done, Clock::time_po
     MutexLock lock(&mu_);
     if (socket_ != sock || (in_flight_.empty() && !pending_receive_.slice)) break;
   }
+  SpareLoopWakeUp(sock);
   if (ReleaseReader(sock)) {
     std::weak_ptr<TcpConnection> weak = weak_from_this();
     loop_->Post(sock->loop_id, [weak] {
@@ -516,6 +518,22 @@ bool TcpConnection::ReceiveFor(const std::function<bool()>& done, Clock::time_po
     });
   }
   return received;
+}
+
+void TcpConnection::SpareLoopWakeUp(const std::shared_ptr<Socket>& sock) {
+  {
+    MutexLock lock(&mu_);
+    if (!read_again_ || socket_ != sock || !in_flight_.empty() || pending_receive_.slice ||
+        pending_receive_.have > 0) {
+      return;
+    }
+    read_again_ = false;  // first, so that input arriving from now on sets it again
+  }
+  char byte;
+  const ssize_t n = ::recv(sock->fd.get(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+  if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
+  MutexLock lock(&mu_);
+  read_again_ = true;  // input, a hang-up or an error: the loop deals with it
 }
 
 void TcpConnection::OnTick(const std::shared_ptr<Socket>& sock, Clock::time_point now) {

@@ -102,6 +102,9 @@ class TcpConnection : public std::enable_shared_from_this<TcpConnection> {
   void OnSocketEvents(const std::shared_ptr<Socket>& sock, uint32_t events) EXCLUDES(mu_);
   void OnTick(const std::shared_ptr<Socket>& sock, std::chrono::steady_clock::time_point now)
       EXCLUDES(mu_);
+  // A waiter done reading: the I/O thread saw the input it read and asked to read
+  // again; when nothing is left on an otherwise idle socket, the loop is spared that.
+  void SpareLoopWakeUp(const std::shared_ptr<Socket>& sock) EXCLUDES(mu_);
   // Gives the reader role back; true when input came meanwhile that nobody read.
   bool ReleaseReader(const std::shared_ptr<Socket>& sock) EXCLUDES(mu_);
   // The reader's work: receives what the socket has until it would block, `stop` says

@@ -87,8 +87,9 @@ Status TcpTransport::Start(const TransportContext& context, SegmentDescriptor* l
   server.max_connections = TcpServer::ConnectionLimit();
   server.metrics = context.metrics;
   TE_RETURN_IF_ERROR(server_.Start(context.bind_host, std::move(server), &loop_, &welcomes_));
-  local->transports[name()] =
-      TcpEndpoint::Format(AdvertisedHosts(config.rpc_host, context.advertise_host), server_.port());
+  local->transports[name()] = TcpEndpoint::Format(
+      AdvertisedHosts(context.advertise_any ? "" : context.advertise_host, context.advertise_host),
+      server_.port());
   return Status::OK();
 }
 
@@ -130,8 +131,7 @@ Status TcpTransport::GetPeer(const SegmentDescriptor& peer, std::shared_ptr<Tran
   auto& slot = peers_[it->second];
   const bool created = !slot;
   if (created) {
-    slot =
-        std::make_shared<TcpPeer>(options, config.tcp_connections_per_peer, &loop_, &connects_);
+    slot = std::make_shared<TcpPeer>(options, config.tcp_connections_per_peer, &loop_, &connects_);
   }
   *out = slot;  // first, so that the new peer is in use
   if (created) TakeUnusedPeers(&unused);

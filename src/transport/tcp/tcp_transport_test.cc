@@ -1,7 +1,6 @@
 #include "transport/tcp/tcp_transport.h"
 
 #include <gtest/gtest.h>
-
 #include <sys/resource.h>
 
 #include <chrono>
@@ -40,8 +39,7 @@ struct Endpoint {
 
 // A target transport with one registered buffer.
 struct Target : Endpoint {
-  explicit Target(const std::string& name, size_t size = 4096)
-      : Endpoint(name), memory(size, 't') {
+  explicit Target(const std::string& name, size_t size = 4096) : Endpoint(name), memory(size, 't') {
     info.base = reinterpret_cast<uint64_t>(memory.data());
     info.length = memory.size();
     info.location = "cpu:0";
