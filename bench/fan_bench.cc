@@ -187,7 +187,7 @@ Status RunFanOut(const Options& o, uint64_t n, Control* control, int control_fd,
   }
   for (uint64_t p = 0; p < n; ++p) {
     uint64_t bad = 0, first = 0;
-    TE_RETURN_IF_ERROR(VerifyRegion(routes[p], o.size, o.size, RegionSeed(p), &bad, &first));
+    TE_RETURN_IF_ERROR(VerifyRegion(o, routes[p], o.size, p, &bad, &first));
     if (bad > 0 && result->mismatches == 0) {
       result->first_peer = p;
       result->first_offset = first;
@@ -345,7 +345,7 @@ int RunCases(const Options& o) {
       if (result.mismatches > 0) {
         return Fail(where + (mode == "out" ? "target " : "initiator ") +
                     std::to_string(result.first_peer) + "'s region read back " +
-                    std::to_string(result.mismatches) + " wrong bytes, the first at offset " +
+                    std::to_string(result.mismatches) + " wrong byte(s), the first at offset " +
                     std::to_string(result.first_offset));
       }
       PrintRow(o, result);

@@ -18,6 +18,9 @@
 #ifndef TE_FAN_BENCH_PATH
 #error "TE_FAN_BENCH_PATH must name the te_fan_bench binary"
 #endif
+#ifndef TE_FAN_BENCH_TEST_HOOKS_PATH
+#error "TE_FAN_BENCH_TEST_HOOKS_PATH must name the te_fan_bench_TEST_hooks binary"
+#endif
 
 namespace {
 
@@ -30,11 +33,12 @@ struct BenchRun {
   std::string log;  // stderr
 };
 
-// Runs the bench with `args` to its end (bounded), collecting its stdout lines.
-BenchRun RunBench(const std::vector<std::string>& args) {
+// Runs the bench (or `program`, a build of it) with `args` to its end (bounded),
+// collecting its stdout lines.
+BenchRun RunBench(const std::vector<std::string>& args, const char* program = TE_FAN_BENCH_PATH) {
   te_test::TempDir dir;
   te_test::ChildProcess child;
-  std::vector<std::string> argv = {TE_FAN_BENCH_PATH};
+  std::vector<std::string> argv = {program};
   argv.insert(argv.end(), args.begin(), args.end());
   std::string error;
   BenchRun run;
@@ -104,6 +108,32 @@ TEST(FanBenchTest, TinyFanOutAndFanInPrintARowAndAJsonLinePerCase) {
     EXPECT_EQ(j["verified_regions"], expected[i].second);
     EXPECT_EQ(j["mismatches"], 0);
   }
+}
+
+// The check can fail: the TEST_ build writes one wrong byte into one peer's region
+// between the check's WRITE and its READ, and the run must fail naming that peer and
+// the byte's offset, in either mode.
+TEST(FanBenchTest, CorruptedByteFailsTheCheckNamingPeerAndOffset) {
+  for (const auto& [mode, peer] : {std::pair{"out", "target 2"}, {"in", "initiator 2"}}) {
+    const BenchRun run = RunBench({"--peers=4", std::string("--modes=") + mode, "--duration=1",
+                                   "--warmup=0", "--batch=2", "--size=8K", "--TEST_corrupt_peer=2"},
+                                  TE_FAN_BENCH_TEST_HOOKS_PATH);
+    SCOPED_TRACE(mode);
+    EXPECT_EQ(run.exit_code, 1) << Describe(run);
+    EXPECT_NE(run.log.find(std::string(peer) + "'s region read back 1 wrong byte(s), the first at "
+                                               "offset 5000"),
+              std::string::npos)
+        << Describe(run);
+    EXPECT_TRUE(run.rows.empty()) << Describe(run);
+  }
+}
+
+// The hook exists only in the test build.
+TEST(FanBenchTest, InstalledBenchHasNoTestHooks) {
+  const BenchRun run = RunBench({"--peers=1", "--TEST_corrupt_peer=0"});
+  EXPECT_EQ(run.exit_code, 2) << Describe(run);
+  EXPECT_NE(run.log.find("unknown argument '--TEST_corrupt_peer=0'"), std::string::npos)
+      << Describe(run);
 }
 
 // Bad flags: one "error: " line on stderr, exit code 2, nothing started.

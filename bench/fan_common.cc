@@ -143,9 +143,28 @@ const char* UsageText() {
 namespace {
 
 const std::set<std::string> kFlagNames = {
-    "peers",    "modes",   "host",      "peer_host",  "peer_wrapper", "transport",
-    "workload", "threads", "batch",     "size",       "duration",     "warmup",
-    "procs",    "json",    "peer_role", "peer_first", "peer_count",   "control_fd"};
+    "peers",
+    "modes",
+    "host",
+    "peer_host",
+    "peer_wrapper",
+    "transport",
+    "workload",
+    "threads",
+    "batch",
+    "size",
+    "duration",
+    "warmup",
+    "procs",
+    "json",
+    "peer_role",
+    "peer_first",
+    "peer_count",
+    "control_fd",
+#ifdef TE_FAN_TEST_HOOKS
+    "TEST_corrupt_peer",
+#endif
+};
 
 // Every --name=value of argv by name (a bare --json is --json=true); unknown names and
 // other words are errors.
@@ -198,6 +217,11 @@ Status ParseOptions(int argc, char** argv, Options* o, bool* help) {
   uint64_t control_fd = 0;
   TE_RETURN_IF_ERROR(number("control_fd", 0, 1 << 20, false, &control_fd));
   if (v.count("control_fd")) o->control_fd = static_cast<int>(control_fd);
+#ifdef TE_FAN_TEST_HOOKS
+  uint64_t corrupt = 0;
+  TE_RETURN_IF_ERROR(number("TEST_corrupt_peer", 0, kMaxPeers, false, &corrupt));
+  if (v.count("TEST_corrupt_peer")) o->test_corrupt_peer = static_cast<int64_t>(corrupt);
+#endif
   if (v.count("warmup")) {
     char* end = nullptr;
     o->warmup = std::strtod(v["warmup"].c_str(), &end);
@@ -216,11 +240,20 @@ Status ParseOptions(int argc, char** argv, Options* o, bool* help) {
 }
 
 std::vector<std::string> PeerFlags(const Options& o) {
-  return {"--host=" + o.PeerHost(), "--transport=" + o.transport, "--workload=" + o.workload,
-          "--threads=" + std::to_string(o.threads), "--batch=" + std::to_string(o.batch),
-          "--size=" + std::to_string(o.size),
-          // Only the fan-in target holds every peer's region; a peer checks none.
-          "--modes=out", "--peers=1"};
+  return {
+      "--host=" + o.PeerHost(),
+      "--transport=" + o.transport,
+      "--workload=" + o.workload,
+      "--threads=" + std::to_string(o.threads),
+      "--batch=" + std::to_string(o.batch),
+      "--size=" + std::to_string(o.size),
+      // Only the fan-in target holds every peer's region; a peer checks none.
+      "--modes=out",
+      "--peers=1",
+#ifdef TE_FAN_TEST_HOOKS
+      "--TEST_corrupt_peer=" + std::to_string(o.test_corrupt_peer),
+#endif
+  };
 }
 
 Status MakeEngine(const std::string& host, const std::string& transport,
@@ -356,10 +389,24 @@ void RunWorker(const WorkerSpec& spec, std::vector<uint64_t>* latencies, std::st
   }
 }
 
-uint64_t RegionSeed(uint64_t peer) { return te::bench::PatternSeed(peer, 0xfa2); }
+#ifdef TE_FAN_TEST_HOOKS
+// Makes the remote region hold one wrong byte (at offset 5000, or its last), through
+// the engine like any other WRITE.
+Status TEST_CorruptOneByte(const Route& route, uint64_t bytes, uint64_t seed) {
+  const uint64_t offset = std::min<uint64_t>(5000, bytes - 1);
+  route.local[offset] = static_cast<uint8_t>(~te::bench::PatternByte(seed, offset));
+  uint64_t nanoseconds = 0;
+  return TransferSync(
+      route.engine,
+      {{te::Request::WRITE, route.local + offset, route.segment, route.remote + offset, 1}},
+      &nanoseconds);
+}
+#endif
 
-Status VerifyRegion(const Route& route, uint64_t bytes, uint64_t block, uint64_t seed,
+Status VerifyRegion(const Options& options, const Route& route, uint64_t bytes, uint64_t peer,
                     uint64_t* mismatches, uint64_t* first) {
+  const uint64_t block = options.size;
+  const uint64_t seed = te::bench::PatternSeed(peer, 0xfa2);
   te::bench::FillPattern(route.local, bytes, seed);
   std::vector<te::Request> requests;
   for (uint64_t offset = 0; offset < bytes; offset += block) {
@@ -368,6 +415,11 @@ Status VerifyRegion(const Route& route, uint64_t bytes, uint64_t block, uint64_t
   }
   uint64_t nanoseconds = 0;
   TE_RETURN_IF_ERROR(TransferSync(route.engine, requests, &nanoseconds));
+#ifdef TE_FAN_TEST_HOOKS
+  if (options.test_corrupt_peer == static_cast<int64_t>(peer)) {
+    TE_RETURN_IF_ERROR(TEST_CorruptOneByte(route, bytes, seed));
+  }
+#endif
   std::memset(route.local, 0, bytes);
   for (te::Request& request : requests) request.opcode = te::Request::READ;
   TE_RETURN_IF_ERROR(TransferSync(route.engine, requests, &nanoseconds));

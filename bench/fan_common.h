@@ -41,6 +41,11 @@ struct Options {
   uint64_t peer_first = 0;
   uint64_t peer_count = 0;
   int control_fd = -1;
+#ifdef TE_FAN_TEST_HOOKS
+  // Test builds only (te_fan_bench_TEST_hooks): this peer's region gets one wrong
+  // byte between the check's WRITE and its READ, so the check must fail.
+  int64_t test_corrupt_peer = -1;
+#endif
 
   const std::string& PeerHost() const { return peer_host.empty() ? host : peer_host; }
   // Bytes one engine's threads use at once: threads x batch x size.
@@ -119,12 +124,11 @@ void RunWorker(const WorkerSpec& spec, std::vector<uint64_t>* latencies, std::st
 te::Status TransferSync(te::TransferEngine* engine, const std::vector<te::Request>& requests,
                         uint64_t* nanoseconds);
 
-// Writes the pattern of `seed` from [local, local + bytes) to `remote` of `segment`
-// in requests of `block` bytes, clears the local bytes, reads them back and counts
-// the bytes that differ (*first: the offset of the first, when any).
-te::Status VerifyRegion(const Route& route, uint64_t bytes, uint64_t block, uint64_t seed,
+// Writes peer's own pattern from [local, local + bytes) of the route to its remote
+// region in requests of --size bytes, clears the local bytes, reads them back and
+// counts the bytes that differ (*first: the offset of the first, when any).
+te::Status VerifyRegion(const Options& options, const Route& route, uint64_t bytes, uint64_t peer,
                         uint64_t* mismatches, uint64_t* first);
-uint64_t RegionSeed(uint64_t peer);
 
 // The process's threads, open descriptors and resident memory.
 struct ProcessSample {

@@ -286,8 +286,8 @@ Status RunInitiators(const Options& o, Control* control, PeerEngines* peers) {
   uint64_t mismatches = 0, first_engine = 0, first_offset = 0;
   for (uint64_t i = 0; i < peers->routes.size(); ++i) {
     uint64_t bad = 0, first = 0;
-    TE_RETURN_IF_ERROR(VerifyRegion(peers->routes[i], o.RegionBytes(), o.size,
-                                    RegionSeed(o.peer_first + i), &bad, &first));
+    TE_RETURN_IF_ERROR(
+        VerifyRegion(o, peers->routes[i], o.RegionBytes(), o.peer_first + i, &bad, &first));
     if (bad > 0 && mismatches == 0) {
       first_engine = o.peer_first + i;
       first_offset = first;
