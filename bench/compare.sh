@@ -15,22 +15,28 @@
 #        one process (bench/memcpy_baseline.cc); CMA also beside process_vm_readv/
 #        writev itself from a child process, one call per batch.
 #
+#   fan  one engine against N peers and N against one (bench/fan_bench.cc, over TCP)
+#        for N in FAN_PEERS (default 1,4,16,64,256): per mode and N > 1 the aggregate
+#        throughput and the engine's threads beside N = 1's, and at the largest N its
+#        RSS per peer (over the idle engine) and CPU seconds per GB.
+#
 #   ucx  the engine over --transport=ucx, READ/WRITE 64 KiB and 1 MiB x16, one thread,
 #        beside ucx_perftest (ucp_get for READ, ucp_put_bw for WRITE) with the same
 #        UCX_TLS, over UCX's tcp and its shared memory (needs a build with UCX).
 #
-#   bench/compare.sh [seconds per case, default 4] [transports, default "tcp shm cma"; or ucx]
-# Environment: BUILD_DIR (see bench/lib.sh).
+#   bench/compare.sh [seconds per case, default 4] [transports, default "tcp shm cma fan"; or ucx]
+# Environment: BUILD_DIR (see bench/lib.sh), FAN_PEERS (the fan rows' N list).
 set -euo pipefail
 # shellcheck source=bench/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 SECS=${1:-4}
-TRANSPORTS=${2:-tcp shm cma}
+TRANSPORTS=${2:-tcp shm cma fan}
+FAN_PEERS=${FAN_PEERS:-1,4,16,64,256}
 [[ $SECS =~ ^[1-9][0-9]*$ ]] || die "seconds per case must be a whole number above 0 (got '$SECS')"
 for transport in $TRANSPORTS; do
-  [[ $transport =~ ^(tcp|shm|cma|ucx)$ ]] ||
-    die "unknown transport '$transport' (expected tcp, shm, cma or ucx)"
+  [[ $transport =~ ^(tcp|shm|cma|ucx|fan)$ ]] ||
+    die "unknown transport '$transport' (expected tcp, shm, cma, ucx or fan)"
 done
 [[ " $TRANSPORTS " == *" tcp "* ]] && need_tool iperf3
 [[ " $TRANSPORTS " == *" ucx "* ]] && need_tool ucx_perftest
@@ -235,9 +241,41 @@ ucx_rows() {
   done
 }
 
+# The fan rows: te_fan_bench's JSON lines, each N > 1 beside N = 1 (the first N). A
+# failing fan run is a note, not the end of the table.
+fan_rows() {
+  local json mode first last n line base
+  note "te_fan_bench --peers=$FAN_PEERS"
+  if ! json=$("$FAN_TOOL" --peers="$FAN_PEERS" --duration="$SECS" --json 2>"$BENCH_TMP/fan.err" |
+    grep '^{'); then
+    NOTES+=("te_fan_bench failed: $(tail -1 "$BENCH_TMP/fan.err")")
+    return 0
+  fi
+  first=${FAN_PEERS%%,*}
+  last=${FAN_PEERS##*,}
+  for mode in fan-out fan-in; do
+    base=$(grep -F "\"mode\":\"$mode\"" <<<"$json" | grep -F "\"peers\":$first," | head -1 || true)
+    for n in ${FAN_PEERS//,/ }; do
+      ((n == first)) && continue
+      line=$(grep -F "\"mode\":\"$mode\"" <<<"$json" | grep -F "\"peers\":$n," | head -1 || true)
+      row "$mode N=$n throughput" "$(fixed "$(json_value throughput <<<"$line")")" GB/s \
+        "$mode N=$first" "$(fixed "$(json_value throughput <<<"$base")")"
+      row "$mode N=$n engine threads" "$(json_value engine_threads <<<"$line")" "" \
+        "$mode N=$first" "$(json_value engine_threads <<<"$base")" lower
+      [[ $n == "$last" ]] || continue
+      row "$mode N=$n RSS per peer" "$(fixed "$(json_value rss_per_peer_kib <<<"$line")" 1)" KiB \
+        "(over the idle engine)" ""
+      row "$mode N=$n CPU per GB" "$(fixed "$(json_value cpu_seconds_per_gb <<<"$line")" 3)" s \
+        "$mode N=$first" "$(fixed "$(json_value cpu_seconds_per_gb <<<"$base")" 3)" lower
+    done
+  done
+}
+
 LOAD=$(cut -d' ' -f1-3 /proc/loadavg)
 for transport in $TRANSPORTS; do
-  if [[ $transport == ucx ]]; then
+  if [[ $transport == fan ]]; then
+    fan_rows
+  elif [[ $transport == ucx ]]; then
     ucx_rows
   elif [[ $transport == tcp ]]; then
     PINGPONG=()

@@ -11,6 +11,7 @@ BUILD_DIR=${BUILD_DIR:-$BENCH_ROOT/build-release}
 BENCH=$BUILD_DIR/tools/transfer_engine_bench
 MEMCPY=$BUILD_DIR/bench/te_memcpy_baseline
 PINGPONG_TOOL=$BUILD_DIR/bench/te_tcp_pingpong
+FAN_TOOL=$BUILD_DIR/bench/te_fan_bench
 # A command prefix for the engine's processes (e.g. taskset -c 0); empty: none.
 PIN_TARGET=()
 PIN_INITIATOR=()
@@ -42,7 +43,7 @@ build_bench() {
   cmake -S "$BENCH_ROOT" -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Release -DTE_BUILD_TESTS=OFF \
     >/dev/null || die "cmake configure failed"
   cmake --build "$BUILD_DIR" -j2 --target transfer_engine_bench te_memcpy_baseline te_tcp_pingpong \
-    >/dev/null || die "build failed"
+    te_fan_bench >/dev/null || die "build failed"
 }
 
 # Runs "$@" in the background, remembered for the cleanup; sets BG_PID.
@@ -98,4 +99,60 @@ json_case() {
 # json_value FIELD < one JSON line: the number stored under FIELD.
 json_value() {
   sed -n "s/.*\"$1\":\([-0-9.eE+]*\).*/\1/p"
+}
+
+# plot_output OUT: dies unless OUT names a .png and gnuplot is installed.
+plot_output() {
+  [[ $1 == *.png ]] || die "the output must be a .png file (got '$1')"
+  need_tool gnuplot
+}
+
+# jsonl_from_files DATA FILE...: the JSON lines of the files, into DATA.
+jsonl_from_files() {
+  local data=$1 file
+  shift
+  for file in "$@"; do [[ -r $file ]] || die "cannot read $file"; done
+  cat "$@" | grep '^{' >"$data" || die "no JSON lines in $*"
+}
+
+# json_columns FIELD... < JSON lines: per line, the numbers under the FIELDs, one
+# column each (empty where a line lacks one), sorted by the first.
+json_columns() {
+  awk -v fields="$*" 'BEGIN { n = split(fields, f, " ") }
+    { line = ""
+      for (i = 1; i <= n; i++) {
+        v = ""
+        if (match($0, "\"" f[i] "\":[-0-9.eE+]+")) v = substr($0, RSTART + length(f[i]) + 3, RLENGTH - length(f[i]) - 3)
+        line = line (i > 1 ? " " : "") v
+      }
+      print line }' | sort -n
+}
+
+# plot_panels OUT HEADING DIR NAMES XLABEL XFORMAT LEFT_LABEL LEFT_LOG RIGHT_LABEL RIGHT_LOG:
+# a PNG of two panels over a log2 x axis, one line per name in NAMES (the data file
+# DIR/NAME.dat: x, left y, right y); *_LOG 1 makes that y axis logarithmic.
+plot_panels() {
+  gnuplot -e "out='$1'; heading='$2'; dir='$3'; names='$4'; xlabel_text='$5'; xformat='$6'" \
+    -e "left_label='$7'; left_log=$8; right_label='$9'; right_log=${10}" - <<'EOF_GNUPLOT'
+set terminal pngcairo noenhanced size 1200,460 font ",10"
+set output out
+set multiplot layout 1,2 title heading
+set logscale x 2
+set format x xformat
+set xlabel xlabel_text
+set grid
+set key top left
+if (left_log) { set logscale y } else { set yrange [0:*] }
+set ylabel left_label
+plot for [i=1:words(names)] sprintf("%s/%s.dat", dir, word(names, i)) \
+     using 1:2 with linespoints linewidth 2 title word(names, i)
+unset logscale y
+set autoscale y
+if (right_log) { set logscale y } else { set yrange [0:*] }
+set ylabel right_label
+plot for [i=1:words(names)] sprintf("%s/%s.dat", dir, word(names, i)) \
+     using 1:3 with linespoints linewidth 2 title word(names, i)
+unset multiplot
+EOF_GNUPLOT
+  echo "wrote $1" >&2
 }

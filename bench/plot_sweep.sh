@@ -32,13 +32,11 @@ while getopts "o:t:T:s:w:b:h" opt; do
   esac
 done
 shift $((OPTIND - 1))
-[[ $OUT == *.png ]] || die "the output must be a .png file (got '$OUT')"
-need_tool gnuplot
+plot_output "$OUT"
 
 DATA=$BENCH_TMP/sweep.jsonl
 if (($# > 0)); then
-  for file in "$@"; do [[ -r $file ]] || die "cannot read $file"; done
-  cat "$@" | grep '^{' >"$DATA" || die "no JSON lines in $*"
+  jsonl_from_files "$DATA" "$@"
   TITLE="transfer_engine_bench sweeps from $*"
 else
   [[ $SECS =~ ^[1-9][0-9]*$ ]] || die "seconds per case must be a whole number above 0 (got '$SECS')"
@@ -57,32 +55,11 @@ fi
 # One data file per transport: size, GB/s, p99 in microseconds, sorted by size.
 PLOTTED=()
 while read -r transport; do
-  grep -F "\"transport\":\"$transport\"" "$DATA" |
-    awk '{ size = tp = p99 = ""
-           if (match($0, /"size":[0-9]+/)) size = substr($0, RSTART + 7, RLENGTH - 7)
-           if (match($0, /"bytes_per_second":[-0-9.eE+]+/)) tp = substr($0, RSTART + 19, RLENGTH - 19) / 1e9
-           if (match($0, /"latency_p99_us":[-0-9.eE+]+/)) p99 = substr($0, RSTART + 17, RLENGTH - 17)
-           print size, tp, p99 }' | sort -n >"$BENCH_TMP/$transport.dat"
+  grep -F "\"transport\":\"$transport\"" "$DATA" | json_columns size bytes_per_second latency_p99_us |
+    awk '{ $2 = $2 / 1e9; print }' >"$BENCH_TMP/$transport.dat"
   PLOTTED+=("$transport")
 done < <(sed -n 's/.*"transport":"\([a-z]*\)".*/\1/p' "$DATA" | sort -u)
 ((${#PLOTTED[@]} > 0)) || die "the JSON lines name no transport"
 
-gnuplot -e "dir='$BENCH_TMP'; names='${PLOTTED[*]}'; out='$OUT'; heading='$TITLE'" - <<'EOF'
-set terminal pngcairo size 1200,460 font ",10"
-set output out
-set multiplot layout 1,2 title heading
-set logscale x 2
-set format x "%.0b %BB"
-set xlabel "block size"
-set grid
-set key top left
-set ylabel "throughput (GB/s)"
-plot for [i=1:words(names)] sprintf("%s/%s.dat", dir, word(names, i)) \
-     using 1:2 with linespoints linewidth 2 title word(names, i)
-set logscale y
-set ylabel "p99 latency of a batch (us)"
-plot for [i=1:words(names)] sprintf("%s/%s.dat", dir, word(names, i)) \
-     using 1:3 with linespoints linewidth 2 title word(names, i)
-unset multiplot
-EOF
-echo "wrote $OUT" >&2
+plot_panels "$OUT" "$TITLE" "$BENCH_TMP" "${PLOTTED[*]}" "block size" "%.0b %BB" \
+  "throughput (GB/s)" 0 "p99 latency of a batch (us)" 1

@@ -49,6 +49,26 @@ Status CheckTransportFlag(const std::string& transport) {
   return CheckTransportBuilt(transport);
 }
 
+// --initiators belongs to the target, --initiator_index to an initiator.
+Status CheckInitiatorFlags(const BenchFlags& flags) {
+  const bool target = flags.remote_segment.empty();
+  if (flags.initiators < 1 || flags.initiators > kMaxInitiators) {
+    return Status::InvalidArgument("--initiators must be between 1 and " +
+                                   std::to_string(kMaxInitiators) + " (got " +
+                                   std::to_string(flags.initiators) + ")");
+  }
+  if (!target && flags.initiators != 1) {
+    return Status::InvalidArgument(
+        "--initiators is a target flag; an initiator takes --initiator_index");
+  }
+  if (target && flags.initiator_index != 0) {
+    return Status::InvalidArgument(
+        "--initiator_index is an initiator flag (it needs "
+        "--remote_segment); a target takes --initiators");
+  }
+  return Status::OK();
+}
+
 }  // namespace
 
 bool ParseWorkload(const std::string& name, Workload* workload) {
@@ -139,6 +159,7 @@ Status ValidateBenchFlags(const BenchFlags& flags, std::vector<BenchCase>* cases
                                    Quoted(flags.workload) + ")");
   }
   TE_RETURN_IF_ERROR(CheckTransportFlag(flags.transport));
+  TE_RETURN_IF_ERROR(CheckInitiatorFlags(flags));
   std::vector<BenchCase> expanded = ExpandCases(threads, batches, sizes);
   for (const BenchCase& c : expanded) {
     uint64_t working_set;

@@ -36,11 +36,17 @@ struct BenchFlags {
   // CUDA devices this run may use; -1 in a build without CUDA.
   int cuda_devices = -1;
   std::string transport = "auto";
+  // Target: room for this many initiators, each in its own slice of every buffer.
+  uint64_t initiators = 1;
+  // Initiator: the slice of the target's buffers it uses (0 <= index < the target's
+  // --initiators), so that several initiators never touch the same remote bytes.
+  uint64_t initiator_index = 0;
 };
 
 // The most digits --report_precision may ask for.
 inline constexpr uint64_t kMaxReportPrecision = 12;
 inline constexpr double kMaxWarmupSeconds = 3600;
+inline constexpr uint64_t kMaxInitiators = 1024;
 
 // Checks every flag before anything is started. InvalidArgument for bad values,
 // NotSupported for what this build cannot do (VRAM). *cases (if given) receives the

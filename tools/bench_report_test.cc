@@ -224,6 +224,18 @@ INSTANTIATE_TEST_SUITE_P(
                                 f->use_vram = false;
                               },
                               Status::Code::kInvalidArgument, "--use_dram=false"},
+                      BadCase{"no_initiators", [](BenchFlags* f) { f->initiators = 0; },
+                              Status::Code::kInvalidArgument, "--initiators must be between 1"},
+                      BadCase{"too_many_initiators", [](BenchFlags* f) { f->initiators = 1025; },
+                              Status::Code::kInvalidArgument, "(got 1025)"},
+                      BadCase{"initiators_on_initiator",
+                              [](BenchFlags* f) {
+                                f->remote_segment = "127.0.0.1:1";
+                                f->initiators = 2;
+                              },
+                              Status::Code::kInvalidArgument, "--initiators is a target flag"},
+                      BadCase{"index_on_target", [](BenchFlags* f) { f->initiator_index = 1; },
+                              Status::Code::kInvalidArgument, "--initiator_index is an initiator"},
                       BadCase{"udp", [](BenchFlags* f) { f->transport = "udp"; },
                               Status::Code::kInvalidArgument, "--transport"},
                       BadCase{"transport", [](BenchFlags* f) { f->transport = "rdma"; },

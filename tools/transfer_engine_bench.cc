@@ -13,6 +13,10 @@
 // printed as one table row (and with --json one JSON line). On a terminal a progress
 // line on stderr shows how far a case is.
 //
+// Several initiators against one target each take their own slice of its buffers:
+// the target makes room for --initiators of them, initiator K uses slice
+// --initiator_index=K (so --integrity_check runs do not see each other's writes).
+//
 // Errors are one line on stderr starting with "error: "; the exit code is then 1.
 #include <gflags/gflags.h>
 #include <pthread.h>
@@ -70,6 +74,12 @@ DEFINE_string(transport, "auto",
               "Transport: auto (per request, the first of the engine's default transports "
               "that can serve it) or one transport of this build that reaches other processes "
               "(an unknown value lists them); give the same value to target and initiator");
+DEFINE_uint64(initiators, 1,
+              "Target: initiators it makes room for, each in its own slice of every buffer "
+              "(the buffers grow by this factor)");
+DEFINE_uint64(initiator_index, 0,
+              "Initiator: the slice of the target's buffers to use, 0 .. the target's "
+              "--initiators - 1 (give every initiator the same --size, --batch and --threads)");
 DEFINE_bool(json, false, "Also print one JSON line per case, after the table");
 DEFINE_uint32(metrics_port, 0,
               "Serve Prometheus /metrics and /health on this port (0: off; default: "
@@ -121,6 +131,12 @@ uint64_t LargestWorkingSet(const std::vector<BenchCase>& cases) {
   return largest;
 }
 
+// One initiator's slice of each target buffer: what a target started with the same
+// flags gives each of its --initiators.
+uint64_t InitiatorSliceBytes(const std::vector<BenchCase>& cases) {
+  return std::max(kTargetMinCapacity, LargestWorkingSet(cases));
+}
+
 bool FlagGiven(const char* name) {
   gflags::CommandLineFlagInfo info;
   return gflags::GetCommandLineFlagInfo(name, &info) && !info.is_default;
@@ -146,6 +162,8 @@ BenchFlags FlagsFromCommandLine(const te::Config& config) {
   flags.use_vram_set = FlagGiven("use_vram");
   flags.cuda_devices = te::DeviceMemoryBuilt() ? te::DeviceCount() : -1;
   flags.transport = FLAGS_transport;
+  flags.initiators = FLAGS_initiators;
+  flags.initiator_index = FLAGS_initiator_index;
   return flags;
 }
 
@@ -246,8 +264,12 @@ class LocalBuffers {
 int RunTarget(te::TransferEngine& engine, const te::Config& config, const BenchFlags& flags,
               const std::vector<BenchCase>& cases, const sigset_t& stop_signals,
               const char* program) {
-  // An initiator started with the same flags always fits.
-  const uint64_t capacity = std::max(kTargetMinCapacity, LargestWorkingSet(cases));
+  // An initiator started with the same flags always fits, in each of its slices.
+  uint64_t capacity = 0;
+  if (__builtin_mul_overflow(InitiatorSliceBytes(cases), flags.initiators, &capacity)) {
+    return Error("--initiators=" + std::to_string(flags.initiators) +
+                 " x the working set does not fit in 64 bits");
+  }
   LocalBuffers buffers(&engine);
   te::Status status = buffers.Allocate(flags, capacity);
   if (!status.ok()) return Error(status.ToString());
@@ -479,6 +501,7 @@ struct Setup {
   const BenchFlags* flags;
   Workload workload;
   LocalBuffers* buffers;
+  uint64_t remote_offset;  // of this initiator's slice in every target buffer
   size_t case_count;
   bool show_progress;  // stderr is a terminal
 };
@@ -535,7 +558,7 @@ bool RunCase(const Setup& setup, const BenchCase& c, size_t index, te::bench::Be
     args.segment = setup.segment;
     args.thread_id = static_cast<int>(i);
     args.local = setup.buffers->at(i % setup.buffers->count()) + i * region;
-    args.remote = remote.base + i * region;
+    args.remote = remote.base + setup.remote_offset + i * region;
     args.batch = c.batch;
     args.size = c.size;
     args.workload = setup.workload;
@@ -599,6 +622,45 @@ bool RunCase(const Setup& setup, const BenchCase& c, size_t index, te::bench::Be
   return true;
 }
 
+// Every case must fit in the target's buffers before the first starts (a sweep fails
+// now, not after an hour), in this initiator's slice: *offset receives where it starts.
+te::Status CheckRemoteFits(const BenchFlags& flags, Workload workload, const te::SegmentInfo& info,
+                           const std::vector<BenchCase>& cases, uint64_t* offset) {
+  const uint64_t slice = InitiatorSliceBytes(cases);
+  const uint64_t index = flags.initiator_index;
+  const bool sliced = index > 0;
+  if (__builtin_mul_overflow(index, slice, offset)) *offset = UINT64_MAX;
+  const te::Permission needed =
+      workload == Workload::kRead ? te::Permission::kRemoteRead : te::Permission::kRemoteReadWrite;
+  for (const BenchCase& c : cases) {
+    const uint64_t region = c.size * c.batch;
+    for (uint64_t i = 0; i < std::min<uint64_t>(c.threads, info.buffers.size()); ++i) {
+      const te::BufferInfo& buffer = info.buffers[i];
+      // The last thread on this buffer ends highest in it.
+      const uint64_t last = i + (c.threads - 1 - i) / info.buffers.size() * info.buffers.size();
+      if (sliced && (*offset >= buffer.length || (last + 1) * region > buffer.length - *offset)) {
+        return te::Status::OutOfRange(
+            "--initiator_index=" + std::to_string(index) + " is out of range: the target's " +
+            "buffer (" + std::to_string(buffer.length) + " bytes) holds " +
+            std::to_string(buffer.length / slice) + " initiator slice(s) of " +
+            std::to_string(slice) + " bytes; start the target with --initiators=" +
+            std::to_string(index + 1) + " or more and the same --size, --batch and --threads");
+      }
+      if ((last + 1) * region > buffer.length) {
+        return te::Status::OutOfRange(
+            "size x batch x threads (" + std::to_string(region * c.threads) +
+            " bytes) exceeds remote buffer (" + std::to_string(buffer.length) + " bytes)");
+      }
+      if (static_cast<int>(buffer.permission) < static_cast<int>(needed)) {
+        return te::Status::PermissionDenied(
+            "remote buffer " + std::to_string(i) + " is " + te::PermissionName(buffer.permission) +
+            " but --workload=" + flags.workload + " needs " + te::PermissionName(needed));
+      }
+    }
+  }
+  return te::Status::OK();
+}
+
 int RunInitiator(te::TransferEngine& engine, const BenchFlags& flags,
                  const std::vector<BenchCase>& cases) {
   Setup setup;
@@ -619,27 +681,8 @@ int RunInitiator(te::TransferEngine& engine, const BenchFlags& flags,
     return Error("segment '" + flags.remote_segment + "' has no registered buffers");
   }
   setup.info = &info;
-  // Every case must fit before the first starts: a sweep fails now, not after an hour.
-  const te::Permission needed = setup.workload == Workload::kRead
-                                    ? te::Permission::kRemoteRead
-                                    : te::Permission::kRemoteReadWrite;
-  for (const BenchCase& c : cases) {
-    const uint64_t region = c.size * c.batch;
-    for (uint64_t i = 0; i < std::min<uint64_t>(c.threads, info.buffers.size()); ++i) {
-      const te::BufferInfo& buffer = info.buffers[i];
-      // The last thread on this buffer ends highest in it.
-      const uint64_t last = i + (c.threads - 1 - i) / info.buffers.size() * info.buffers.size();
-      if ((last + 1) * region > buffer.length) {
-        return Error("size x batch x threads (" + std::to_string(region * c.threads) +
-                     " bytes) exceeds remote buffer (" + std::to_string(buffer.length) + " bytes)");
-      }
-      if (static_cast<int>(buffer.permission) < static_cast<int>(needed)) {
-        return Error("remote buffer " + std::to_string(i) + " is " +
-                     te::PermissionName(buffer.permission) + " but --workload=" + flags.workload +
-                     " needs " + te::PermissionName(needed));
-      }
-    }
-  }
+  status = CheckRemoteFits(flags, setup.workload, info, cases, &setup.remote_offset);
+  if (!status.ok()) return Error(status.message());
 
   LocalBuffers buffers(&engine);
   status = buffers.Allocate(flags, LargestWorkingSet(cases));
