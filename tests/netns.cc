@@ -138,12 +138,14 @@ bool NetnsPair::Create(const NetnsOptions& options, std::string* error) {
     steps.push_back({"-n", ns, "link", "set", "lo", "up"});
   }
   if (options.unreachable_interface_in_b) {
-    // A veth pair of B's own whose other end stays down: an interface that is up, with
-    // an address and no carrier (the dummy driver, simpler, is not in every kernel).
+    // A veth pair of B's own, both ends up: an interface with carrier and an address,
+    // as a dummy or a container bridge would be (the dummy driver is not in every
+    // kernel), that A has no route to.
     steps.push_back(
         {"-n", b_, "link", "add", kUnreachableB, "type", "veth", "peer", "name", "unreachable1"});
     steps.push_back(
         {"-n", b_, "addr", "add", std::string(kUnreachableAddrB) + "/24", "dev", kUnreachableB});
+    steps.push_back({"-n", b_, "link", "set", "unreachable1", "up"});
     steps.push_back({"-n", b_, "link", "set", kUnreachableB, "up"});
   }
   steps.push_back({"-n", a_, "link", "add", kVethA, "mtu", mtu, "type", "veth", "peer", "name",

@@ -23,7 +23,7 @@ std::string FindProgram(const std::string& name);
 
 struct NetnsOptions {
   int mtu = 1500;
-  // A second interface in B (kUnreachableB: up, no carrier) with an address A has no
+  // A second interface in B (kUnreachableB: up, with carrier) with an address A has no
   // route to, made before the veth so that it is B's first non-loopback IPv4
   // address: the one an engine picks by default.
   bool unreachable_interface_in_b = false;
