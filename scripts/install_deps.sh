@@ -8,7 +8,7 @@ PACKAGES=(build-essential cmake ninja-build pkg-config libgflags-dev nlohmann-js
           libgmock-dev libbenchmark-dev iperf3 redis-server etcd-server etcd-client
           libcpp-httplib-dev libssl-dev clang python3-dev python3-pytest python3-numpy
           python3-setuptools python3-pip pybind11-dev libucx-dev ucx-utils sockperf gnuplot-nox
-          prometheus-cpp-dev libcivetweb-dev prometheus)
+          prometheus-cpp-dev libcivetweb-dev prometheus iproute2 iptables)
 
 if ! command -v dpkg-query >/dev/null 2>&1; then
   echo "[install_deps] no dpkg-query (not Debian?): install ${PACKAGES[*]} yourself" >&2

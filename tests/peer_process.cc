@@ -38,12 +38,14 @@ std::string PeerProcess::ExecutablePath() {
 PeerProcess::~PeerProcess() { Stop(); }
 
 bool PeerProcess::Start(const std::vector<std::string>& args, std::string* error,
-                        std::chrono::milliseconds timeout) {
+                        std::chrono::milliseconds timeout,
+                        const std::vector<std::string>& launcher) {
   if (running()) {
     *error = "already started";
     return false;
   }
-  std::vector<std::string> argv = {ExecutablePath()};
+  std::vector<std::string> argv = launcher;
+  argv.push_back(ExecutablePath());
   argv.insert(argv.end(), args.begin(), args.end());
   if (!child_.Start(argv, "/dev/stderr", error)) return false;
 

@@ -31,8 +31,11 @@ class PeerProcess {
 
   // Spawns the peer with `args` (flags without argv[0]) and waits up to `timeout` for
   // its READY line. On failure returns false, says why in *error and reaps the child.
+  // A `launcher` (e.g. {"/usr/sbin/ip", "netns", "exec", "ns"}) is run with the peer's
+  // command line after it; it must exec the peer in its own process.
   bool Start(const std::vector<std::string>& args, std::string* error,
-             std::chrono::milliseconds timeout = std::chrono::seconds(20));
+             std::chrono::milliseconds timeout = std::chrono::seconds(20),
+             const std::vector<std::string>& launcher = {});
 
   const std::string& segment_name() const { return segment_name_; }
   // The buffers from the READY line, in registration order.

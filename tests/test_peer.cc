@@ -1,7 +1,7 @@
 // te_test_peer: the "target" process of the cross-process integration tests.
 //
-// Starts a real te::TransferEngine on 127.0.0.1 (p2p metadata, otherwise default
-// config), allocates and registers buffers filled with a deterministic pattern, prints
+// Starts a real te::TransferEngine on 127.0.0.1 or --rpc_host (p2p metadata, otherwise
+// default config), allocates and registers buffers filled with a deterministic pattern, prints
 //   READY <segment_name> <base0> <len0> <base1> <len1> ...
 // and then serves until stdin closes, SIGTERM arrives or EXIT is read. Flags:
 //   --buffers=N            number of buffers (default 1)
@@ -14,6 +14,8 @@
 //   --location=L           allocate the buffers at L (cpu:N, or cuda:N in a CUDA build)
 //   --transports=a,b       the engine's transports (default: the config's default)
 //   --rpc_port=P           fixed RPC port, so a restarted peer keeps its segment name
+//   --rpc_host=H           the engine's rpc_host (default 127.0.0.1; empty: the
+//                          engine's default, all interfaces)
 //   --cluster_secret=S     the engine's cluster secret
 //   --ucx_tls=T            the ucx transport's UCX_TLS (e.g. tcp, or posix,sysv,cma)
 //
@@ -411,6 +413,8 @@ bool ParseFlags(int argc, char** argv, Flags* flags, std::string* error) {
       flags->config.machine_id = value;
     } else if (key == "rpc_port" && numeric && n <= 65535) {
       flags->config.rpc_port = static_cast<uint16_t>(n);
+    } else if (key == "rpc_host") {
+      flags->config.rpc_host = value;
     } else if (key == "cluster_secret") {
       flags->config.cluster_secret = value;
     } else if (key == "ucx_tls") {

@@ -186,7 +186,7 @@ class PeerTransferTest : public ::testing::Test {
     *out = nullptr;
     auto peer = std::make_unique<PeerProcess>();
     std::string error;
-    ASSERT_TRUE(peer->Start(args, &error))
+    ASSERT_TRUE(peer->Start(args, &error, 20s, peer_launcher_))
         << error << " (peer: " << PeerProcess::ExecutablePath() << ")";
     *out = peer.get();
     peers_.push_back(std::move(peer));
@@ -266,6 +266,9 @@ class PeerTransferTest : public ::testing::Test {
 
   std::unique_ptr<te::TransferEngine> engine_;
   std::vector<std::unique_ptr<PeerProcess>> peers_;
+  // What StartPeer runs the peer under (PeerProcess::Start's launcher): empty here,
+  // another network namespace in netns_transfer_test.
+  std::vector<std::string> peer_launcher_;
 };
 
 }  // namespace te_test
