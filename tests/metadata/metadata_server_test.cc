@@ -163,9 +163,10 @@ TEST_F(MetadataServerTest, BatchesApplyTogetherOnlyWhenTheExpectationHolds) {
   EXPECT_EQ(r->status, 409);
   EXPECT_EQ(Json::parse(r->body)["value"], "1");
 
-  EXPECT_EQ(list("p/"), (Json{{"entries", {{"p/a", "A"}, {"p/b", "B"}}}, {"more", false}}));
-  EXPECT_EQ(list("p/&limit=1"), (Json{{"entries", {{"p/a", "A"}}}, {"more", true}}));
-  EXPECT_EQ(list("p/&limit=1&after=p/a"), (Json{{"entries", {{"p/b", "B"}}}, {"more", false}}));
+  EXPECT_EQ(list("p/"), Json::parse(R"({"entries": [["p/a", "A"], ["p/b", "B"]], "more": false})"));
+  EXPECT_EQ(list("p/&limit=1"), Json::parse(R"({"entries": [["p/a", "A"]], "more": true})"));
+  EXPECT_EQ(list("p/&limit=1&after=p/a"),
+            Json::parse(R"({"entries": [["p/b", "B"]], "more": false})"));
   EXPECT_EQ(c->Get("/metadata?prefix=p/&limit=0")->status, 400);
 
   // A wrong expectation changes nothing; a right one applies prefix delete, deletes
@@ -182,7 +183,7 @@ TEST_F(MetadataServerTest, BatchesApplyTogetherOnlyWhenTheExpectationHolds) {
   r = batch(change);
   ASSERT_TRUE(r);
   EXPECT_EQ(r->status, 200) << r->body;
-  EXPECT_EQ(list("p/")["entries"], (Json{{"p/c", "C"}}));
+  EXPECT_EQ(list("p/")["entries"], Json::parse(R"([["p/c", "C"]])"));
   EXPECT_TRUE(list("q/")["entries"].empty());
   EXPECT_EQ(c->Get(Path("h"))->body, "2");
   r = batch(Json{{"get", {"p/c", "p/none"}}});
