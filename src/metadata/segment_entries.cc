@@ -4,6 +4,8 @@
 #include <cstdio>
 #include <nlohmann/json.hpp>
 
+#include "common/strings.h"
+
 namespace te {
 namespace {
 using Json = nlohmann::json;
@@ -46,9 +48,7 @@ bool HeaderState::ChangedSince(const std::string& tag, std::vector<uint64_t>* ba
   const std::string prefix = instance + ":";
   if (instance.empty() || tag.compare(0, prefix.size(), prefix) != 0) return false;
   uint64_t held = 0;
-  const std::string number = tag.substr(prefix.size());
-  if (number.empty() || number.find_first_not_of("0123456789") != std::string::npos) return false;
-  held = std::stoull(number);
+  if (!ParseUint64(std::string_view(tag).substr(prefix.size()), &held)) return false;
   if (held < changes_since || held > version) return false;
   bases->clear();
   for (const auto& [v, base] : changes) {

@@ -285,11 +285,7 @@ TEST_P(MetadataDeltaTest, BufferEntriesGoWithTheEngine) {
   EXPECT_EQ(entries("seg-kill"), 0u);  // expired with the header (same TTL, same lease)
 }
 
-INSTANTIATE_TEST_SUITE_P(Backends, MetadataDeltaTest,
-                         testing::Values(Backend::kRedis, Backend::kEtcd, Backend::kHttp),
-                         [](const testing::TestParamInfo<Backend>& info) {
-                           return std::string(BackendName(info.param));
-                         });
+INSTANTIATE_TEST_SUITE_P(Backends, MetadataDeltaTest, AllBackends(), BackendParamName);
 
 }  // namespace
 }  // namespace te_test

@@ -143,11 +143,7 @@ TEST_P(MetadataEngineDeltaTest, PerRegistrationTrafficIsFlatAndRefreshesReadTheC
   EXPECT_LT(refresh, 16u << 10);
 }
 
-INSTANTIATE_TEST_SUITE_P(Backends, MetadataEngineDeltaTest,
-                         testing::Values(Backend::kRedis, Backend::kEtcd, Backend::kHttp),
-                         [](const testing::TestParamInfo<Backend>& info) {
-                           return std::string(BackendName(info.param));
-                         });
+INSTANTIATE_TEST_SUITE_P(Backends, MetadataEngineDeltaTest, AllBackends(), BackendParamName);
 
 }  // namespace
 }  // namespace te_test
