@@ -186,7 +186,7 @@ Status CentralMetadataClient::Claim(const SegmentDescriptor& local, const std::s
       return Status(s.code(), "publishing segment '" + local.name + "': " + s.message());
     }
     KvEntry entry;
-    s = backend_->Read(key, &entry);
+    s = backend_->Read(key, /*with_expiry=*/true, &entry);
     if (s.code() == Status::Code::kNotFound) continue;  // expired or removed meanwhile
     if (!s.ok()) return Status(s.code(), "publishing segment '" + local.name + "': " + s.message());
 
@@ -291,7 +291,7 @@ Status CentralMetadataClient::LookupIfChanged(const std::string& name, std::stri
   Status s;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    s = backend_->Read(KeyOf(name), &entry);
+    s = backend_->Read(KeyOf(name), /*with_expiry=*/false, &entry);
   }
   if (s.code() == Status::Code::kNotFound) {
     return Status::NotFound("segment '" + name + "' is not published in " + backend_->Describe());

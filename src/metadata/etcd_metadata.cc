@@ -154,7 +154,7 @@ Status EtcdBackend::Create(const std::string& key, const std::string& value) {
   return succeeded ? Status::OK() : Status::AlreadyExists("key exists");
 }
 
-Status EtcdBackend::Read(const std::string& key, KvEntry* entry) {
+Status EtcdBackend::Read(const std::string& key, bool with_expiry, KvEntry* entry) {
   Json reply, kv;
   TE_RETURN_IF_ERROR(Call("kv/range", Json{{"key", Base64Encode(key)}}, &reply));
   if (!FirstKv(reply, &kv)) return Status::NotFound("no such key");
@@ -163,7 +163,7 @@ Status EtcdBackend::Read(const std::string& key, KvEntry* entry) {
   }
   entry->expires_in_ms = -1;
   const int64_t lease = IntField(kv, "lease", 0);
-  if (lease != 0) {
+  if (lease != 0 && with_expiry) {
     Json ttl;
     TE_RETURN_IF_ERROR(Call("lease/timetolive", Json{{"ID", std::to_string(lease)}}, &ttl));
     // Whole seconds, rounded down: count the started one. TTL -1: the lease expired

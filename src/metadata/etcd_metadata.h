@@ -22,7 +22,7 @@ class EtcdBackend : public KvBackend {
 
   std::string Describe() const override { return http_.Describe(); }
   Status Create(const std::string& key, const std::string& value) override;
-  Status Read(const std::string& key, KvEntry* entry) override;
+  Status Read(const std::string& key, bool with_expiry, KvEntry* entry) override;
   Status Overwrite(const std::string& key, const std::string& value) override;
   Status Update(const SegmentKeys& keys, const KvWrite& write, const std::string& mine) override;
   Status KeepAlive(const SegmentKeys& keys, const std::string& mine) override;

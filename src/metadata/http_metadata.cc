@@ -71,7 +71,7 @@ Status HttpBackend::Create(const std::string& key, const std::string& value) {
   return s;
 }
 
-Status HttpBackend::Read(const std::string& key, KvEntry* entry) {
+Status HttpBackend::Read(const std::string& key, bool /*with_expiry*/, KvEntry* entry) {
   entry->expires_in_ms = -1;
   return Get(key, &entry->value);
 }

@@ -21,7 +21,7 @@ namespace te {
 struct KvEntry {
   std::string value;
   // Milliseconds until the store drops the entry by itself; -1 when it never does
-  // (no TTL or lease, e.g. on an http server).
+  // (no TTL or lease, e.g. on an http server) or when not asked.
   int64_t expires_in_ms = -1;
 };
 
@@ -56,8 +56,10 @@ class KvBackend {
   // Writes key=value only when key is absent; kAlreadyExists when it is present.
   // redis and etcd attach the TTL or lease.
   virtual Status Create(const std::string& key, const std::string& value) = 0;
-  // kNotFound when absent.
-  virtual Status Read(const std::string& key, KvEntry* entry) = 0;
+  // kNotFound when absent. with_expiry: also ask when the store drops the entry
+  // (one more request with redis and etcd; only claims need it), else
+  // expires_in_ms is -1.
+  virtual Status Read(const std::string& key, bool with_expiry, KvEntry* entry) = 0;
   // Unconditional write: taking over the entry of an engine that is gone.
   virtual Status Overwrite(const std::string& key, const std::string& value) = 0;
 

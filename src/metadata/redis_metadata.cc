@@ -289,12 +289,14 @@ Status RedisBackend::Create(const std::string& key, const std::string& value) {
   return Status::OK();
 }
 
-Status RedisBackend::Read(const std::string& key, KvEntry* entry) {
+Status RedisBackend::Read(const std::string& key, bool with_expiry, KvEntry* entry) {
   Reply reply;
   TE_RETURN_IF_ERROR(Run({"GET", key}, &reply));
   if (reply->type == REDIS_REPLY_NIL) return Status::NotFound("no such key");
   if (reply->type != REDIS_REPLY_STRING) return Status::ProtocolError("GET returned a non-string");
   entry->value.assign(reply->str, reply->len);
+  entry->expires_in_ms = -1;
+  if (!with_expiry) return Status::OK();
   TE_RETURN_IF_ERROR(Run({"PTTL", key}, &reply));
   // -1: no TTL; -2: gone since the GET (it expires "now").
   entry->expires_in_ms = reply->type != REDIS_REPLY_INTEGER ? -1

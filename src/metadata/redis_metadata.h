@@ -37,7 +37,7 @@ class RedisBackend : public KvBackend {
 
   std::string Describe() const override;
   Status Create(const std::string& key, const std::string& value) override;
-  Status Read(const std::string& key, KvEntry* entry) override;
+  Status Read(const std::string& key, bool with_expiry, KvEntry* entry) override;
   Status Overwrite(const std::string& key, const std::string& value) override;
   Status Update(const SegmentKeys& keys, const KvWrite& write, const std::string& mine) override;
   Status KeepAlive(const SegmentKeys& keys, const std::string& mine) override;
