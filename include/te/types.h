@@ -104,6 +104,9 @@ struct EngineStatistics {
   uint64_t registered_buffers = 0, registered_bytes = 0;
   std::string metadata_backend;                             // Config::metadata_type
   std::vector<MetadataOperationCount> metadata_operations;  // only those that happened
+  // Central backends (redis, etcd, http): requests to the store and their payload
+  // bytes each way (registering a buffer costs the same whatever is registered).
+  uint64_t metadata_requests = 0, metadata_bytes_sent = 0, metadata_bytes_received = 0;
   // The serving side: peers' requests this engine answered (TCP; same-host peers copy
   // without its threads), and those it refused by reason ("out_of_range",
   // "permission", "authentication"; the last counts refused connections).

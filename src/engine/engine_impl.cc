@@ -223,11 +223,12 @@ SegmentDescriptor EngineImpl::LocalDescriptor() const {
   return d;
 }
 
-void EngineImpl::PublishLocal() {
-  // p2p peers ask us (RpcGetSegment): building the descriptor here would cost O(n)
-  // per registration for nothing.
-  if (!metadata_->Publishes()) return;
-  Status s = metadata_->Publish(LocalDescriptor());
+void EngineImpl::PublishChanges(const std::vector<SegmentBuffer>& added,
+                                const std::vector<uint64_t>& removed) {
+  // p2p peers ask us (RpcGetSegment): nothing to publish. Central backends write
+  // only what changed, so a registration costs the same with 10 or 100,000 buffers.
+  if (!metadata_->Publishes() || (added.empty() && removed.empty())) return;
+  Status s = metadata_->PublishChanges(added, removed);
   if (!s.ok()) TE_LOG(Warning) << "publishing segment '" << segment_name_ << "': " << s.ToString();
 }
 
@@ -305,14 +306,15 @@ Status EngineImpl::Free(void* addr) {
     allocations_.erase(it);
   }
   // Unregister any part of it still registered, so no peer touches freed memory.
+  std::vector<uint64_t> inside;
   const auto table = registry_.Snapshot();  // held: the loop must not outlive it
   table->ForEach([&](const BufferTable::Entry& b) {
     if (b->info.base >= reinterpret_cast<uint64_t>(a.addr) &&
         b->info.base < reinterpret_cast<uint64_t>(a.addr) + a.size) {
-      RemoveBuffer(b->info.base);
+      inside.push_back(b->info.base);
     }
   });
-  PublishLocal();
+  RemoveBuffers(inside);
   FreeMemory(a);
   return Status::OK();
 }
@@ -365,7 +367,15 @@ Status EngineImpl::RegisterBatch(const std::vector<std::pair<void*, size_t>>& bu
     }
     return s;
   }
-  PublishLocal();
+  if (options.permission == Permission::kLocalOnly || !metadata_->Publishes()) return s;
+  // As registered: with the pin slots the registry gave them.
+  std::vector<SegmentBuffer> published;
+  published.reserve(infos.size());
+  const auto table = registry_.Snapshot();
+  for (const SegmentBuffer& info : infos) {
+    if (const auto* found = table->Find(info.base)) published.push_back((*found)->info);
+  }
+  PublishChanges(published, {});  // under register_mu_: in the registry's order
   return Status::OK();
 }
 
@@ -400,23 +410,28 @@ Status EngineImpl::AnnounceToTransports(SegmentBuffer* info) {
   return Status::OK();
 }
 
-Status EngineImpl::RemoveBuffer(uint64_t base) {
+Status EngineImpl::RemoveBuffers(const std::vector<uint64_t>& bases) {
   std::lock_guard<std::mutex> lock(register_mu_);
-  SegmentBuffer removed;
-  if (const auto* found = registry_.Snapshot()->Find(base)) removed = (*found)->info;
-  Status s = registry_.Remove(base, DrainTimeoutMs());
-  // A drain timeout still removed the buffer: transports let go of it either way.
-  if (s.code() != Status::Code::kNotFound) {
-    for (auto& t : transports_) t->OnUnregister(removed);
+  std::vector<uint64_t> published;
+  Status first;
+  for (uint64_t base : bases) {
+    SegmentBuffer removed;
+    if (const auto* found = registry_.Snapshot()->Find(base)) removed = (*found)->info;
+    Status s = registry_.Remove(base, DrainTimeoutMs());
+    // A drain timeout still removed the buffer: transports let go of it, and peers
+    // must stop seeing it, either way.
+    if (s.code() != Status::Code::kNotFound) {
+      for (auto& t : transports_) t->OnUnregister(removed);
+      if (removed.permission != Permission::kLocalOnly) published.push_back(base);
+    }
+    if (first.ok()) first = s;
   }
-  return s;
+  PublishChanges({}, published);  // under register_mu_: in the registry's order
+  return first;
 }
 
 Status EngineImpl::Unregister(void* addr) {
-  Status s = RemoveBuffer(reinterpret_cast<uint64_t>(addr));
-  // A drain timeout still removed the buffer: peers must stop seeing it either way.
-  if (s.code() != Status::Code::kNotFound) PublishLocal();
-  return s;
+  return RemoveBuffers({reinterpret_cast<uint64_t>(addr)});
 }
 
 // ---- segments ----
@@ -430,10 +445,11 @@ Status EngineImpl::Resolve(const std::string& name, SegmentDescriptor* out) {
   return metadata_->Lookup(name, out);
 }
 
-Status EngineImpl::Bind(const SegmentDescriptor& desc, OpenSegmentState* state,
+Status EngineImpl::Bind(SegmentDescriptor descriptor, OpenSegmentState* state,
                         const std::string& tag) {
   auto routes = std::make_shared<SegmentRoutes>();
-  routes->descriptor = std::make_shared<SegmentDescriptor>(desc);
+  routes->descriptor = std::make_shared<SegmentDescriptor>(std::move(descriptor));
+  const SegmentDescriptor& desc = *routes->descriptor;
   std::string declined;
   for (size_t i = 0; i < transports_.size(); ++i) {
     if (!transports_[i]->CanReach(desc)) continue;
@@ -478,7 +494,7 @@ void EngineImpl::RefreshLoop() {
     if (!state) continue;  // closed meanwhile
     SegmentDescriptor desc;
     Status s = Resolve(state->name, &desc);
-    if (s.ok()) s = Bind(desc, state.get());
+    if (s.ok()) s = Bind(std::move(desc), state.get());
     if (!s.ok()) {
       TE_LOG(Info) << "refreshing segment '" << state->name << "': " << s.ToString();
       state->stale->store(true, std::memory_order_relaxed);  // try again on next use
@@ -516,18 +532,20 @@ Status EngineImpl::Refresh(OpenSegmentState* state) {
   if (state->name.empty() || state->name == segment_name_) {
     SegmentDescriptor desc;
     TE_RETURN_IF_ERROR(Resolve(state->name, &desc));
-    return Bind(desc, state);
+    return Bind(std::move(desc), state);
   }
   std::string tag;
+  std::shared_ptr<const SegmentDescriptor> held;  // what the tag is of
   {
     std::lock_guard<std::mutex> lock(state->mu);
     tag = state->descriptor_tag;
+    if (state->current) held = state->current->descriptor;
   }
   SegmentDescriptor desc;
   bool unchanged = false;
-  TE_RETURN_IF_ERROR(metadata_->LookupIfChanged(state->name, &tag, &desc, &unchanged));
+  TE_RETURN_IF_ERROR(metadata_->LookupIfChanged(state->name, &tag, held.get(), &desc, &unchanged));
   if (unchanged) return Status::OK();  // the routes bound to it stay
-  return Bind(desc, state, tag);
+  return Bind(std::move(desc), state, tag);
 }
 
 Status EngineImpl::GetSegmentInfo(SegmentHandle handle, SegmentInfo* info) {
@@ -802,6 +820,12 @@ EngineStatistics EngineImpl::Statistics() const {
   EngineStatistics stats;
   if (!metrics_) return stats;  // Init failed before it got that far
   metrics_->Fill(&stats);
+  if (metadata_) {
+    const KvTraffic traffic = metadata_->Traffic();
+    stats.metadata_requests = traffic.requests;
+    stats.metadata_bytes_sent = traffic.bytes_sent;
+    stats.metadata_bytes_received = traffic.bytes_received;
+  }
   segments_.ForEach([&stats](uint64_t, const auto&) { ++stats.open_segments; });
   const auto table = registry_.Snapshot();
   stats.registered_buffers = table->size();

@@ -81,7 +81,7 @@ class EngineImpl {
   Status Resolve(const std::string& name, SegmentDescriptor* out);
   // Collects every enabled transport that reaches the descriptor.
   // tag: of desc's JSON when it came from LookupIfChanged, else empty.
-  Status Bind(const SegmentDescriptor& desc, OpenSegmentState* state, const std::string& tag = "");
+  Status Bind(SegmentDescriptor desc, OpenSegmentState* state, const std::string& tag = "");
   // Opening and refreshing on request: nothing but a tag travels when the peer's
   // descriptor is unchanged. (Refreshes after failures rebind in full.)
   Status Refresh(OpenSegmentState* state);
@@ -102,13 +102,16 @@ class EngineImpl {
   Status RpcGetSegment(const std::string& request, std::string* response) const;
   Status Describe(void* addr, size_t size, const MemoryOptions& options, SegmentBuffer* info);
   Status RpcNotify(const std::string& peer, const std::string& request);
-  void PublishLocal();
+  // Tells the metadata backend which buffers were registered or unregistered.
+  void PublishChanges(const std::vector<SegmentBuffer>& added,
+                      const std::vector<uint64_t>& removed);
   // AlreadyExists when one of infos overlaps another or a registered buffer.
   Status CheckNoOverlap(const std::vector<SegmentBuffer>& infos) const;
   // Lets each transport see a buffer being registered and add its published data.
   Status AnnounceToTransports(SegmentBuffer* info);
-  // Unregisters the buffer at base, then tells the transports.
-  Status RemoveBuffer(uint64_t base);
+  // Unregisters the buffers at bases, tells the transports, then publishes the
+  // change; the first error comes back (the others are removed all the same).
+  Status RemoveBuffers(const std::vector<uint64_t>& bases);
   // How long unregistering waits for peers' copies into the buffer to finish.
   uint32_t DrainTimeoutMs() const { return config_.transfer_timeout_ms + 1000; }
 

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
+#include <random>
 
 #include "common/logging.h"
 #include "rpc/rpc_client.h"
@@ -24,42 +26,149 @@ std::string Endpoint(const SegmentDescriptor& d) {
   return (v6 ? "[" + d.rpc_host + "]" : d.rpc_host) + ":" + std::to_string(d.rpc_port);
 }
 
+std::string RandomInstance() {
+  std::random_device random;
+  const uint64_t value = (static_cast<uint64_t>(random()) << 32) ^ random();
+  char text[17];
+  std::snprintf(text, sizeof(text), "%016llx", static_cast<unsigned long long>(value));
+  return text;
+}
+
 }  // namespace
 
 CentralMetadataClient::CentralMetadataClient(std::unique_ptr<KvBackend> backend,
                                              CentralOptions options)
-    : backend_(std::move(backend)), options_(std::move(options)) {}
+    : backend_(std::move(backend)), options_(std::move(options)), instance_(RandomInstance()) {}
 
 CentralMetadataClient::~CentralMetadataClient() { StopKeepAlive(); }
 
 Status CentralMetadataClient::Publish(const SegmentDescriptor& local) {
-  const std::string key = KeyOf(local.name);
-  const std::string value = local.ToJson();
+  const SegmentKeys keys = SegmentKeys::Of(local.name);
+  std::map<uint64_t, std::string> buffers;
+  for (const SegmentBuffer& b : local.buffers) buffers[b.base] = SegmentBufferToJson(b);
   std::lock_guard<std::mutex> lock(mu_);
-  if (!key_.empty() && key_ != key) {
+  if (published_ && keys_.header != keys.header) {
     return Status::InvalidArgument("segment '" + local.name + "' cannot be published: '" +
-                                   key_.substr(KeyOf("").size()) + "' is published already");
+                                   segment_.name + "' is published already");
   }
-  desired_ = value;
-  if (key_.empty()) {
-    TE_RETURN_IF_ERROR(Claim(local, key, value));
-    key_ = key;
-    written_ = value;
-    std::lock_guard<std::mutex> stop_lock(stop_mu_);
-    stop_ = false;
-    keepalive_ = std::thread([this] { KeepAliveLoop(); });
-    return Status::OK();
+  segment_ = local;
+  segment_.buffers.clear();
+  if (published_) {
+    // A whole descriptor again: write the difference.
+    KvWrite write;
+    std::vector<uint64_t> bases;
+    for (const auto& [base, entry] : buffers) {
+      auto it = buffers_.find(base);
+      if (it != buffers_.end() && it->second == entry) continue;
+      bases.push_back(base);
+      write.put.emplace_back(BufferId(base), entry);
+    }
+    for (const auto& [base, entry] : buffers_) {
+      if (buffers.count(base) == 0) {
+        bases.push_back(base);
+        write.erase.push_back(BufferId(base));
+      }
+    }
+    buffers_ = std::move(buffers);
+    return Commit(bases, std::move(write));
   }
-  Status s = backend_->Update(key_, value, written_);
-  if (s.ok()) {
-    written_ = value;
-    return s;
+  state_ = HeaderState{instance_, 1, 1, {}};
+  const std::string header = HeaderToJson(segment_, state_);
+  TE_RETURN_IF_ERROR(Claim(local, keys.header, header));
+  keys_ = keys;
+  written_ = header;
+  buffers_ = std::move(buffers);
+  // The claim wrote the header alone; now the buffers, replacing any a predecessor left.
+  Status s = Write(FullWrite());
+  if (!s.ok()) {
+    backend_->Remove(keys_, written_);
+    return Status(s.code(), "publishing segment '" + local.name + "': " + s.message());
   }
-  // The keep-alive retries with desired_, so the store catches up once it answers.
+  published_ = true;
+  std::lock_guard<std::mutex> stop_lock(stop_mu_);
+  stop_ = false;
+  keepalive_ = std::thread([this] { KeepAliveLoop(); });
+  return Status::OK();
+}
+
+Status CentralMetadataClient::PublishChanges(const std::vector<SegmentBuffer>& added,
+                                             const std::vector<uint64_t>& removed) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!published_) return Status::FailedPrecondition("no segment is published");
+  KvWrite write;
+  std::vector<uint64_t> bases;
+  for (const SegmentBuffer& b : added) {
+    std::string entry = SegmentBufferToJson(b);
+    write.put.emplace_back(BufferId(b.base), entry);
+    buffers_[b.base] = std::move(entry);
+    bases.push_back(b.base);
+  }
+  for (uint64_t base : removed) {
+    if (buffers_.erase(base) == 0) continue;  // never published (local-only)
+    write.erase.push_back(BufferId(base));
+    bases.push_back(base);
+  }
+  if (bases.empty()) return Status::OK();
+  return Commit(bases, std::move(write));
+}
+
+Status CentralMetadataClient::Commit(const std::vector<uint64_t>& bases, KvWrite write) {
+  if (dirty_) {
+    write = FullWrite();
+  } else {
+    state_.Record(bases);
+    write.header = HeaderToJson(segment_, state_);
+  }
+  Status s = Write(write);
+  if (s.ok()) return s;
+  // The keep-alive rewrites everything (FullWrite), so the store catches up once it
+  // answers.
+  dirty_ = true;
   if (s.code() == Status::Code::kAlreadyExists) {
-    return Status::AlreadyExists("segment name '" + local.name +
+    return Status::AlreadyExists("segment name '" + segment_.name +
                                  "' was taken over by another engine: " + s.message());
   }
+  return s;
+}
+
+KvWrite CentralMetadataClient::FullWrite() {
+  KvWrite write;
+  write.replace = true;
+  write.put.reserve(buffers_.size());
+  for (const auto& [base, entry] : buffers_) write.put.emplace_back(BufferId(base), entry);
+  state_.Reset();
+  write.header = HeaderToJson(segment_, state_);
+  return write;
+}
+
+Status CentralMetadataClient::Write(const KvWrite& write) {
+  Status s = backend_->Update(keys_, write, written_);
+  if (s.code() == Status::Code::kNotFound) return Recreate();
+  if (!s.ok()) return s;
+  written_ = write.header;
+  if (write.replace) dirty_ = false;
+  return s;
+}
+
+Status CentralMetadataClient::Recreate() {
+  // The header first (claiming the name again: kAlreadyExists if another engine was
+  // faster), then everything in a newer version, so peers that read the header
+  // alone meanwhile read everything on their next refresh.
+  state_.Reset();
+  const std::string header = HeaderToJson(segment_, state_);
+  TE_RETURN_IF_ERROR(backend_->Create(keys_.header, header));
+  written_ = header;
+  const KvWrite write = FullWrite();
+  TE_RETURN_IF_ERROR(backend_->Update(keys_, write, written_));
+  written_ = write.header;
+  dirty_ = false;
+  return Status::OK();
+}
+
+Status CentralMetadataClient::Sync() {
+  if (dirty_) return Write(FullWrite());
+  Status s = backend_->KeepAlive(keys_, written_);
+  if (s.code() == Status::Code::kNotFound) return Recreate();
   return s;
 }
 
@@ -77,7 +186,7 @@ Status CentralMetadataClient::Claim(const SegmentDescriptor& local, const std::s
       return Status(s.code(), "publishing segment '" + local.name + "': " + s.message());
     }
     KvEntry entry;
-    s = backend_->Read(key, &entry);
+    s = backend_->Read(key, /*with_expiry=*/true, &entry);
     if (s.code() == Status::Code::kNotFound) continue;  // expired or removed meanwhile
     if (!s.ok()) return Status(s.code(), "publishing segment '" + local.name + "': " + s.message());
 
@@ -156,35 +265,83 @@ CentralMetadataClient::Holder CentralMetadataClient::Inspect(const std::string& 
 Status CentralMetadataClient::Unpublish(const std::string& name) {
   StopKeepAlive();
   std::lock_guard<std::mutex> lock(mu_);
-  if (key_.empty()) return Status::OK();
-  if (key_ != KeyOf(name)) {
+  if (!published_) return Status::OK();
+  if (keys_.header != KeyOf(name)) {
     return Status::InvalidArgument("segment '" + name + "' is not the one published here");
   }
-  Status s = backend_->Remove(key_, written_);
-  key_.clear();
+  Status s = backend_->Remove(keys_, written_);
+  published_ = false;
   written_.clear();
-  desired_.clear();
+  buffers_.clear();
   if (!s.ok()) return Status(s.code(), "removing segment '" + name + "': " + s.message());
   return s;
 }
 
 Status CentralMetadataClient::Lookup(const std::string& name, SegmentDescriptor* out) {
+  std::string tag;
+  bool unchanged = false;
+  return LookupIfChanged(name, &tag, nullptr, out, &unchanged);
+}
+
+Status CentralMetadataClient::LookupIfChanged(const std::string& name, std::string* tag,
+                                              const SegmentDescriptor* held, SegmentDescriptor* out,
+                                              bool* unchanged) {
+  *unchanged = false;
   KvEntry entry;
   Status s;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    s = backend_->Read(KeyOf(name), &entry);
+    s = backend_->Read(KeyOf(name), /*with_expiry=*/false, &entry);
   }
   if (s.code() == Status::Code::kNotFound) {
     return Status::NotFound("segment '" + name + "' is not published in " + backend_->Describe());
   }
   if (!s.ok()) return Status(s.code(), "looking up segment '" + name + "': " + s.message());
-  s = SegmentDescriptor::FromJson(entry.value, out);
+  SegmentDescriptor found;
+  std::string new_tag;
+  s = ReadBuffersOf(entry.value, held ? *tag : "", held, &found, &new_tag);
   if (!s.ok()) return Status(s.code(), "segment '" + name + "': " + s.message());
-  if (out->name != name) {
-    return Status::ProtocolError("entry of segment '" + name + "' describes '" + out->name + "'");
+  if (found.name != name) {
+    return Status::ProtocolError("entry of segment '" + name + "' describes '" + found.name + "'");
   }
+  if (held && new_tag == *tag) {
+    *unchanged = true;
+    return Status::OK();
+  }
+  *out = std::move(found);
+  *tag = std::move(new_tag);
   return Status::OK();
+}
+
+Status CentralMetadataClient::ReadBuffersOf(const std::string& header, const std::string& tag,
+                                            const SegmentDescriptor* held, SegmentDescriptor* out,
+                                            std::string* new_tag) {
+  HeaderState state;
+  TE_RETURN_IF_ERROR(HeaderFromJson(header, out, &state));
+  *new_tag = state.Tag();
+  if (held && *new_tag == tag) return Status::OK();  // unchanged: nothing more to read
+  const SegmentKeys keys = SegmentKeys::Of(out->name);
+  std::vector<uint64_t> bases;
+  if (held && state.ChangedSince(tag, &bases)) {
+    std::vector<std::string> ids;
+    for (uint64_t base : bases) ids.push_back(BufferId(base));
+    std::vector<std::optional<std::string>> values;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      TE_RETURN_IF_ERROR(backend_->ReadSomeBuffers(keys, ids, &values));
+    }
+    return ApplyBufferChanges(held->buffers, bases, values, &out->buffers);
+  }
+  std::vector<std::string> values;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    TE_RETURN_IF_ERROR(backend_->ReadBuffers(keys, &values));
+  }
+  out->buffers.resize(values.size());
+  for (size_t i = 0; i < values.size(); ++i) {
+    TE_RETURN_IF_ERROR(SegmentBufferFromJson(values[i], &out->buffers[i]));
+  }
+  return SortAndCheckBuffers(&out->buffers);
 }
 
 void CentralMetadataClient::KeepAliveLoop() {
@@ -195,15 +352,14 @@ void CentralMetadataClient::KeepAliveLoop() {
       if (stop_cv_.wait_for(stop_lock, period, [this] { return stop_; })) return;
     }
     std::lock_guard<std::mutex> lock(mu_);
-    if (key_.empty()) return;
-    Status s = backend_->KeepAlive(key_, desired_, written_);
+    if (!published_) return;
+    Status s = Sync();
     if (s.ok()) {
-      written_ = desired_;
-      if (failing_) TE_LOG(Info) << "metadata entry '" << key_ << "' is alive again";
+      if (failing_) TE_LOG(Info) << "metadata entry '" << keys_.header << "' is alive again";
       failing_ = false;
     } else if (!failing_) {
       // Logged once per outage; the loop keeps trying every period.
-      TE_LOG(Warning) << "keeping metadata entry '" << key_ << "' alive: " << s.ToString();
+      TE_LOG(Warning) << "keeping metadata entry '" << keys_.header << "' alive: " << s.ToString();
       failing_ = true;
     }
   }

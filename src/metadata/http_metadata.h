@@ -1,10 +1,12 @@
-// http backend: the protocol of existing metadata servers in this field (and of
-// transfer_engine_metadata_server): GET, PUT and DELETE on <path>?key=<percent-encoded
-// key>, the value as the body, 404 for a missing key. The protocol has neither TTLs
-// nor conditional writes, so the conditional operations read first (a small race
-// window, see docs/metadata.md) and entries never expire by themselves.
+// http backend: the protocol of transfer_engine_metadata_server (docs/metadata.md,
+// "http"): GET, PUT and DELETE on <path>?key=<percent-encoded key> with the value as
+// the body, as existing metadata servers in this field speak, plus two extensions
+// for segments stored as many entries: GET <path>?prefix=... lists entries, and
+// POST <path>/batch applies puts and deletes atomically, only while a key holds an
+// expected value. Entries never expire by themselves (the protocol has no TTL).
 #pragma once
 
+#include <nlohmann/json_fwd.hpp>
 #include <string>
 #include <vector>
 
@@ -20,15 +22,24 @@ class HttpBackend : public KvBackend {
 
   std::string Describe() const override { return http_.Describe(); }
   Status Create(const std::string& key, const std::string& value) override;
-  Status Read(const std::string& key, KvEntry* entry) override;
-  Status Update(const std::string& key, const std::string& value, const std::string& mine) override;
+  Status Read(const std::string& key, bool with_expiry, KvEntry* entry) override;
   Status Overwrite(const std::string& key, const std::string& value) override;
-  Status Remove(const std::string& key, const std::string& mine) override;
+  Status Update(const SegmentKeys& keys, const KvWrite& write, const std::string& mine) override;
+  Status KeepAlive(const SegmentKeys& keys, const std::string& mine) override;
+  Status Remove(const SegmentKeys& keys, const std::string& mine) override;
+  Status ReadBuffers(const SegmentKeys& keys, std::vector<std::string>* values) override;
+  Status ReadSomeBuffers(const SegmentKeys& keys, const std::vector<std::string>& ids,
+                         std::vector<std::optional<std::string>>* values) override;
 
  private:
+  Status Send(const std::string& method, const std::string& suffix, const std::string& body,
+              HttpResponse* response);
   // GET: OK with the value, kNotFound on 404.
   Status Get(const std::string& key, std::string* value);
-  Status Put(const std::string& key, const std::string& value);
+  // POST <path>/batch; kFailedPrecondition when the expected value was not there
+  // (409), with what was there in *current (nullopt: absent).
+  Status Batch(const nlohmann::json& request, nlohmann::json* reply,
+               std::optional<std::string>* current = nullptr);
 
   HttpFailover http_;
 };

@@ -1,13 +1,18 @@
-// KvBackend: the few key-value operations a central metadata store (redis, etcd, an
-// http metadata server) must offer. CentralMetadataClient builds publishing, name
-// claiming, keep-alive and lookup on top of it, so each backend only maps these calls
-// onto its protocol. A backend is used by one thread at a time (the client serializes).
+// KvBackend: the few store operations central metadata needs. CentralMetadataClient
+// (central_metadata.h) implements publishing, name claiming, keep-alive and lookup on
+// top of it, so each backend only maps these calls onto its protocol. A segment is a
+// header entry plus one entry per buffer (segment_entries.h). A backend is used by
+// one thread at a time (the client serializes).
 #pragma once
 
+#include <atomic>
 #include <cstdint>
+#include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
+#include "metadata/segment_entries.h"
 #include "te/status.h"
 
 namespace te {
@@ -16,8 +21,28 @@ namespace te {
 struct KvEntry {
   std::string value;
   // Milliseconds until the store drops the entry by itself; -1 when it never does
-  // (no TTL or lease, e.g. on an http server).
+  // (no TTL or lease, e.g. on an http server) or when not asked.
   int64_t expires_in_ms = -1;
+};
+
+// A change of a segment's entries. The buffer entries change first and the header
+// last, so a peer that reads a header finds at least its buffers.
+struct KvWrite {
+  std::string header;                                    // the new header; empty: keep it
+  std::vector<std::pair<std::string, std::string>> put;  // buffer id, entry
+  std::vector<std::string> erase;                        // buffer ids
+  bool replace = false;  // first delete every buffer entry (a claim, a re-creation)
+  size_t Bytes() const;
+};
+
+// Splits a write for stores that bound a request: parts of at most max_ops entries
+// and about max_bytes; only the first replaces and only the last writes the header.
+std::vector<KvWrite> SplitWrite(const KvWrite& write, size_t max_ops, size_t max_bytes);
+
+// What a backend has sent and received (requests, payload bytes), for tests and
+// benchmarks: per-registration traffic must not grow with the number of buffers.
+struct KvTraffic {
+  uint64_t requests = 0, bytes_sent = 0, bytes_received = 0;
 };
 
 class KvBackend {
@@ -26,26 +51,47 @@ class KvBackend {
 
   // For messages: "redis 127.0.0.1:6379,10.0.0.1:6379".
   virtual std::string Describe() const = 0;
+
+  // Header entries (key = SegmentKeys::header).
   // Writes key=value only when key is absent; kAlreadyExists when it is present.
   // redis and etcd attach the TTL or lease.
   virtual Status Create(const std::string& key, const std::string& value) = 0;
-  // kNotFound when absent.
-  virtual Status Read(const std::string& key, KvEntry* entry) = 0;
-  // Writes value when key is absent or still holds `mine` (what this client wrote
-  // last); kAlreadyExists when another engine's value is there. Renews the TTL.
-  virtual Status Update(const std::string& key, const std::string& value,
-                        const std::string& mine) = 0;
-  // Called every ttl/3 while the entry is published, with value == mine unless a
-  // previous write failed. Keeps the entry alive and re-creates it when the store
-  // lost it (server restart, failover to another server).
-  virtual Status KeepAlive(const std::string& key, const std::string& value,
-                           const std::string& mine) {
-    return Update(key, value, mine);
-  }
+  // kNotFound when absent. with_expiry: also ask when the store drops the entry
+  // (one more request with redis and etcd; only claims need it), else
+  // expires_in_ms is -1.
+  virtual Status Read(const std::string& key, bool with_expiry, KvEntry* entry) = 0;
   // Unconditional write: taking over the entry of an engine that is gone.
   virtual Status Overwrite(const std::string& key, const std::string& value) = 0;
-  // Deletes key when it still holds `mine`; OK when it is absent or not ours.
-  virtual Status Remove(const std::string& key, const std::string& mine) = 0;
+
+  // A segment's entries, while its header holds `mine` (what this client wrote
+  // last): kNotFound when there is no header (the store lost it), kAlreadyExists
+  // when another engine's header is there. Both renew the TTL of every entry.
+  virtual Status Update(const SegmentKeys& keys, const KvWrite& write, const std::string& mine) = 0;
+  // Called every ttl/3 while the segment is published.
+  virtual Status KeepAlive(const SegmentKeys& keys, const std::string& mine) = 0;
+  // Deletes the header and every buffer entry while the header holds `mine`; OK when
+  // it is absent or not ours.
+  virtual Status Remove(const SegmentKeys& keys, const std::string& mine) = 0;
+  // Every buffer entry's value, in any order.
+  virtual Status ReadBuffers(const SegmentKeys& keys, std::vector<std::string>* values) = 0;
+  // (*values)[i]: the entry of ids[i], nullopt when there is none.
+  virtual Status ReadSomeBuffers(const SegmentKeys& keys, const std::vector<std::string>& ids,
+                                 std::vector<std::optional<std::string>>* values) = 0;
+
+  KvTraffic Traffic() const {
+    return {requests_.load(std::memory_order_relaxed), sent_.load(std::memory_order_relaxed),
+            received_.load(std::memory_order_relaxed)};
+  }
+
+ protected:
+  void Count(uint64_t sent, uint64_t received) {
+    requests_.fetch_add(1, std::memory_order_relaxed);
+    sent_.fetch_add(sent, std::memory_order_relaxed);
+    received_.fetch_add(received, std::memory_order_relaxed);
+  }
+
+ private:
+  std::atomic<uint64_t> requests_{0}, sent_{0}, received_{0};
 };
 
 // The servers of one backend, in configured order. A client talks to one server at a

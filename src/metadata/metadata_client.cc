@@ -40,20 +40,13 @@ std::string DescriptorTag(const std::string& json) {
   return text;
 }
 
-Status CreateMetadataClient(const Config& config, const std::string& local_name,
-                            std::unique_ptr<MetadataClient>* out) {
-  if (config.metadata_type == "p2p") {
-    *out = std::make_unique<P2pMetadataClient>(wire::Credentials{local_name, config.cluster_secret},
-                                               config.connect_timeout_ms);
-    return Status::OK();
-  }
+Status CreateKvBackend(const Config& config, std::unique_ptr<KvBackend>* out) {
   const uint32_t timeout_ms = config.connect_timeout_ms;
   const uint32_t ttl_ms = config.metadata_ttl_s * 1000;
-  std::unique_ptr<KvBackend> backend;
   if (config.metadata_type == "redis") {
     std::vector<RedisServer> servers;
     TE_RETURN_IF_ERROR(ParseServers(config, ParseRedisServer, &servers));
-    backend = std::make_unique<RedisBackend>(std::move(servers), timeout_ms, ttl_ms);
+    *out = std::make_unique<RedisBackend>(std::move(servers), timeout_ms, ttl_ms);
   } else if (config.metadata_type == "etcd") {
     std::vector<HttpServer> servers;
     auto parse = [](const std::string& text, HttpServer* s) {
@@ -65,19 +58,32 @@ Status CreateMetadataClient(const Config& config, const std::string& local_name,
         return Status::InvalidArgument("etcd server '" + s.Display() + "' must be host:port");
       }
     }
-    backend = std::make_unique<EtcdBackend>(std::move(servers), timeout_ms, ttl_ms);
+    *out = std::make_unique<EtcdBackend>(std::move(servers), timeout_ms, ttl_ms);
   } else if (config.metadata_type == "http") {
     std::vector<HttpServer> servers;
     auto parse = [](const std::string& text, HttpServer* s) {
       return ParseHttpServer(text, "/metadata", s);
     };
     TE_RETURN_IF_ERROR(ParseServers(config, parse, &servers));
-    backend = std::make_unique<HttpBackend>(std::move(servers), timeout_ms);
+    *out = std::make_unique<HttpBackend>(std::move(servers), timeout_ms);
   } else {
     return Status::InvalidArgument("metadata_type '" + config.metadata_type +
                                    "' is not one of p2p, redis, etcd, http");
   }
-  CentralOptions options{{local_name, config.cluster_secret}, timeout_ms, ttl_ms};
+  return Status::OK();
+}
+
+Status CreateMetadataClient(const Config& config, const std::string& local_name,
+                            std::unique_ptr<MetadataClient>* out) {
+  if (config.metadata_type == "p2p") {
+    *out = std::make_unique<P2pMetadataClient>(wire::Credentials{local_name, config.cluster_secret},
+                                               config.connect_timeout_ms);
+    return Status::OK();
+  }
+  std::unique_ptr<KvBackend> backend;
+  TE_RETURN_IF_ERROR(CreateKvBackend(config, &backend));
+  CentralOptions options{
+      {local_name, config.cluster_secret}, config.connect_timeout_ms, config.metadata_ttl_s * 1000};
   *out = std::make_unique<CentralMetadataClient>(std::move(backend), std::move(options));
   return Status::OK();
 }

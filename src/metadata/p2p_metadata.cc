@@ -8,11 +8,12 @@ namespace te {
 Status P2pMetadataClient::Lookup(const std::string& name, SegmentDescriptor* out) {
   std::string tag;
   bool unchanged;
-  return LookupIfChanged(name, &tag, out, &unchanged);
+  return LookupIfChanged(name, &tag, nullptr, out, &unchanged);
 }
 
 Status P2pMetadataClient::LookupIfChanged(const std::string& name, std::string* tag,
-                                          SegmentDescriptor* out, bool* unchanged) {
+                                          const SegmentDescriptor* /*held*/, SegmentDescriptor* out,
+                                          bool* unchanged) {
   *unchanged = false;
   RpcTarget target;
   if (!ParseHostPort(name, &target.host, &target.port) || target.port == 0) {

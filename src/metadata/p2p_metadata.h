@@ -13,11 +13,14 @@ class P2pMetadataClient : public MetadataClient {
       : self_(std::move(self)), timeout_ms_(timeout_ms) {}
   // Peers ask the engine directly, so there is nothing to publish.
   Status Publish(const SegmentDescriptor&) override { return Status::OK(); }
+  Status PublishChanges(const std::vector<SegmentBuffer>&, const std::vector<uint64_t>&) override {
+    return Status::OK();  // peers ask the engine itself
+  }
   Status Unpublish(const std::string&) override { return Status::OK(); }
   Status Lookup(const std::string& name, SegmentDescriptor* out) override;
   // The request names the tag; an engine that still has it answers with nothing.
-  Status LookupIfChanged(const std::string& name, std::string* tag, SegmentDescriptor* out,
-                         bool* unchanged) override;
+  Status LookupIfChanged(const std::string& name, std::string* tag, const SegmentDescriptor* held,
+                         SegmentDescriptor* out, bool* unchanged) override;
   bool Publishes() const override { return false; }
 
  private:

@@ -10,20 +10,65 @@
 namespace te {
 namespace {
 
-// Writes ARGV[1] unless the key holds a value that is neither ARGV[1] nor ARGV[2]
-// (this client's last write): another engine's entry is never overwritten.
+// Scripts run atomically on the server. KEYS[1] is the header, KEYS[2] the hash of
+// buffer entries; ARGV[1] is the header this client wrote last. They return -1 when
+// the header is gone, 0 when it is another engine's.
+
+// ARGV[2] ttl, ARGV[3] the new header (empty: keep), ARGV[4] "1" to replace every
+// buffer entry, ARGV[5] the number of entries to put, then id/entry pairs, then ids to
+// delete.
 constexpr char kUpdateScript[] = R"lua(
 local cur = redis.call('GET', KEYS[1])
-if cur and cur ~= ARGV[1] and cur ~= ARGV[2] then return 0 end
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3])
+if not cur then return -1 end
+if cur ~= ARGV[1] then return 0 end
+if ARGV[4] == '1' then redis.call('DEL', KEYS[2]) end
+local i = 6
+for _ = 1, tonumber(ARGV[5]) do
+  redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1])
+  i = i + 2
+end
+while i <= #ARGV do
+  redis.call('HDEL', KEYS[2], ARGV[i])
+  i = i + 1
+end
+if ARGV[3] ~= '' then redis.call('SET', KEYS[1], ARGV[3], 'PX', ARGV[2]) end
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+redis.call('PEXPIRE', KEYS[2], ARGV[2])
 return 1
 )lua";
 
-// Deletes the key only while it holds ARGV[1].
+// ARGV[2] ttl.
+constexpr char kKeepAliveScript[] = R"lua(
+local cur = redis.call('GET', KEYS[1])
+if not cur then return -1 end
+if cur ~= ARGV[1] then return 0 end
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+redis.call('PEXPIRE', KEYS[2], ARGV[2])
+return 1
+)lua";
+
 constexpr char kRemoveScript[] = R"lua(
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1], KEYS[2]) end
 return 0
 )lua";
+
+// The answer of kUpdateScript or kKeepAliveScript as a Status.
+Status ScriptResult(const redisReply* reply) {
+  if (reply->type != REDIS_REPLY_INTEGER)
+    return Status::ProtocolError("script returned no integer");
+  if (reply->integer == -1) return Status::NotFound("the entry is gone");
+  if (reply->integer == 0) return Status::AlreadyExists("the entry now belongs to another engine");
+  return Status::OK();
+}
+
+// Payload bytes of a reply (strings and their nesting), for the traffic counters.
+uint64_t ReplyBytes(const redisReply* reply) {
+  uint64_t bytes = reply->type == REDIS_REPLY_STRING ? reply->len : 8;
+  if (reply->type == REDIS_REPLY_ARRAY) {
+    for (size_t i = 0; i < reply->elements; ++i) bytes += ReplyBytes(reply->element[i]);
+  }
+  return bytes;
+}
 
 struct timeval ToTimeval(uint32_t ms) {
   struct timeval tv;
@@ -185,6 +230,9 @@ Status RedisBackend::Send(const std::vector<std::string>& args, Reply* reply) {
     return s;
   }
   Reply r(static_cast<redisReply*>(raw));
+  uint64_t sent = 0;
+  for (size_t n : argvlen) sent += n;
+  Count(sent, ReplyBytes(r.get()));
   if (r->type == REDIS_REPLY_ERROR) {
     const std::string message(r->str, r->len);
     // The connection stays usable; the caller decides whether another server helps.
@@ -241,12 +289,14 @@ Status RedisBackend::Create(const std::string& key, const std::string& value) {
   return Status::OK();
 }
 
-Status RedisBackend::Read(const std::string& key, KvEntry* entry) {
+Status RedisBackend::Read(const std::string& key, bool with_expiry, KvEntry* entry) {
   Reply reply;
   TE_RETURN_IF_ERROR(Run({"GET", key}, &reply));
   if (reply->type == REDIS_REPLY_NIL) return Status::NotFound("no such key");
   if (reply->type != REDIS_REPLY_STRING) return Status::ProtocolError("GET returned a non-string");
   entry->value.assign(reply->str, reply->len);
+  entry->expires_in_ms = -1;
+  if (!with_expiry) return Status::OK();
   TE_RETURN_IF_ERROR(Run({"PTTL", key}, &reply));
   // -1: no TTL; -2: gone since the GET (it expires "now").
   entry->expires_in_ms = reply->type != REDIS_REPLY_INTEGER ? -1
@@ -255,14 +305,34 @@ Status RedisBackend::Read(const std::string& key, KvEntry* entry) {
   return Status::OK();
 }
 
-Status RedisBackend::Update(const std::string& key, const std::string& value,
+Status RedisBackend::Update(const SegmentKeys& keys, const KvWrite& write,
                             const std::string& mine) {
-  Reply reply;
-  TE_RETURN_IF_ERROR(Run({"EVAL", kUpdateScript, "1", key, value, mine, ttl_ms_}, &reply));
-  if (reply->type == REDIS_REPLY_INTEGER && reply->integer == 0) {
-    return Status::AlreadyExists("the entry now belongs to another engine");
+  std::vector<std::string> args = {"EVAL",
+                                   kUpdateScript,
+                                   "2",
+                                   keys.header,
+                                   keys.buffers,
+                                   mine,
+                                   ttl_ms_,
+                                   write.header,
+                                   write.replace ? "1" : "0",
+                                   std::to_string(write.put.size())};
+  args.reserve(args.size() + 2 * write.put.size() + write.erase.size());
+  for (const auto& [id, entry] : write.put) {
+    args.push_back(id);
+    args.push_back(entry);
   }
-  return Status::OK();
+  args.insert(args.end(), write.erase.begin(), write.erase.end());
+  Reply reply;
+  TE_RETURN_IF_ERROR(Run(args, &reply));
+  return ScriptResult(reply.get());
+}
+
+Status RedisBackend::KeepAlive(const SegmentKeys& keys, const std::string& mine) {
+  Reply reply;
+  TE_RETURN_IF_ERROR(
+      Run({"EVAL", kKeepAliveScript, "2", keys.header, keys.buffers, mine, ttl_ms_}, &reply));
+  return ScriptResult(reply.get());
 }
 
 Status RedisBackend::Overwrite(const std::string& key, const std::string& value) {
@@ -270,9 +340,41 @@ Status RedisBackend::Overwrite(const std::string& key, const std::string& value)
   return Run({"SET", key, value, "PX", ttl_ms_}, &reply);
 }
 
-Status RedisBackend::Remove(const std::string& key, const std::string& mine) {
+Status RedisBackend::Remove(const SegmentKeys& keys, const std::string& mine) {
   Reply reply;
-  return Run({"EVAL", kRemoveScript, "1", key, mine}, &reply);
+  return Run({"EVAL", kRemoveScript, "2", keys.header, keys.buffers, mine}, &reply);
+}
+
+Status RedisBackend::ReadBuffers(const SegmentKeys& keys, std::vector<std::string>* values) {
+  Reply reply;
+  TE_RETURN_IF_ERROR(Run({"HGETALL", keys.buffers}, &reply));
+  if (reply->type != REDIS_REPLY_ARRAY) return Status::ProtocolError("HGETALL returned no array");
+  values->clear();
+  values->reserve(reply->elements / 2);
+  for (size_t i = 1; i < reply->elements; i += 2) {
+    const redisReply* value = reply->element[i];
+    if (value->type != REDIS_REPLY_STRING) return Status::ProtocolError("HGETALL: not a string");
+    values->emplace_back(value->str, value->len);
+  }
+  return Status::OK();
+}
+
+Status RedisBackend::ReadSomeBuffers(const SegmentKeys& keys, const std::vector<std::string>& ids,
+                                     std::vector<std::optional<std::string>>* values) {
+  values->assign(ids.size(), std::nullopt);
+  if (ids.empty()) return Status::OK();
+  std::vector<std::string> args = {"HMGET", keys.buffers};
+  args.insert(args.end(), ids.begin(), ids.end());
+  Reply reply;
+  TE_RETURN_IF_ERROR(Run(args, &reply));
+  if (reply->type != REDIS_REPLY_ARRAY || reply->elements != ids.size()) {
+    return Status::ProtocolError("HMGET returned no array of the ids' length");
+  }
+  for (size_t i = 0; i < ids.size(); ++i) {
+    const redisReply* value = reply->element[i];
+    if (value->type == REDIS_REPLY_STRING) (*values)[i].emplace(value->str, value->len);
+  }
+  return Status::OK();
 }
 
 }  // namespace te

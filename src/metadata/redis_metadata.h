@@ -1,5 +1,6 @@
-// redis backend (hiredis). Entries are plain string keys with a TTL (SET ... PX);
-// conditional writes and deletes run as small Lua scripts so that they are atomic.
+// redis backend (hiredis). The header is a string key, the buffer entries one hash,
+// both with a TTL (PX / PEXPIRE); conditional writes and deletes run as small Lua
+// scripts so that they are atomic, and a write of many buffers is one script call.
 #pragma once
 
 #include <cstdint>
@@ -36,10 +37,14 @@ class RedisBackend : public KvBackend {
 
   std::string Describe() const override;
   Status Create(const std::string& key, const std::string& value) override;
-  Status Read(const std::string& key, KvEntry* entry) override;
-  Status Update(const std::string& key, const std::string& value, const std::string& mine) override;
+  Status Read(const std::string& key, bool with_expiry, KvEntry* entry) override;
   Status Overwrite(const std::string& key, const std::string& value) override;
-  Status Remove(const std::string& key, const std::string& mine) override;
+  Status Update(const SegmentKeys& keys, const KvWrite& write, const std::string& mine) override;
+  Status KeepAlive(const SegmentKeys& keys, const std::string& mine) override;
+  Status Remove(const SegmentKeys& keys, const std::string& mine) override;
+  Status ReadBuffers(const SegmentKeys& keys, std::vector<std::string>* values) override;
+  Status ReadSomeBuffers(const SegmentKeys& keys, const std::vector<std::string>& ids,
+                         std::vector<std::optional<std::string>>* values) override;
 
  private:
   struct ReplyDeleter {

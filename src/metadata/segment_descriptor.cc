@@ -44,6 +44,44 @@ Status ReadTransportData(const Json& b, std::map<std::string, std::string>* out)
   }
   return Status::OK();
 }
+
+Json BufferObject(const SegmentBuffer& b) {
+  Json entry = {{"base", b.base},
+                {"length", b.length},
+                {"location", b.location},
+                {"permission", PermissionName(b.permission)},
+                {"shm_name", b.shm_name}};
+  if (b.pin_slot != SegmentBuffer::kNoPinSlot) {
+    entry["pin_slot"] = b.pin_slot;
+    entry["pin_generation"] = b.pin_generation;
+  }
+  if (!b.transport_data.empty()) entry["transport_data"] = b.transport_data;
+  return entry;
+}
+
+// Throws (Json::exception, std::out_of_range) on missing fields and wrong types.
+Status ParseBufferObject(const Json& b, SegmentBuffer* out) {
+  if (!b.is_object()) return Status::ProtocolError("segment descriptor: a buffer is not an object");
+  SegmentBuffer info;
+  if (b.contains("pin_slot")) {
+    info.pin_slot = GetUnsigned<uint32_t>(b, "pin_slot");
+    info.pin_generation = GetUnsigned<uint64_t>(b, "pin_generation");
+  }
+  info.base = GetUnsigned<uint64_t>(b, "base");
+  info.length = GetUnsigned<uint64_t>(b, "length");
+  info.location = b.at("location").get<std::string>();
+  info.shm_name = b.at("shm_name").get<std::string>();
+  TE_RETURN_IF_ERROR(ReadTransportData(b, &info.transport_data));
+  if (!ParsePermission(b.at("permission").get<std::string>(), &info.permission)) {
+    return Status::ProtocolError("segment descriptor: bad buffer permission");
+  }
+  if (info.length == 0 || info.base + info.length < info.base) {
+    return Status::ProtocolError("segment descriptor: bad buffer range");
+  }
+  *out = std::move(info);
+  return Status::OK();
+}
+
 }  // namespace
 
 const std::string& SegmentBuffer::TransportData(const std::string& transport) const {
@@ -52,21 +90,33 @@ const std::string& SegmentBuffer::TransportData(const std::string& transport) co
   return it == transport_data.end() ? kNone : it->second;
 }
 
+std::string SegmentBufferToJson(const SegmentBuffer& buffer) { return BufferObject(buffer).dump(); }
+
+Status SegmentBufferFromJson(const std::string& text, SegmentBuffer* out) {
+  Json j = Json::parse(text, nullptr, /*allow_exceptions=*/false);
+  try {
+    return ParseBufferObject(j, out);
+  } catch (const std::exception& e) {
+    return Status::ProtocolError(std::string("segment descriptor: buffer: ") + e.what());
+  }
+}
+
+Status SortAndCheckBuffers(std::vector<SegmentBuffer>* buffers) {
+  auto by_base = [](const SegmentBuffer& a, const SegmentBuffer& b) { return a.base < b.base; };
+  if (!std::is_sorted(buffers->begin(), buffers->end(), by_base)) {
+    std::sort(buffers->begin(), buffers->end(), by_base);
+  }
+  for (size_t i = 1; i < buffers->size(); ++i) {
+    if ((*buffers)[i - 1].base + (*buffers)[i - 1].length > (*buffers)[i].base) {
+      return Status::ProtocolError("segment descriptor: overlapping buffers");
+    }
+  }
+  return Status::OK();
+}
+
 std::string SegmentDescriptor::ToJson() const {
   Json buffers_json = Json::array();
-  for (const SegmentBuffer& b : buffers) {
-    Json entry = {{"base", b.base},
-                  {"length", b.length},
-                  {"location", b.location},
-                  {"permission", PermissionName(b.permission)},
-                  {"shm_name", b.shm_name}};
-    if (b.pin_slot != SegmentBuffer::kNoPinSlot) {
-      entry["pin_slot"] = b.pin_slot;
-      entry["pin_generation"] = b.pin_generation;
-    }
-    if (!b.transport_data.empty()) entry["transport_data"] = b.transport_data;
-    buffers_json.push_back(std::move(entry));
-  }
+  for (const SegmentBuffer& b : buffers) buffers_json.push_back(BufferObject(b));
   Json j = {{"name", name},           {"machine_id", machine_id}, {"pid", pid},
             {"rpc_host", rpc_host},   {"rpc_port", rpc_port},     {"transports", transports},
             {"buffers", buffers_json}};
@@ -89,36 +139,14 @@ Status SegmentDescriptor::FromJson(const std::string& text, SegmentDescriptor* o
     if (!j.at("buffers").is_array())
       return Status::ProtocolError("segment descriptor: buffers is not an array");
     for (const Json& b : j.at("buffers")) {
-      if (!b.is_object())
-        return Status::ProtocolError("segment descriptor: a buffer is not an object");
       SegmentBuffer info;
-      if (b.contains("pin_slot")) {
-        info.pin_slot = GetUnsigned<uint32_t>(b, "pin_slot");
-        info.pin_generation = GetUnsigned<uint64_t>(b, "pin_generation");
-      }
-      info.base = GetUnsigned<uint64_t>(b, "base");
-      info.length = GetUnsigned<uint64_t>(b, "length");
-      info.location = b.at("location").get<std::string>();
-      info.shm_name = b.at("shm_name").get<std::string>();
-      TE_RETURN_IF_ERROR(ReadTransportData(b, &info.transport_data));
-      if (!ParsePermission(b.at("permission").get<std::string>(), &info.permission)) {
-        return Status::ProtocolError("segment descriptor: bad buffer permission");
-      }
-      if (info.length == 0 || info.base + info.length < info.base) {
-        return Status::ProtocolError("segment descriptor: bad buffer range");
-      }
+      TE_RETURN_IF_ERROR(ParseBufferObject(b, &info));
       d.buffers.push_back(std::move(info));
     }
   } catch (const std::exception& e) {  // Json::exception or a range check above
     return Status::ProtocolError(std::string("segment descriptor: ") + e.what());
   }
-  std::sort(d.buffers.begin(), d.buffers.end(),
-            [](const SegmentBuffer& a, const SegmentBuffer& b) { return a.base < b.base; });
-  for (size_t i = 1; i < d.buffers.size(); ++i) {
-    if (d.buffers[i - 1].base + d.buffers[i - 1].length > d.buffers[i].base) {
-      return Status::ProtocolError("segment descriptor: overlapping buffers");
-    }
-  }
+  TE_RETURN_IF_ERROR(SortAndCheckBuffers(&d.buffers));
   *out = std::move(d);
   return Status::OK();
 }

@@ -39,6 +39,14 @@ struct LegacyBufferKey {
 };
 std::vector<LegacyBufferKey> LegacyBufferKeys();
 
+// One buffer as the JSON object it is in a descriptor's "buffers" (central metadata
+// stores each buffer as an entry of its own: docs/metadata.md). Parsing is as strict
+// as FromJson's.
+std::string SegmentBufferToJson(const SegmentBuffer& buffer);
+Status SegmentBufferFromJson(const std::string& text, SegmentBuffer* out);
+// Sorts by base (when not sorted already); overlapping buffers are a ProtocolError.
+Status SortAndCheckBuffers(std::vector<SegmentBuffer>* buffers);
+
 struct SegmentDescriptor {
   std::string name;
   std::string machine_id;

@@ -202,11 +202,7 @@ TEST_P(MetadataBackendTest, UnnamedEngineIsPublishedAsHostPort) {
   EXPECT_EQ(found.rpc_port, engine.getRpcPort());
 }
 
-INSTANTIATE_TEST_SUITE_P(Backends, MetadataBackendTest,
-                         testing::Values(Backend::kRedis, Backend::kEtcd, Backend::kHttp),
-                         [](const testing::TestParamInfo<Backend>& info) {
-                           return std::string(BackendName(info.param));
-                         });
+INSTANTIATE_TEST_SUITE_P(Backends, MetadataBackendTest, AllBackends(), BackendParamName);
 
 }  // namespace
 }  // namespace te_test

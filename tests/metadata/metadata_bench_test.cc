@@ -96,11 +96,7 @@ TEST_P(MetadataBenchTest, MixWorkloadWithIntegrityCheck) {
             te::Status::Code::kNotFound);
 }
 
-INSTANTIATE_TEST_SUITE_P(Backends, MetadataBenchTest,
-                         testing::Values(Backend::kRedis, Backend::kEtcd, Backend::kHttp),
-                         [](const testing::TestParamInfo<Backend>& info) {
-                           return std::string(BackendName(info.param));
-                         });
+INSTANTIATE_TEST_SUITE_P(Backends, MetadataBenchTest, AllBackends(), BackendParamName);
 
 // The spec's example, flags verbatim. It needs 127.0.0.1:6379 for its own redis.
 TEST(MetadataBenchSpecExampleTest, RedisOnDefaultPortVerbatim) {

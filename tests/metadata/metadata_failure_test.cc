@@ -164,11 +164,7 @@ TEST_P(MetadataFailureTest, ServerKilledMidRunKeepsOpenSegmentsWorking) {
   EXPECT_TRUE(s.ok()) << s.ToString();
 }
 
-INSTANTIATE_TEST_SUITE_P(Backends, MetadataFailureTest,
-                         testing::Values(Backend::kRedis, Backend::kEtcd, Backend::kHttp),
-                         [](const testing::TestParamInfo<Backend>& info) {
-                           return std::string(BackendName(info.param));
-                         });
+INSTANTIATE_TEST_SUITE_P(Backends, MetadataFailureTest, AllBackends(), BackendParamName);
 
 // Each client pointed at a server of another kind: a clear error, quickly.
 TEST(MetadataWrongServerTest, ClientsRefuseServersOfAnotherKind) {

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <nlohmann/json.hpp>
 
 #include "metadata/text_codec.h"
 #include "metadata_store.h"
@@ -137,6 +138,67 @@ TEST_F(MetadataServerTest, BadRequestsGet4xxAndTheServerLives) {
   EXPECT_TRUE(server_ != nullptr);
 }
 
+// The extensions for segments of many entries: conditional multi-key batches and
+// listing by prefix (docs/metadata.md, "http").
+TEST_F(MetadataServerTest, BatchesApplyTogetherOnlyWhenTheExpectationHolds) {
+  Start();
+  auto c = Client();
+  using Json = nlohmann::json;
+  auto batch = [&](const Json& body) {
+    return c->Post("/metadata/batch", body.dump(), "application/json");
+  };
+  auto list = [&](const std::string& query) {
+    auto r = c->Get("/metadata?prefix=" + query);
+    EXPECT_TRUE(r && r->status == 200) << (r ? r->body : "no reply");
+    return r ? Json::parse(r->body) : Json();
+  };
+  // Created only while absent.
+  const Json create = {{"expect", {{"key", "h"}, {"value", nullptr}}},
+                       {"put", {{"h", "1"}, {"p/a", "A"}, {"p/b", "B"}, {"q/a", "Q"}}}};
+  auto r = batch(create);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200) << r->body;
+  r = batch(create);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 409);
+  EXPECT_EQ(Json::parse(r->body)["value"], "1");
+
+  EXPECT_EQ(list("p/"), Json::parse(R"({"entries": [["p/a", "A"], ["p/b", "B"]], "more": false})"));
+  EXPECT_EQ(list("p/&limit=1"), Json::parse(R"({"entries": [["p/a", "A"]], "more": true})"));
+  EXPECT_EQ(list("p/&limit=1&after=p/a"),
+            Json::parse(R"({"entries": [["p/b", "B"]], "more": false})"));
+  EXPECT_EQ(c->Get("/metadata?prefix=p/&limit=0")->status, 400);
+
+  // A wrong expectation changes nothing; a right one applies prefix delete, deletes
+  // and puts together.
+  Json change = {{"expect", {{"key", "h"}, {"value", "2"}}},
+                 {"delete_prefix", "p/"},
+                 {"delete", {"q/a"}},
+                 {"put", {{"p/c", "C"}, {"h", "2"}}}};
+  r = batch(change);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 409);
+  EXPECT_EQ(list("p/")["entries"].size(), 2u);
+  change["expect"]["value"] = "1";
+  r = batch(change);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200) << r->body;
+  EXPECT_EQ(list("p/")["entries"], Json::parse(R"([["p/c", "C"]])"));
+  EXPECT_TRUE(list("q/")["entries"].empty());
+  EXPECT_EQ(c->Get(Path("h"))->body, "2");
+  r = batch(Json{{"get", {"p/c", "p/none"}}});
+  ASSERT_TRUE(r);
+  EXPECT_EQ(Json::parse(r->body), (Json{{"values", {{"p/c", "C"}}}}));
+
+  for (const char* bad : {"nope", "[]", R"({"put": {"k": 5}})", R"({"expect": {"key": "h"}})",
+                          R"({"put": {"": "x"}})", R"({"delete": "k"})"}) {
+    r = c->Post("/metadata/batch", bad, "application/json");
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 400) << bad;
+  }
+  EXPECT_TRUE(Alive());
+}
+
 TEST_F(MetadataServerTest, ServesConcurrentClients) {
   Start();
   // Idle connections that send nothing must not starve the others.
@@ -229,6 +291,30 @@ TEST(MetadataStoreTest, CountsBytesAndRefusesBeyondTheBound) {
   EXPECT_FALSE(store.Delete("ab"));
   EXPECT_EQ(store.total_bytes(), 0u);
   EXPECT_EQ(store.size(), 0u);
+}
+
+TEST(MetadataStoreTest, BatchBeyondTheBoundChangesNothing) {
+  using te::metadata_server::BatchResult;
+  te::metadata_server::MetadataStore store(20);
+  ASSERT_TRUE(store.Put("p/a", "11111"));  // 8 bytes
+  ASSERT_TRUE(store.Put("k", "222"));      // 4 bytes
+  te::metadata_server::StoreBatch batch;
+  batch.delete_prefix = "p/";
+  batch.erase = {"k"};
+  batch.put = {{"k", "3333333333"}, {"p/b", "444444444444"}};  // 11 + 15 > 20
+  std::optional<std::string> current;
+  EXPECT_EQ(store.Apply(batch, &current, nullptr), BatchResult::kFull);
+  std::string v;
+  EXPECT_TRUE(store.Get("p/a", &v));
+  EXPECT_EQ(v, "11111");
+  EXPECT_TRUE(store.Get("k", &v));
+  EXPECT_EQ(v, "222");
+  EXPECT_FALSE(store.Get("p/b", &v));
+  EXPECT_EQ(store.total_bytes(), 12u);
+  batch.put.pop_back();  // 11 bytes: fits
+  EXPECT_EQ(store.Apply(batch, &current, nullptr), BatchResult::kApplied);
+  EXPECT_FALSE(store.Get("p/a", &v));
+  EXPECT_EQ(store.total_bytes(), 11u);
 }
 
 }  // namespace

@@ -146,6 +146,15 @@ inline te::TransferStatus Transfer(te::TransferEngine& engine, te::SegmentHandle
   return result;
 }
 
+// Per-backend suites run against every central backend, named after it:
+//   INSTANTIATE_TEST_SUITE_P(Backends, SomeTest, AllBackends(), BackendParamName);
+inline auto AllBackends() {
+  return testing::Values(Backend::kRedis, Backend::kEtcd, Backend::kHttp);
+}
+inline std::string BackendParamName(const testing::TestParamInfo<Backend>& info) {
+  return BackendName(info.param);
+}
+
 // Fixture of the per-backend tests: a fresh metadata server of GetParam()'s kind on a
 // free loopback port, and a temporary directory for child processes' logs.
 class ServerPerBackendTest : public testing::TestWithParam<Backend> {
