@@ -16,6 +16,9 @@
 #        writev itself from a child process, one call per batch.
 #
 #   fan  one engine against N peers and N against one (bench/fan_bench.cc, over TCP)
+#   link the tcp throughput cases across a real 1500-MTU link (bench/netns_link.sh: two
+#        network namespaces joined by a veth pair; root), beside iperf3 across the same
+#        link, with no loss and with 0.1% and 1% random loss (LINK_LOSSES), with p99
 #        for N in FAN_PEERS (default 1,4,16,64,256): per mode and N > 1 the aggregate
 #        throughput and the engine's threads beside N = 1's, and at the largest N its
 #        RSS per peer (over the idle engine) and CPU seconds per GB.
@@ -25,7 +28,8 @@
 #        UCX_TLS, over UCX's tcp and its shared memory (needs a build with UCX).
 #
 #   bench/compare.sh [seconds per case, default 4] [transports, default "tcp shm cma fan"; or ucx]
-# Environment: BUILD_DIR (see bench/lib.sh), FAN_PEERS (the fan rows' N list).
+# Environment: BUILD_DIR (see bench/lib.sh), FAN_PEERS (the fan rows' N list),
+# LINK_LOSSES (the link rows' loss percentages, default "0 0.1 1").
 set -euo pipefail
 # shellcheck source=bench/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -35,8 +39,8 @@ TRANSPORTS=${2:-tcp shm cma fan}
 FAN_PEERS=${FAN_PEERS:-1,4,16,64,256}
 [[ $SECS =~ ^[1-9][0-9]*$ ]] || die "seconds per case must be a whole number above 0 (got '$SECS')"
 for transport in $TRANSPORTS; do
-  [[ $transport =~ ^(tcp|shm|cma|ucx|fan)$ ]] ||
-    die "unknown transport '$transport' (expected tcp, shm, cma, ucx or fan)"
+  [[ $transport =~ ^(tcp|shm|cma|ucx|fan|link)$ ]] ||
+    die "unknown transport '$transport' (expected tcp, shm, cma, ucx, fan or link)"
 done
 [[ " $TRANSPORTS " == *" tcp "* ]] && need_tool iperf3
 [[ " $TRANSPORTS " == *" ucx "* ]] && need_tool ucx_perftest
@@ -63,13 +67,16 @@ row() {
     "$ratio" "${6:+  (lower is better)}")")
 }
 
-# GB/s of iperf3 over loopback with $1 parallel streams.
+# GB/s of iperf3 with $1 parallel streams: over loopback, or with IPERF_HOST set, from
+# the IPERF_CLIENT prefix (e.g. ip netns exec B) to a server under PIN_TARGET.
+IPERF_HOST=127.0.0.1
+IPERF_CLIENT=()
 iperf3_gbps() {
   local port=$((20000 + RANDOM % 20000))
-  start_bg iperf3 -s -p "$port" >/dev/null 2>&1
+  start_bg "${PIN_TARGET[@]}" iperf3 -s -p "$port" >/dev/null 2>&1
   local server=$BG_PID
   sleep 0.5
-  iperf3 -c 127.0.0.1 -p "$port" -t "$SECS" -P "$1" -f M 2>/dev/null |
+  "${IPERF_CLIENT[@]}" iperf3 -c "$IPERF_HOST" -p "$port" -t "$SECS" -P "$1" -f M 2>/dev/null |
     awk '/receiver/ { for (i = 1; i <= NF; i++) if ($i == "MBytes/sec") v = $(i - 1) }
          END { if (v != "") printf "%.2f", v * 1048576 / 1e9 }'
   stop_bg "$server"
@@ -271,10 +278,53 @@ fan_rows() {
   done
 }
 
+# The link rows: for each loss in LINK_LOSSES, the pair made again with that loss, the
+# target in A and the initiator (and iperf3's client) in B; each engine case beside
+# iperf3 with as many streams, and its p99 batch latency.
+link_rows() {
+  local link=$BENCH_ROOT/bench/netns_link.sh loss json streams size threads workload line
+  [[ $EUID -eq 0 ]] || { NOTES+=("link rows need root (network namespaces)"); return 0; }
+  trap '"$BENCH_ROOT/bench/netns_link.sh" down >/dev/null 2>&1 || true; bench_cleanup' EXIT
+  for loss in ${LINK_LOSSES:-0 0.1 1}; do
+    note "link with ${loss}% loss"
+    if [[ $loss == 0 ]]; then "$link" up >/dev/null; else "$link" up "$loss" >/dev/null; fi
+    PIN_TARGET=(ip netns exec te-bench-a)
+    PIN_INITIATOR=(ip netns exec te-bench-b)
+    IPERF_CLIENT=(ip netns exec te-bench-b)
+    IPERF_HOST=10.231.0.1
+    declare -A LINK_IPERF=()
+    for streams in "${THREADS[@]}"; do
+      LINK_IPERF[$streams]=$(iperf3_gbps "$streams")
+    done
+    start_target tcp
+    json=$(engine_sweeps tcp)
+    stop_bg "$TARGET_PID"
+    for size in "${SIZES[@]}"; do
+      for threads in "${THREADS[@]}"; do
+        for workload in read write; do
+          line=$(json_case $workload "$size" "$threads" 16 <<<"$json")
+          row "link ${loss}% $workload $((size / 1024))KiB x16 t=$threads" \
+            "$(fixed "$(json_value throughput <<<"$line")")" GB/s \
+            "iperf3 -P $threads ${loss}% loss" "${LINK_IPERF[$threads]}"
+          row "link ${loss}% $workload $((size / 1024))KiB x16 t=$threads p99" \
+            "$(fixed "$(json_value latency_p99_us <<<"$line")" 0)" us "(batch latency)" ""
+        done
+      done
+    done
+  done
+  PIN_TARGET=()
+  PIN_INITIATOR=()
+  IPERF_CLIENT=()
+  IPERF_HOST=127.0.0.1
+  "$link" down
+}
+
 LOAD=$(cut -d' ' -f1-3 /proc/loadavg)
 for transport in $TRANSPORTS; do
   if [[ $transport == fan ]]; then
     fan_rows
+  elif [[ $transport == link ]]; then
+    link_rows
   elif [[ $transport == ucx ]]; then
     ucx_rows
   elif [[ $transport == tcp ]]; then

@@ -332,8 +332,8 @@ TEST_F(NetnsLossTest, OnePercentPacketLossKeepsEveryByteAndNeverHangs) {
 }
 
 // B has a second interface, up, whose address A cannot reach (no route), and it is B's
-// first non-loopback IPv4 address: what an engine without rpc_host picks today
-// (te::DefaultAdvertiseAddress).
+// first non-loopback IPv4 address: what an engine without rpc_host and without a
+// default route picks (te::DefaultAdvertiseAddress).
 class NetnsTwoInterfacesTest : public NetnsTransferTest {
  protected:
   NetnsOptions Topology() const override {
@@ -400,8 +400,16 @@ TEST_F(NetnsTwoInterfacesTest, WithoutRpcHostTransfersReachTheTargetOpenedByARea
 }
 
 // Without rpc_host, the name the target reports for itself (p2p: "host:port") is what
-// its peers open; it must lead to the target from A.
+// its peers open; it must lead to the target from A. B routes by default through the
+// link to A, as a host routes towards the network of its peers: the engine names itself
+// after the default route's interface, not after whichever comes first.
 TEST_F(NetnsTwoInterfacesTest, WithoutRpcHostTheSegmentNameTheTargetReportsOpensAndTransfers) {
+  std::string out;
+  ASSERT_EQ(hosts_.Exec(hosts_.b(),
+                        {FindProgram("ip"), "route", "add", "default", "via", NetnsPair::kAddrA},
+                        &out),
+            0)
+      << out;
   PeerProcess* peer;
   ASSERT_NO_FATAL_FAILURE(StartHostB(2, 4 * kMiB, 66, &peer, ""));
   te::SegmentHandle seg;

@@ -8,7 +8,8 @@ namespace te {
 
 // Contents of /etc/machine-id (or /var/lib/dbus/machine-id); the hostname if neither.
 std::string ReadMachineId();
-// First non-loopback IPv4 address of an interface that is up; "127.0.0.1" if none.
+// The IPv4 address of the default route's interface; without a default route, the
+// first non-loopback IPv4 address of an interface that is up; "127.0.0.1" if none.
 std::string DefaultAdvertiseAddress();
 // Raises this process's soft open-file limit to its hard limit, once: an engine with
 // hundreds of peers needs more sockets than the usual soft 1024. Returns the limit.
