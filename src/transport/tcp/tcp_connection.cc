@@ -60,6 +60,7 @@ TcpConnection::TcpConnection(TcpConnectionOptions options, IoLoop* loop, Handsha
     : options_(std::move(options)), loop_(loop), handshakes_(handshakes) {
   pending_send_.headers.resize(kMaxSlicesPerSend * wire::kHeaderSize);
   pending_send_.iov.reserve(kMaxSlicesPerSend * 2);
+  pending_send_.sent_with.reserve(kMaxSlicesPerSend * 2);
   Touch();
 }
 
@@ -126,6 +127,7 @@ void TcpConnection::TakeRun(size_t max_slices, uint64_t max_payload, bool first_
                             Slice** cancelled) {
   PendingSend& p = pending_send_;
   p.iov.clear();
+  p.sent_with.clear();
   p.at = 0;
   p.staged = nullptr;
   size_t count = 0;
@@ -154,8 +156,14 @@ void TcpConnection::TakeRun(size_t max_slices, uint64_t max_payload, bool first_
     h.payload_len = payload;
     uint8_t* hdr = p.headers.data() + count * wire::kHeaderSize;
     wire::EncodeHeader(h, hdr);
+    // What is sent once each iovec is: a request whose payload follows is not yet.
+    const bool payload_follows = payload > 0;
     p.iov.push_back({hdr, wire::kHeaderSize});
-    if (payload && !device_payload) p.iov.push_back({s->local, payload});
+    p.sent_with.push_back(payload_follows ? h.request_id - 1 : h.request_id);
+    if (payload && !device_payload) {
+      p.iov.push_back({s->local, payload});
+      p.sent_with.push_back(h.request_id);
+    }
     bytes += payload;
     if (in_flight_.empty()) progress_ns_.store(NowNs(), std::memory_order_relaxed);
     in_flight_.push_back(s);
@@ -209,6 +217,9 @@ void TcpConnection::Flush(SendBudget budget) {
     int count = static_cast<int>(p.iov.size() - p.at);
     Status s = SendSome(sock->fd.get(), &iov, &count);
     p.at = p.iov.size() - static_cast<size_t>(count);
+    // Released as far as whole requests went: the response to one that did may come
+    // before the rest of the run is sent, and its reader must not wait for that.
+    if (p.at > 0) released_id_.store(p.sent_with[p.at - 1], std::memory_order_release);
     if (s.ok() && count == 0 && p.staged) {
       s = SendPayload(sock->fd.get(), p.staged->local_device, p.staged->local, p.staged->length);
       p.staged = nullptr;

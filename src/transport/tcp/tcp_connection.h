@@ -72,6 +72,9 @@ class TcpConnection : public std::enable_shared_from_this<TcpConnection> {
   struct PendingSend {
     std::vector<uint8_t> headers;
     std::vector<iovec> iov;
+    // Per iovec: the highest request id whose bytes are all sent once it is (none
+    // reads the caller's buffer any more).
+    std::vector<uint64_t> sent_with;
     size_t at = 0;            // first iovec not yet fully sent
     Slice* staged = nullptr;  // device-memory WRITE whose payload follows the iovecs
     uint64_t last_id = 0;
