@@ -52,9 +52,17 @@ void IoLoop::Stop() {
     (void)!::write(t->wake.get(), &one, sizeof(one));
   }
   for (auto& t : threads_) t->thread.join();
-  // Handlers may hold the last reference to objects whose destructors post here:
-  // those posts now find the loop stopped and do nothing.
-  for (auto& t : threads_) t->handlers.clear();
+  // Handlers, and tasks never run (an Add among them), may hold the last reference to
+  // objects whose destructors post here: those posts find the loop stopped.
+  for (auto& t : threads_) {
+    std::vector<std::function<void()>> never_run;
+    {
+      MutexLock lock(&t->mu);
+      never_run.swap(t->tasks);
+    }
+    never_run.clear();
+    t->handlers.clear();
+  }
 }
 
 Status IoLoop::Add(uint64_t id, int fd, std::shared_ptr<IoHandler> handler) {

@@ -37,9 +37,16 @@ struct Endpoint {
   TcpTransport transport;
 };
 
+// The target's memory, a base so that it outlives the transport serving it.
+struct TargetMemory {
+  explicit TargetMemory(size_t size) : memory(size, 't') {}
+  std::vector<char> memory;
+};
+
 // A target transport with one registered buffer.
-struct Target : Endpoint {
-  explicit Target(const std::string& name, size_t size = 4096) : Endpoint(name), memory(size, 't') {
+struct Target : TargetMemory, Endpoint {
+  explicit Target(const std::string& name, size_t size = 4096)
+      : TargetMemory(size), Endpoint(name) {
     info.base = reinterpret_cast<uint64_t>(memory.data());
     info.length = memory.size();
     info.location = "cpu:0";
@@ -48,7 +55,6 @@ struct Target : Endpoint {
     TE_RETURN_IF_ERROR(registry.Add(info));
     return Endpoint::Start();
   }
-  std::vector<char> memory;
   BufferInfo info;
 };
 
@@ -180,7 +186,7 @@ TEST(TcpTransportTest, ConnectionsOpenOnFirstUseAndCloseWhenIdle) {
   ASSERT_TRUE(Eventually([&] { return open->load() == 0; }, std::chrono::seconds(10)))
       << "the idle connection stayed open";
   // Reopened on demand by the same peer handle.
-  target.memory.assign(target.memory.size(), 'u');
+  local.assign(local.size(), 0);
   ASSERT_TRUE(Read(*peer, target.info.base, &local).ok());
   EXPECT_EQ(local, target.memory);
 }
@@ -219,8 +225,8 @@ TEST(TcpTransportTest, ConnectionsBeyondTheTargetsLimitAreRefusedWithAReason) {
   EXPECT_EQ(refused, 4) << "16 of 20 connections fit";
 }
 
-void WriteOneRun(TransportPeer& peer, const Target& target, size_t slices_per_run, size_t slice_size,
-                 int round);
+void WriteOneRun(TransportPeer& peer, const Target& target, size_t slices_per_run,
+                 size_t slice_size, int round);
 
 // The response to the first WRITE of a run can come back while the rest of the run
 // waits for the socket, on the one I/O thread that must also go on sending it: its
@@ -243,8 +249,8 @@ TEST(TcpTransportTest, WriteAnsweredBeforeTheRestOfItsRunIsSentCompletes) {
   }
 }
 
-void WriteOneRun(TransportPeer& peer, const Target& target, size_t slices_per_run, size_t slice_size,
-                 int round) {
+void WriteOneRun(TransportPeer& peer, const Target& target, size_t slices_per_run,
+                 size_t slice_size, int round) {
   std::vector<char> local(slices_per_run * slice_size);
   for (size_t i = 0; i < local.size(); ++i) {
     local[i] = static_cast<char>(i * 7 + i / 4096 + round);
