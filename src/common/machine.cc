@@ -75,7 +75,7 @@ int NumaNodeCount() {
   return 1;
 }
 
-uint64_t RaiseOpenFileLimit() {
+void RaiseOpenFileLimit() {
   static std::once_flag once;
   std::call_once(once, [] {
     rlimit limit{};
@@ -84,8 +84,6 @@ uint64_t RaiseOpenFileLimit() {
       ::setrlimit(RLIMIT_NOFILE, &limit);
     }
   });
-  rlimit now{};
-  return ::getrlimit(RLIMIT_NOFILE, &now) == 0 ? now.rlim_cur : 0;
 }
 
 }  // namespace te

@@ -12,8 +12,8 @@ std::string ReadMachineId();
 // first non-loopback IPv4 address of an interface that is up; "127.0.0.1" if none.
 std::string DefaultAdvertiseAddress();
 // Raises this process's soft open-file limit to its hard limit, once: an engine with
-// hundreds of peers needs more sockets than the usual soft 1024. Returns the limit.
-uint64_t RaiseOpenFileLimit();
+// hundreds of peers needs more sockets than the usual soft 1024.
+void RaiseOpenFileLimit();
 // Number of NUMA nodes with memory (1 without libnuma).
 int NumaNodeCount();
 

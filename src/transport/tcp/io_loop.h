@@ -25,6 +25,12 @@
 
 namespace te {
 
+// steady_clock time in nanoseconds, as the handlers keep their progress stamps.
+inline int64_t SteadyNs(std::chrono::steady_clock::time_point t) {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
+}
+inline int64_t SteadyNowNs() { return SteadyNs(std::chrono::steady_clock::now()); }
+
 class IoHandler {
  public:
   virtual ~IoHandler() = default;
@@ -53,7 +59,6 @@ class IoLoop {
   void Remove(uint64_t id);
   // Runs fn on the thread of registration id (not at all once the loop stopped).
   void Post(uint64_t id, std::function<void()> fn);
-  size_t threads() const { return threads_.size(); }
 
  private:
   struct Thread {

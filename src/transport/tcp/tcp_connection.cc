@@ -26,10 +26,6 @@ constexpr uint64_t kMaxInlineBytes = 16 << 10;
 constexpr int kLoopRunsPerTurn = 4;
 constexpr uint64_t kMaxErrorText = 4096;
 
-int64_t NowNs() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch())
-      .count();
-}
 }  // namespace
 
 struct TcpConnection::Socket {
@@ -68,7 +64,7 @@ TcpConnection::~TcpConnection() { Close(); }
 
 std::string TcpConnection::PeerText() const { return options_.endpoint->Describe(); }
 
-void TcpConnection::Touch() { used_ns_.store(NowNs(), std::memory_order_relaxed); }
+void TcpConnection::Touch() { used_ns_.store(SteadyNowNs(), std::memory_order_relaxed); }
 
 void TcpConnection::Complete(Slice* chain, const Status& status) {
   while (chain) {
@@ -165,7 +161,7 @@ void TcpConnection::TakeRun(size_t max_slices, uint64_t max_payload, bool first_
       p.sent_with.push_back(h.request_id);
     }
     bytes += payload;
-    if (in_flight_.empty()) progress_ns_.store(NowNs(), std::memory_order_relaxed);
+    if (in_flight_.empty()) progress_ns_.store(SteadyNowNs(), std::memory_order_relaxed);
     in_flight_.push_back(s);
     ++count;
     if (device_payload) {
@@ -201,13 +197,8 @@ void TcpConnection::Flush(SendBudget budget) {
     Complete(cancelled, Status::Cancelled("batch freed before the slice was sent"));
     if (!sock) {
       if (hand_to_loop) {
-        std::weak_ptr<TcpConnection> weak = weak_from_this();
         MutexLock lock(&mu_);
-        if (socket_) {
-          loop_->Post(socket_->loop_id, [weak] {
-            if (auto conn = weak.lock()) conn->FlushFromLoop();
-          });
-        }
+        if (socket_) PostToLoop(socket_->loop_id, &TcpConnection::FlushFromLoop);
       }
       return;
     }
@@ -243,6 +234,13 @@ void TcpConnection::Flush(SendBudget budget) {
     p.staged = nullptr;
     if (!s.ok()) Fail(sock, s);
   }
+}
+
+void TcpConnection::PostToLoop(uint64_t loop_id, void (TcpConnection::*work)()) {
+  std::weak_ptr<TcpConnection> weak = weak_from_this();
+  loop_->Post(loop_id, [weak, work] {
+    if (auto conn = weak.lock()) ((*conn).*work)();
+  });
 }
 
 void TcpConnection::FlushFromLoop() {
@@ -452,7 +450,7 @@ Status TcpConnection::TakeResponse() {
   // report the slice done while this reader still writes into its destination.
   r.slice = in_flight_.front();
   in_flight_.pop_front();
-  progress_ns_.store(NowNs(), std::memory_order_relaxed);
+  progress_ns_.store(SteadyNowNs(), std::memory_order_relaxed);
   return Status::OK();
 }
 
@@ -485,7 +483,7 @@ Status TcpConnection::ReadPayload(const std::shared_ptr<Socket>& sock, bool* com
     TE_RETURN_IF_ERROR(RecvSome(fd, into + r.done, h.payload_len - r.done, &got));
     if (got == 0) return Status::OK();  // would block: *complete stays false
     r.done += got;
-    progress_ns_.store(NowNs(), std::memory_order_relaxed);
+    progress_ns_.store(SteadyNowNs(), std::memory_order_relaxed);
   }
   *complete = true;
   if (h.status != 0) *outcome = wire::ResponseStatus(h, r.text);
@@ -522,12 +520,7 @@ bool TcpConnection::ReceiveFor(const std::function<bool()>& done, Clock::time_po
     if (socket_ != sock || (in_flight_.empty() && !pending_receive_.slice)) break;
   }
   SpareLoopWakeUp(sock);
-  if (ReleaseReader(sock)) {
-    std::weak_ptr<TcpConnection> weak = weak_from_this();
-    loop_->Post(sock->loop_id, [weak] {
-      if (auto conn = weak.lock()) conn->ReadFromLoop();
-    });
-  }
+  if (ReleaseReader(sock)) PostToLoop(sock->loop_id, &TcpConnection::ReadFromLoop);
   return received;
 }
 
@@ -548,8 +541,7 @@ void TcpConnection::SpareLoopWakeUp(const std::shared_ptr<Socket>& sock) {
 }
 
 void TcpConnection::OnTick(const std::shared_ptr<Socket>& sock, Clock::time_point now) {
-  const int64_t now_ns =
-      std::chrono::duration_cast<std::chrono::nanoseconds>(now.time_since_epoch()).count();
+  const int64_t now_ns = SteadyNs(now);
   const int64_t io_timeout_ns = int64_t{options_.io_timeout_ms} * 1000000;
   const int64_t idle_ns = int64_t{options_.idle_timeout_ms} * 1000000;
   bool stalled = false;

@@ -98,6 +98,8 @@ class TcpConnection : public std::enable_shared_from_this<TcpConnection> {
   // Under mu_: moves queued slices into pending_send_ (and onto in_flight_).
   void TakeRun(size_t max_slices, uint64_t max_payload, bool first_always, Slice** cancelled)
       REQUIRES(mu_);
+  // Runs work on the I/O thread of loop_id, if this connection still lives then.
+  void PostToLoop(uint64_t loop_id, void (TcpConnection::*work)());
   // The loop's way in: takes sending_ (or leaves a note to its holder) and flushes.
   void FlushFromLoop() EXCLUDES(mu_);
   // The loop's read: takes the reader role (or leaves a note to its holder).

@@ -23,10 +23,6 @@ using Clock = std::chrono::steady_clock;
 // Requests one connection serves before the other sockets of its I/O thread go.
 constexpr int kRequestsPerTurn = 64;
 
-int64_t NowNs() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch())
-      .count();
-}
 }  // namespace
 
 struct TcpServer::Shared {
@@ -52,7 +48,7 @@ class DataConnection : public IoHandler, public std::enable_shared_from_this<Dat
         reader_(shared_->options.registry),
         open_(shared_->options.metrics ? shared_->options.metrics->Connections("tcp", true)
                                        : nullptr) {
-    progress_ns_ = NowNs();
+    progress_ns_ = SteadyNowNs();
   }
   ~DataConnection() override { shared_->live.fetch_sub(1, std::memory_order_relaxed); }
 
@@ -137,7 +133,7 @@ Status DataConnection::Step(bool* blocked, bool* answered) {
       *blocked = true;
       return Status::OK();
     }
-    progress_ns_ = NowNs();
+    progress_ns_ = SteadyNowNs();
     have_ += got;
     if (have_ < sizeof(header_)) return Status::OK();
     have_ = 0;
@@ -205,7 +201,7 @@ Status DataConnection::ReceivePayload(bool* blocked) {
       return Status::OK();
     }
     done_ += got;
-    progress_ns_ = NowNs();
+    progress_ns_ = SteadyNowNs();
   }
   return Status::OK();
 }
@@ -245,7 +241,7 @@ Status DataConnection::SendReply(bool* blocked) {
   int count = reply_count_ - reply_at_;
   TE_RETURN_IF_ERROR(SendSome(fd_.get(), &iov, &count));
   reply_at_ = reply_count_ - count;
-  progress_ns_ = NowNs();
+  progress_ns_ = SteadyNowNs();
   if (count > 0) {
     *blocked = true;  // an EPOLLOUT goes on
     return Status::OK();
@@ -262,9 +258,7 @@ Status DataConnection::SendReply(bool* blocked) {
 
 void DataConnection::OnTick(Clock::time_point now) {
   if (closed_ || (phase_ == Phase::kHeader && have_ == 0)) return;  // idle: may stay so
-  const auto since = std::chrono::nanoseconds(
-      std::chrono::duration_cast<std::chrono::nanoseconds>(now.time_since_epoch()).count() -
-      progress_ns_);
+  const auto since = std::chrono::nanoseconds(SteadyNs(now) - progress_ns_);
   if (since > std::chrono::milliseconds(shared_->options.io_timeout_ms)) {
     Close(Status::Timeout("no progress for " + std::to_string(shared_->options.io_timeout_ms) +
                           " ms"));
