@@ -492,7 +492,11 @@ Status TcpConnection::ReadPayload(const std::shared_ptr<Socket>& sock, bool* com
 
 void TcpConnection::FinishResponse(const Status& status) {
   Slice* slice = pending_receive_.slice;
-  pending_receive_ = PendingReceive{};
+  {
+    // Under mu_, since the tick and Idle() read .slice to tell whether a response is due.
+    MutexLock lock(&mu_);
+    pending_receive_ = PendingReceive{};
+  }
   // A READ request's send reads only its header, never the caller's buffer.
   if (slice->opcode == Request::WRITE) AwaitReleased(slice);
   slice->on_done(slice, status);

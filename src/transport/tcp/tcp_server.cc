@@ -12,6 +12,7 @@
 #include <cstring>
 
 #include "common/logging.h"
+#include "common/tsan_sync.h"
 #include "memory/memory.h"
 #include "rpc/handshake.h"
 #include "rpc/wire.h"
@@ -194,6 +195,7 @@ Status DataConnection::ReceivePayload(bool* blocked) {
     if (refused_) {
       TE_RETURN_IF_ERROR(RecvSome(fd, sink, std::min<uint64_t>(left, sizeof(sink)), &got));
     } else {
+      TsanHiddenAccesses hidden;  // the buffer's order runs through the peer
       TE_RETURN_IF_ERROR(RecvSome(fd, into + done_, left, &got));
     }
     if (got == 0) {
@@ -239,7 +241,10 @@ void DataConnection::PrepareReply(const Status& verdict) {
 Status DataConnection::SendReply(bool* blocked) {
   iovec* iov = reply_iov_ + reply_at_;
   int count = reply_count_ - reply_at_;
-  TE_RETURN_IF_ERROR(SendSome(fd_.get(), &iov, &count));
+  {
+    TsanHiddenAccesses hidden;  // a READ's buffer: its order runs through the peer
+    TE_RETURN_IF_ERROR(SendSome(fd_.get(), &iov, &count));
+  }
   reply_at_ = reply_count_ - count;
   progress_ns_ = SteadyNowNs();
   if (count > 0) {
