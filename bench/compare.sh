@@ -71,12 +71,26 @@ row() {
 # the IPERF_CLIENT prefix (e.g. ip netns exec B) to a server under PIN_TARGET.
 IPERF_HOST=127.0.0.1
 IPERF_CLIENT=()
+# The congestion control the engine's TCP connections use (Config::tcp_congestion:
+# "auto" turns the kernel's bbr into cubic), which iperf3 then uses too.
+engine_congestion() {
+  local configured=${TE_TCP_CONGESTION:-auto} system
+  system=$(cat /proc/sys/net/ipv4/tcp_congestion_control 2>/dev/null || true)
+  case $configured in
+    system) echo "$system" ;;
+    auto) if [[ $system == bbr ]]; then echo cubic; else echo "$system"; fi ;;
+    *) echo "$configured" ;;
+  esac
+}
+CONGESTION=$(engine_congestion)
+
 iperf3_gbps() {
   local port=$((20000 + RANDOM % 20000))
   start_bg "${PIN_TARGET[@]}" iperf3 -s -p "$port" >/dev/null 2>&1
   local server=$BG_PID
   sleep 0.5
-  "${IPERF_CLIENT[@]}" iperf3 -c "$IPERF_HOST" -p "$port" -t "$SECS" -P "$1" -f M 2>/dev/null |
+  "${IPERF_CLIENT[@]}" iperf3 -c "$IPERF_HOST" -p "$port" -t "$SECS" -P "$1" -f M \
+    ${CONGESTION:+-C "$CONGESTION"} 2>/dev/null |
     awk '/receiver/ { for (i = 1; i <= NF; i++) if ($i == "MBytes/sec") v = $(i - 1) }
          END { if (v != "") printf "%.2f", v * 1048576 / 1e9 }'
   stop_bg "$server"
@@ -398,7 +412,7 @@ for transport in $TRANSPORTS; do
 done
 
 echo "date: $(date -u '+%Y-%m-%d %H:%M UTC')  host: $(uname -n)  cpus: $(nproc)  kernel: $(uname -r)"
-echo "load average before: $LOAD  seconds/case: $SECS (+1 s warm-up)"
+echo "load average before: $LOAD  seconds/case: $SECS (+1 s warm-up)  tcp congestion control: ${CONGESTION:-default} (engine and iperf3)"
 printf '%-36s %14s  %-34s %14s %7s\n' "case" "figure" "baseline" "figure" "ratio"
 printf '%s\n' "${ROWS[@]}"
 for n in "${NOTES[@]}"; do echo "note: $n"; done

@@ -51,6 +51,11 @@ struct Config {
   uint32_t tcp_io_threads = 2;
   // A TCP connection unused this long closes; it reopens on the next request. 0: never.
   uint32_t tcp_idle_timeout_ms = 60000;
+  // Congestion control of the TCP data connections. "auto": the kernel's default,
+  // except bbr, which is replaced with cubic (bbr halves request/response throughput on
+  // a 1500-MTU link between busy hosts; docs/performance.md). "system": the kernel's
+  // default always. Any other value names one (net.ipv4.tcp_allowed_congestion_control).
+  std::string tcp_congestion = "auto";
   uint64_t slice_size = 1 << 20;        // requests above this are split
   uint32_t transfer_timeout_ms = 5000;  // a slice without progress this long fails
   uint32_t connect_timeout_ms = 3000;

@@ -100,6 +100,8 @@ Status Config::FromJson(const std::string& json_text, Config* config) {
       s = ReadUnsigned(j, "tcp_io_threads", &config->tcp_io_threads);
     else if (key == "tcp_idle_timeout_ms")
       s = ReadUnsigned(j, "tcp_idle_timeout_ms", &config->tcp_idle_timeout_ms);
+    else if (key == "tcp_congestion")
+      s = ReadField(j, "tcp_congestion", &config->tcp_congestion);
     else if (key == "slice_size")
       s = ReadUnsigned(j, "slice_size", &config->slice_size);
     else if (key == "transfer_timeout_ms")
@@ -150,6 +152,7 @@ Status Config::FromEnv(Config* config) {
   ApplyEnvString("TE_CLUSTER_SECRET", &config->cluster_secret);
   ApplyEnvString("TE_UCX_TLS", &config->ucx_tls);
   ApplyEnvString("TE_UCX_NET_DEVICES", &config->ucx_net_devices);
+  ApplyEnvString("TE_TCP_CONGESTION", &config->tcp_congestion);
   TE_RETURN_IF_ERROR(ApplyEnvUnsigned("TE_UCX_WORKERS", &config->ucx_workers));
   if (const char* v = std::getenv("TE_TRANSPORTS")) config->transports = SplitList(v);
   TE_RETURN_IF_ERROR(ApplyEnvUnsigned("TE_RPC_PORT", &config->rpc_port));
@@ -196,6 +199,13 @@ Status Config::Validate() const {
   }
   if (tcp_io_threads < 1 || tcp_io_threads > 64) {
     return Status::InvalidArgument("tcp_io_threads must be in [1, 64]");
+  }
+  // Linux names congestion controls with at most 15 of [a-z0-9_] (TCP_CA_NAME_MAX).
+  if (tcp_congestion.empty() || tcp_congestion.size() > 15 ||
+      tcp_congestion.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789_") !=
+          std::string::npos) {
+    return Status::InvalidArgument("tcp_congestion '" + tcp_congestion +
+                                   "' is not auto, system or a congestion control's name");
   }
   if (ucx_workers < 1 || ucx_workers > kMaxUcxWorkers) {
     return Status::InvalidArgument("ucx_workers must be in [1, " + std::to_string(kMaxUcxWorkers) +

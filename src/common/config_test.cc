@@ -27,9 +27,9 @@ const char* const kEnvVars[] = {
     "TE_MACHINE_ID",       "TE_TCP_CONNECTIONS",
     "TE_SLICE_SIZE",       "TE_TRANSFER_TIMEOUT_MS",
     "TE_METADATA_TTL_S",   "TE_MAX_REGISTERED_BUFFERS",
-    "TE_RPC_BIND_HOST",     "TE_METRICS_PORT",
+    "TE_RPC_BIND_HOST",    "TE_METRICS_PORT",
     "TE_UCX_TLS",          "TE_UCX_NET_DEVICES",
-    "TE_UCX_WORKERS",
+    "TE_UCX_WORKERS",      "TE_TCP_CONGESTION",
 };
 
 class ConfigTest : public testing::Test {
@@ -94,7 +94,8 @@ TEST_F(ConfigTest, FromJsonAllFields) {
     "metadata_ttl_s": 30,
     "ucx_tls": "rc,ud",
     "ucx_net_devices": "mlx5_0:1",
-    "ucx_workers": 2
+    "ucx_workers": 2,
+    "tcp_congestion": "reno"
   })",
                               &c);
   ASSERT_TRUE(s.ok()) << s.ToString();
@@ -114,6 +115,7 @@ TEST_F(ConfigTest, FromJsonAllFields) {
   EXPECT_EQ(c.ucx_tls, "rc,ud");
   EXPECT_EQ(c.ucx_net_devices, "mlx5_0:1");
   EXPECT_EQ(c.ucx_workers, 2u);
+  EXPECT_EQ(c.tcp_congestion, "reno");
   EXPECT_TRUE(c.Validate().ok()) << c.Validate().ToString();
 }
 
@@ -314,6 +316,7 @@ TEST_F(ConfigTest, FromEnvAllVariables) {
   setenv("TE_UCX_TLS", "tcp", 1);
   setenv("TE_UCX_NET_DEVICES", "lo", 1);
   setenv("TE_UCX_WORKERS", "3", 1);
+  setenv("TE_TCP_CONGESTION", "system", 1);
   Config c;
   Status s = Config::FromEnv(&c);
   ASSERT_TRUE(s.ok()) << s.ToString();
@@ -334,6 +337,7 @@ TEST_F(ConfigTest, FromEnvAllVariables) {
   EXPECT_EQ(c.ucx_tls, "tcp");
   EXPECT_EQ(c.ucx_net_devices, "lo");
   EXPECT_EQ(c.ucx_workers, 3u);
+  EXPECT_EQ(c.tcp_congestion, "system");
   EXPECT_EQ(c.connect_timeout_ms, 3000u);  // not read from the environment
 }
 
@@ -453,6 +457,23 @@ TEST_F(ConfigTest, ValidateCentralMetadataNeedsServers) {
   EXPECT_TRUE(p2p.Validate().ok());
 }
 
+TEST_F(ConfigTest, ValidateTcpCongestion) {
+  EXPECT_EQ(Config().tcp_congestion, "auto");
+  for (const char* good : {"auto", "system", "cubic", "reno", "dctcp", "bbr"}) {
+    Config c;
+    c.tcp_congestion = good;
+    EXPECT_TRUE(c.Validate().ok()) << good;
+  }
+  for (const char* bad : {"", "Cubic", "cu bic", "../cubic", "a_name_over_15ch"}) {
+    SCOPED_TRACE(bad);
+    Config c;
+    c.tcp_congestion = bad;
+    Status s = c.Validate();
+    EXPECT_EQ(s.code(), Status::Code::kInvalidArgument);
+    EXPECT_NE(s.message().find("tcp_congestion"), std::string::npos) << s.message();
+  }
+}
+
 TEST_F(ConfigTest, ValidateLogLevel) {
   for (const char* good : {"debug", "info", "warning", "error"}) {
     Config c;
@@ -526,8 +547,7 @@ TEST_F(ConfigTest, MetricsPortFromJsonAndEnvironment) {
   EXPECT_EQ(c.metrics_port, 9200);
   setenv("TE_METRICS_PORT", "70000", 1);
   EXPECT_EQ(Config::FromEnv(&c).code(), Status::Code::kInvalidArgument);
-  EXPECT_EQ(Config::FromJson(R"({"metrics_port": -1})", &c).code(),
-            Status::Code::kInvalidArgument);
+  EXPECT_EQ(Config::FromJson(R"({"metrics_port": -1})", &c).code(), Status::Code::kInvalidArgument);
 }
 
 }  // namespace

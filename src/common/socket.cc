@@ -13,6 +13,7 @@
 #include <chrono>
 #include <climits>
 #include <cstring>
+#include <fstream>
 
 #include "common/tsan_annotations.h"
 
@@ -176,6 +177,37 @@ Status SetIoTimeout(int fd, uint32_t timeout_ms) {
     return Status::FromErrno("setsockopt timeout", errno);
   }
   return Status::OK();
+}
+
+Status ResolveCongestionControl(const std::string& configured, std::string* name) {
+  name->clear();
+  if (configured == "system") return Status::OK();
+  if (configured == "auto") {
+    std::ifstream in("/proc/sys/net/ipv4/tcp_congestion_control");
+    std::string system;
+    // bbr paces to a bandwidth and a minimum RTT measured on a quiet link; request and
+    // response bursts between busy hosts then wait on it (docs/performance.md).
+    if (in >> system && system == "bbr") *name = "cubic";
+    if (name->empty()) return Status::OK();
+  } else {
+    *name = configured;
+  }
+  UniqueFd probe(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (probe.get() < 0) return Status::FromErrno("socket", errno);
+  if (::setsockopt(probe.get(), IPPROTO_TCP, TCP_CONGESTION, name->data(), name->size()) != 0) {
+    const int err = errno;
+    if (configured == "auto") {  // cubic not here: the kernel's default it is
+      name->clear();
+      return Status::OK();
+    }
+    return Status::InvalidArgument("tcp_congestion '" + configured + "': " + std::strerror(err) +
+                                   " (see net.ipv4.tcp_allowed_congestion_control)");
+  }
+  return Status::OK();
+}
+
+void SetCongestionControl(int fd, const std::string& name) {
+  if (!name.empty()) ::setsockopt(fd, IPPROTO_TCP, TCP_CONGESTION, name.data(), name.size());
 }
 
 void SetBulkBuffers(int fd) {

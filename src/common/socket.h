@@ -46,6 +46,12 @@ Status Accept(int listen_fd, UniqueFd* fd);
 Status SetIoTimeout(int fd, uint32_t timeout_ms);
 // Enlarges kernel socket buffers for bulk data.
 void SetBulkBuffers(int fd);
+// The congestion control that Config::tcp_congestion asks for ("auto", "system" or a
+// name), in this network namespace: empty for the kernel's default. A name this
+// kernel refuses is an error naming it.
+Status ResolveCongestionControl(const std::string& configured, std::string* name);
+// Sets a resolved congestion control on a TCP socket; nothing when name is empty.
+void SetCongestionControl(int fd, const std::string& name);
 
 // Sends every byte of iov (modified in place). kUnavailable when the peer is gone.
 Status SendAll(int fd, struct iovec* iov, int iovcnt);

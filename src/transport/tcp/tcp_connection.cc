@@ -289,6 +289,7 @@ void TcpConnection::Connect() {
   auto sock = std::make_shared<Socket>();
   if (s.ok()) {
     SetBulkBuffers(fd.get());
+    SetCongestionControl(fd.get(), options_.congestion);
     sock->fd = std::move(fd);
     sock->counted = GaugeHold(options_.connections);
     sock->loop_id = loop_->NewId();

@@ -12,7 +12,7 @@
 #include <cstring>
 
 #include "common/logging.h"
-#include "common/tsan_sync.h"
+#include "common/tsan_annotations.h"
 #include "memory/memory.h"
 #include "rpc/handshake.h"
 #include "rpc/wire.h"
@@ -321,6 +321,7 @@ void Welcome(std::shared_ptr<UniqueFd> fd, const std::shared_ptr<TcpServer::Shar
     return;
   }
   SetBulkBuffers(fd->get());
+  SetCongestionControl(fd->get(), o.congestion);
   const int raw = fd->get();
   const uint64_t id = shared->loop->NewId();
   auto conn = std::make_shared<DataConnection>(id, std::move(*fd), std::move(peer), shared);

@@ -76,6 +76,7 @@ Status TcpTransport::Start(const TransportContext& context, SegmentDescriptor* l
   // A tick a tenth of the I/O timeout finds a stalled slice within 1.1 timeouts.
   const auto tick =
       std::chrono::milliseconds(std::clamp<uint32_t>(config.transfer_timeout_ms / 10, 1, 100));
+  TE_RETURN_IF_ERROR(ResolveCongestionControl(config.tcp_congestion, &congestion_));
   TE_RETURN_IF_ERROR(loop_.Start(config.tcp_io_threads, tick));
   connects_.Start(kHandshakeThreads, kMaxWaitingHandshakes);
   welcomes_.Start(kHandshakeThreads, kMaxWaitingHandshakes);
@@ -86,6 +87,7 @@ Status TcpTransport::Start(const TransportContext& context, SegmentDescriptor* l
   server.io_timeout_ms = config.transfer_timeout_ms;
   server.max_connections = TcpServer::ConnectionLimit();
   server.metrics = context.metrics;
+  server.congestion = congestion_;
   TE_RETURN_IF_ERROR(server_.Start(context.bind_host, std::move(server), &loop_, &welcomes_));
   local->transports[name()] = TcpEndpoint::Format(
       AdvertisedHosts(context.advertise_any ? "" : context.advertise_host, context.advertise_host),
@@ -125,6 +127,7 @@ Status TcpTransport::GetPeer(const SegmentDescriptor& peer, std::shared_ptr<Tran
   options.connect_timeout_ms = config.connect_timeout_ms;
   options.io_timeout_ms = config.transfer_timeout_ms;
   options.idle_timeout_ms = config.tcp_idle_timeout_ms;
+  options.congestion = congestion_;
   if (context_.metrics) options.connections = context_.metrics->Connections("tcp", false);
   std::vector<std::shared_ptr<TcpPeer>> unused;  // destroyed after the lock
   MutexLock lock(&mu_);

@@ -40,6 +40,7 @@ class TcpTransport : public Transport {
   void TakeUnusedPeers(std::vector<std::shared_ptr<TcpPeer>>* unused) REQUIRES(mu_);
 
   TransportContext context_;
+  std::string congestion_;  // of data connections, resolved at Start
   IoLoop loop_;
   // Connects (this engine's HELLOs) and welcomes (its peers'), apart: a connect waits
   // for a welcome, and an engine may connect to itself.

@@ -1,7 +1,11 @@
 #include "transport/tcp/tcp_transport.h"
 
+#include <dirent.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 
 #include <chrono>
 #include <fstream>
@@ -11,6 +15,7 @@
 #include <thread>
 #include <vector>
 
+#include "common/socket.h"
 #include "memory/buffer_registry.h"
 #include "metrics/engine_metrics.h"
 
@@ -285,6 +290,84 @@ void WriteOneRun(TransportPeer& peer, const Target& target, size_t slices_per_ru
       << done.load() << " of " << slices_per_run << " slices completed";
   EXPECT_EQ(failed.load(), 0u);
   EXPECT_EQ(target.memory, local);
+}
+
+// The congestion control of every established TCP socket of this process.
+std::vector<std::string> EstablishedCongestionControls() {
+  std::vector<std::string> names;
+  DIR* dir = ::opendir("/proc/self/fd");
+  if (!dir) return names;
+  while (dirent* entry = ::readdir(dir)) {
+    const int fd = std::atoi(entry->d_name);
+    tcp_info info{};
+    socklen_t len = sizeof(info);
+    if (fd <= 2 || ::getsockopt(fd, IPPROTO_TCP, TCP_INFO, &info, &len) != 0 ||
+        info.tcpi_state != 1 /* TCP_ESTABLISHED */) {
+      continue;
+    }
+    char name[16] = {};
+    len = sizeof(name);
+    if (::getsockopt(fd, IPPROTO_TCP, TCP_CONGESTION, name, &len) == 0) names.push_back(name);
+  }
+  ::closedir(dir);
+  return names;
+}
+
+TEST(TcpCongestionTest, SystemMeansTheKernelsDefaultAndANameItself) {
+  std::string name = "x";
+  ASSERT_TRUE(ResolveCongestionControl("system", &name).ok());
+  EXPECT_EQ(name, "");
+  ASSERT_TRUE(ResolveCongestionControl("reno", &name).ok());  // built into every kernel
+  EXPECT_EQ(name, "reno");
+  Status s = ResolveCongestionControl("no_such_cc", &name);
+  EXPECT_EQ(s.code(), Status::Code::kInvalidArgument);
+  EXPECT_NE(s.message().find("no_such_cc"), std::string::npos) << s.message();
+}
+
+TEST(TcpCongestionTest, AutoReplacesOnlyBbr) {
+  std::ifstream in("/proc/sys/net/ipv4/tcp_congestion_control");
+  std::string system;
+  ASSERT_TRUE(in >> system);
+  std::string name;
+  ASSERT_TRUE(ResolveCongestionControl("auto", &name).ok());
+  if (system == "bbr") {
+    std::string cubic;
+    if (ResolveCongestionControl("cubic", &cubic).ok()) {
+      EXPECT_EQ(name, "cubic");
+    }
+  } else {
+    EXPECT_EQ(name, "") << "auto changed the kernel's " << system;
+  }
+}
+
+// Both ends' data connections use the configured congestion control (one that is not
+// the kernel's default, so that the test sees it applied).
+TEST(TcpCongestionTest, DataConnectionsUseTheConfiguredOne) {
+  std::ifstream in("/proc/sys/net/ipv4/tcp_congestion_control");
+  std::string system;
+  ASSERT_TRUE(in >> system);
+  const std::string chosen = system == "reno" ? "cubic" : "reno";
+  Endpoint initiator("initiator");
+  initiator.config.tcp_congestion = chosen;
+  ASSERT_TRUE(initiator.Start().ok());
+  Target target("target");
+  target.config.tcp_congestion = chosen;
+  ASSERT_TRUE(target.Start().ok());
+  std::shared_ptr<TransportPeer> peer;
+  ASSERT_TRUE(initiator.transport.GetPeer(target.descriptor, &peer).ok());
+  std::vector<char> local(target.memory.size());
+  ASSERT_TRUE(Read(*peer, target.info.base, &local).ok());
+  const std::vector<std::string> names = EstablishedCongestionControls();
+  ASSERT_GE(names.size(), 2u) << "no connection, or not both of its ends";
+  for (const std::string& name : names) EXPECT_EQ(name, chosen);
+}
+
+TEST(TcpCongestionTest, AnUnknownOneFailsTheStartWithItsName) {
+  Endpoint endpoint("endpoint");
+  endpoint.config.tcp_congestion = "no_such_cc";
+  Status s = endpoint.Start();
+  EXPECT_EQ(s.code(), Status::Code::kInvalidArgument);
+  EXPECT_NE(s.message().find("no_such_cc"), std::string::npos) << s.message();
 }
 
 }  // namespace
