@@ -8,6 +8,7 @@
 #include <sys/socket.h>
 
 #include <chrono>
+#include <cstring>
 #include <fstream>
 #include <future>
 #include <memory>
@@ -290,6 +291,72 @@ void WriteOneRun(TransportPeer& peer, const Target& target, size_t slices_per_ru
       << done.load() << " of " << slices_per_run << " slices completed";
   EXPECT_EQ(failed.load(), 0u);
   EXPECT_EQ(target.memory, local);
+}
+
+// The target reads pipelined requests ahead, several headers and WRITE payload bytes
+// in one recv: small WRITEs, refused WRITEs (whose payloads it drops) and READs, all
+// on one connection, each get their own answer and the bytes land where they belong.
+TEST(TcpTransportTest, PipelinedRequestsWithRefusedWritesBetweenThemStayInStep) {
+  Endpoint initiator("initiator");
+  initiator.config.tcp_connections_per_peer = 1;
+  ASSERT_TRUE(initiator.Start().ok());
+  constexpr size_t kSize = 64 << 10, kHalf = kSize / 2, kRequests = 300;
+  Target target("target", kSize);
+  ASSERT_TRUE(target.Start().ok());
+  for (size_t i = kHalf; i < kSize; ++i) target.memory[i] = static_cast<char>(i * 13);
+  std::vector<char> expect(target.memory), local(kRequests * 512);
+  std::shared_ptr<TransportPeer> peer;
+  ASSERT_TRUE(initiator.transport.GetPeer(target.descriptor, &peer).ok());
+
+  struct Outcome {
+    std::atomic<size_t> done{0};
+    std::promise<void> all;
+    std::vector<Status> status = std::vector<Status>(kRequests);
+    Slice* first = nullptr;
+  } outcome;
+  std::vector<Slice> slices(kRequests);
+  outcome.first = slices.data();
+  std::vector<Slice*> pointers;
+  for (size_t i = 0; i < kRequests; ++i) {
+    Slice& s = slices[i];
+    const uint64_t length = 1 + (i * 37) % 500;
+    s.local = local.data() + i * 512;
+    s.length = length;
+    s.opcode = i % 3 == 2 ? Request::READ : Request::WRITE;
+    if (s.opcode == Request::READ) {
+      s.remote = target.info.base + kHalf + (i * 101) % (kHalf - 512);
+    } else if (i % 3 == 1) {
+      s.remote = target.info.base + kSize - length / 2;  // runs past the buffer: refused
+    } else {
+      const uint64_t at = (i * 211) % (kHalf - 512);
+      for (uint64_t b = 0; b < length; ++b) s.local[b] = static_cast<char>(i + b);
+      std::memcpy(expect.data() + at, s.local, length);
+      s.remote = target.info.base + at;
+    }
+    s.owner = &outcome;
+    s.on_done = [](Slice* slice, const Status& st) {
+      auto* o = static_cast<Outcome*>(slice->owner);
+      o->status[slice - o->first] = st;
+      if (o->done.fetch_add(1) + 1 == kRequests) o->all.set_value();
+    };
+    pointers.push_back(&s);
+  }
+  peer->Submit(pointers.data(), pointers.size());
+  ASSERT_EQ(outcome.all.get_future().wait_for(std::chrono::seconds(30)), std::future_status::ready)
+      << outcome.done.load() << " of " << kRequests << " answered";
+  for (size_t i = 0; i < kRequests; ++i) {
+    SCOPED_TRACE("request " + std::to_string(i));
+    if (i % 3 == 1) {
+      EXPECT_FALSE(outcome.status[i].ok());
+      continue;
+    }
+    ASSERT_TRUE(outcome.status[i].ok()) << outcome.status[i].ToString();
+    if (i % 3 == 2) {
+      const size_t at = slices[i].remote - target.info.base;
+      EXPECT_EQ(std::memcmp(slices[i].local, expect.data() + at, slices[i].length), 0);
+    }
+  }
+  EXPECT_EQ(target.memory, expect);
 }
 
 // The congestion control of every established TCP socket of this process.
