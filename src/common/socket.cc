@@ -294,9 +294,19 @@ Status RecvCounted(int fd, void* data, size_t len, size_t* received) {
 }  // namespace
 
 Status RecvSome(int fd, void* data, size_t len, size_t* received) {
+  iovec iov{data, len};
+  return RecvSome(fd, &iov, 1, received);
+}
+
+Status RecvSome(int fd, struct iovec* iov, int iovcnt, size_t* received) {
   *received = 0;
+  size_t len = 0;
+  for (int i = 0; i < iovcnt; ++i) len += iov[i].iov_len;
+  msghdr msg{};
+  msg.msg_iov = iov;
+  msg.msg_iovlen = static_cast<size_t>(iovcnt);
   for (;;) {
-    ssize_t n = ::recv(fd, data, len, MSG_DONTWAIT);
+    ssize_t n = ::recvmsg(fd, &msg, MSG_DONTWAIT);
     if (n > 0) {
       TE_TSAN_ACQUIRE_SOCKET_HAND_OFF();
       *received = static_cast<size_t>(n);

@@ -62,6 +62,8 @@ Status SendSome(int fd, struct iovec** iov, int* iovcnt);
 // Receives what the socket has, up to len bytes, without waiting: *received is 0 when
 // nothing was there. kUnavailable on orderly close.
 Status RecvSome(int fd, void* data, size_t len, size_t* received);
+// The same, filling iov's buffers in order.
+Status RecvSome(int fd, struct iovec* iov, int iovcnt, size_t* received);
 // Receives exactly len bytes. kUnavailable on orderly close, kTimeout after the
 // socket's receive timeout without any byte.
 Status RecvAll(int fd, void* data, size_t len);

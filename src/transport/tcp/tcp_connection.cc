@@ -4,6 +4,7 @@
 #include <sys/socket.h>
 
 #include <cerrno>
+#include <cstring>
 #include <thread>
 
 #include "common/logging.h"
@@ -401,7 +402,8 @@ bool TcpConnection::ReleaseReader(const std::shared_ptr<Socket>& sock) {
       pending_receive_ = PendingReceive{};
       why = failure_;
     }
-    read_more = socket_ == sock && read_again_;
+    // A whole header read with the last payload: no event tells anyone of it.
+    read_more = socket_ == sock && (read_again_ || HeaderBuffered());
     read_again_ = false;
   }
   if (orphan) {
@@ -417,11 +419,13 @@ TcpConnection::ReadResult TcpConnection::ReadAvailable(const std::shared_ptr<Soc
   for (;;) {
     Status s;
     if (!r.slice) {
-      size_t got = 0;
-      s = RecvSome(sock->fd.get(), r.header + r.have, sizeof(r.header) - r.have, &got);
-      if (s.ok() && got == 0) return ReadResult::kWouldBlock;
-      r.have += got;
-      if (s.ok() && r.have < sizeof(r.header)) continue;
+      if (r.have < sizeof(r.header)) {  // else it came with the previous payload
+        size_t got = 0;
+        s = RecvSome(sock->fd.get(), r.header + r.have, sizeof(r.header) - r.have, &got);
+        if (s.ok() && got == 0) return ReadResult::kWouldBlock;
+        r.have += got;
+        if (s.ok() && r.have < sizeof(r.header)) continue;
+      }
       if (s.ok()) s = wire::DecodeHeader(r.header, &r.frame);
       if (s.ok()) {
         MutexLock lock(&mu_);
@@ -480,9 +484,16 @@ Status TcpConnection::ReadPayload(const std::shared_ptr<Socket>& sock, bool* com
     return Status::ProtocolError("WRITE response with a payload");
   }
   while (r.done < h.payload_len) {
+    // With the rest of the payload, the next response's header: one recv a response.
+    const uint64_t left = h.payload_len - r.done;
+    iovec iov[2] = {{into + r.done, left}, {r.next, sizeof(r.next)}};
     size_t got = 0;
-    TE_RETURN_IF_ERROR(RecvSome(fd, into + r.done, h.payload_len - r.done, &got));
+    TE_RETURN_IF_ERROR(RecvSome(fd, iov, 2, &got));
     if (got == 0) return Status::OK();  // would block: *complete stays false
+    if (got > left) {
+      r.next_have = got - left;
+      got = left;
+    }
     r.done += got;
     progress_ns_.store(SteadyNowNs(), std::memory_order_relaxed);
   }
@@ -493,10 +504,13 @@ Status TcpConnection::ReadPayload(const std::shared_ptr<Socket>& sock, bool* com
 
 void TcpConnection::FinishResponse(const Status& status) {
   Slice* slice = pending_receive_.slice;
+  PendingReceive next;
+  std::memcpy(next.header, pending_receive_.next, pending_receive_.next_have);
+  next.have = pending_receive_.next_have;
   {
     // Under mu_, since the tick and Idle() read .slice to tell whether a response is due.
     MutexLock lock(&mu_);
-    pending_receive_ = PendingReceive{};
+    pending_receive_ = std::move(next);
   }
   // A READ request's send reads only its header, never the caller's buffer.
   if (slice->opcode == Request::WRITE) AwaitReleased(slice);
@@ -517,7 +531,10 @@ bool TcpConnection::ReceiveFor(const std::function<bool()>& done, Clock::time_po
     const auto left = deadline - Clock::now();
     if (left <= Clock::duration::zero()) break;
     const auto ms = std::chrono::ceil<std::chrono::milliseconds>(left).count();
-    if (!WaitReadable(sock->fd.get(), ms > 1000000 ? 1000000 : static_cast<int>(ms))) continue;
+    if (!HeaderBuffered() &&
+        !WaitReadable(sock->fd.get(), ms > 1000000 ? 1000000 : static_cast<int>(ms))) {
+      continue;
+    }
     const ReadResult result = ReadAvailable(sock, done);
     received = true;
     if (result == ReadResult::kFailed) break;

@@ -89,6 +89,9 @@ class TcpConnection : public std::enable_shared_from_this<TcpConnection> {
     wire::FrameHeader frame;
     uint64_t done = 0;  // payload bytes so far
     std::string text;   // a failed response's message
+    // The next response's first header bytes, read with the end of this payload.
+    uint8_t next[wire::kHeaderSize];
+    size_t next_have = 0;
   };
   enum class Reader { kNone, kLoop, kWaiter };
   enum class SendBudget { kInline, kLoop };
@@ -121,6 +124,11 @@ class TcpConnection : public std::enable_shared_from_this<TcpConnection> {
   // all came, with *outcome the response's verdict. An error fails the socket.
   Status ReadPayload(const std::shared_ptr<Socket>& sock, bool* complete, Status* outcome)
       EXCLUDES(mu_);
+  // The reader's (or, under mu_, anyone's): a whole response header waits in
+  // pending_receive_, read with the previous response's payload.
+  bool HeaderBuffered() const {
+    return !pending_receive_.slice && pending_receive_.have == sizeof(pending_receive_.header);
+  }
   // Under mu_: matches a received header to the oldest request on the wire.
   Status TakeResponse() REQUIRES(mu_);
   // Ends the current response (its slice's on_done) and readies the next.
