@@ -97,6 +97,39 @@ TEST(SegmentEntriesTest, HeaderRoundTripsWithoutBuffers) {
   EXPECT_FALSE(HeaderFromJson(d.ToJson(), &back, &state).ok());
 }
 
+TEST(SegmentEntriesTest, WholeSegmentIsADescriptorAndSplitsBackExactly) {
+  SegmentDescriptor d;
+  d.name = "seg";
+  d.machine_id = "m";
+  d.rpc_host = "127.0.0.1";
+  d.rpc_port = 9;
+  WholeSegment whole;
+  whole.header = HeaderToJson(d, HeaderState{"abc", 2, 2, {}});
+  for (uint64_t base : {0x3000, 0x1000}) {
+    whole.buffers[BufferId(base)] = SegmentBufferToJson(Buffer(base));
+  }
+  const std::string value = whole.ToJson();
+  // Any reader of whole descriptors reads it (engines before the header/entry split).
+  SegmentDescriptor read;
+  ASSERT_TRUE(SegmentDescriptor::FromJson(value, &read).ok()) << value;
+  EXPECT_EQ(Bases(read.buffers), (std::vector<uint64_t>{0x1000, 0x3000}));
+  // The header comes back byte for byte (ownership is checked by comparing it).
+  WholeSegment back;
+  ASSERT_TRUE(WholeSegment::FromJson(value, &back).ok());
+  EXPECT_EQ(back.header, whole.header);
+  EXPECT_EQ(back.buffers, whole.buffers);
+  // A header alone is a whole segment without buffers.
+  ASSERT_TRUE(WholeSegment::FromJson(whole.header, &back).ok());
+  EXPECT_EQ(back.header, whole.header);
+  EXPECT_TRUE(back.buffers.empty());
+
+  for (const char* bad :
+       {"", "not json", "[]", "{}", R"({"buffers": {}})", R"({"buffers": [1]})",
+        R"({"buffers": [{"base": -1}]})", R"({"buffers": [{"base": 1}, {"base": 1}]})"}) {
+    EXPECT_FALSE(WholeSegment::FromJson(bad, &back).ok()) << bad;
+  }
+}
+
 TEST(SegmentEntriesTest, ChangesMergeIntoTheHeldBuffers) {
   const std::vector<SegmentBuffer> held = {Buffer(0x100), Buffer(0x200), Buffer(0x300)};
   SegmentBuffer longer = Buffer(0x200, 32);
