@@ -1,6 +1,6 @@
 // Segment descriptors arrive from peers (GET_SEGMENT) and metadata servers (there as a
-// header and one entry per buffer); a malformed one must be rejected, never crash or
-// yield an inconsistent descriptor.
+// header and one entry per buffer, or whole from a key-only http server); a malformed
+// one must be rejected, never crash or yield an inconsistent descriptor.
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
@@ -30,6 +30,13 @@ void CheckEntries(const std::string& text) {
     if (te::HeaderToJson(header2, state2) != json) std::abort();
     std::vector<uint64_t> bases;
     state.ChangedSince(state.instance + ":0", &bases);
+  }
+  // A key-only http server's whole segment: splits and joins back unchanged.
+  te::WholeSegment whole;
+  if (te::WholeSegment::FromJson(text, &whole).ok()) {
+    te::WholeSegment again;
+    if (!te::WholeSegment::FromJson(whole.ToJson(), &again).ok()) std::abort();
+    if (again.header != whole.header || again.buffers != whole.buffers) std::abort();
   }
 }
 

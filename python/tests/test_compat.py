@@ -6,6 +6,7 @@ import os
 import re
 import socket
 import subprocess
+import sys
 import threading
 import time
 
@@ -293,14 +294,25 @@ def test_get_notifies(target, initiator):
     assert target.notifications(timeout=10) == [[pythonic.segment_name, "decode ready"]]
 
 
-@pytest.fixture
-def metadata_server():
-    """Our http metadata server (its path from CTest); the URL engines use."""
-    binary = os.environ.get("TE_METADATA_SERVER")
-    if not binary:
-        pytest.skip("TE_METADATA_SERVER (transfer_engine_metadata_server) is not set")
+# A server of GET/PUT/DELETE ?key= only, following Mooncake's http metadata protocol.
+KEY_ONLY_SERVER = os.path.join(
+    os.path.dirname(__file__), "..", "..", "tests", "metadata", "key_only_metadata_server.py"
+)
+
+
+@pytest.fixture(params=["ours", "key_only"])
+def metadata_server(request):
+    """An http metadata server: ours (its path from CTest), or the key-only one, with
+    which engines store each segment whole; the URL engines use."""
+    if request.param == "ours":
+        binary = os.environ.get("TE_METADATA_SERVER")
+        if not binary:
+            pytest.skip("TE_METADATA_SERVER (transfer_engine_metadata_server) is not set")
+        command = [binary]
+    else:
+        command = [sys.executable, KEY_ONLY_SERVER]
     server = subprocess.Popen(
-        [binary, "--host=127.0.0.1", "--port=0"],
+        command + ["--host=127.0.0.1", "--port=0"],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

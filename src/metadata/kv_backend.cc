@@ -21,13 +21,16 @@ std::vector<KvWrite> SplitWrite(const KvWrite& write, size_t max_ops, size_t max
     ++ops;
     bytes += size;
   };
-  for (const auto& entry : write.put) {
-    room_for(entry.first.size() + entry.second.size());
-    parts.back().put.push_back(entry);
-  }
+  // Erases before puts: a peer that lists the entries between two parts then sees
+  // buffers of the old set less some erased, or of the new set plus some put, never
+  // an erased buffer beside one put in its place (overlapping ranges).
   for (const std::string& id : write.erase) {
     room_for(id.size());
     parts.back().erase.push_back(id);
+  }
+  for (const auto& entry : write.put) {
+    room_for(entry.first.size() + entry.second.size());
+    parts.back().put.push_back(entry);
   }
   if (!write.header.empty()) {
     room_for(write.header.size());

@@ -26,7 +26,8 @@ struct KvEntry {
 };
 
 // A change of a segment's entries. The buffer entries change first and the header
-// last, so a peer that reads a header finds at least its buffers.
+// last, so a peer that reads a header finds at least its buffers (docs/metadata.md,
+// "Keys and values", for what a peer sees while a split write is under way).
 struct KvWrite {
   std::string header;                                    // the new header; empty: keep it
   std::vector<std::pair<std::string, std::string>> put;  // buffer id, entry
@@ -36,7 +37,8 @@ struct KvWrite {
 };
 
 // Splits a write for stores that bound a request: parts of at most max_ops entries
-// and about max_bytes; only the first replaces and only the last writes the header.
+// and about max_bytes, in this order: the replace (first part only), the erases, the
+// puts, the header (last part only).
 std::vector<KvWrite> SplitWrite(const KvWrite& write, size_t max_ops, size_t max_bytes);
 
 // What a backend has sent and received (requests, payload bytes), for tests and

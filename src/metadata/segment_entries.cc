@@ -93,6 +93,35 @@ Status HeaderFromJson(const std::string& text, SegmentDescriptor* segment, Heade
   return Status::OK();
 }
 
+std::string WholeSegment::ToJson() const {
+  Json j = Json::parse(header);
+  Json list = Json::array();
+  for (const auto& [id, entry] : buffers) list.push_back(Json::parse(entry));
+  j["buffers"] = std::move(list);
+  return j.dump();
+}
+
+Status WholeSegment::FromJson(const std::string& text, WholeSegment* out) {
+  Json j = Json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (!j.is_object() || !j.contains("buffers") || !j["buffers"].is_array()) {
+    return Status::ProtocolError("segment entry is not a descriptor with buffers");
+  }
+  WholeSegment whole;
+  for (const Json& b : j["buffers"]) {
+    if (!b.is_object() || !b.contains("base") || !b["base"].is_number_unsigned()) {
+      return Status::ProtocolError("segment entry: a buffer without an unsigned base");
+    }
+    if (!whole.buffers.emplace(BufferId(b["base"].get<uint64_t>()), b.dump()).second) {
+      return Status::ProtocolError("segment entry: two buffers at one base");
+    }
+  }
+  // The header as HeaderToJson wrote it: nlohmann's dump is canonical (sorted keys).
+  j["buffers"] = Json::array();
+  whole.header = j.dump();
+  *out = std::move(whole);
+  return Status::OK();
+}
+
 Status ApplyBufferChanges(const std::vector<SegmentBuffer>& held,
                           const std::vector<uint64_t>& bases,
                           const std::vector<std::optional<std::string>>& values,

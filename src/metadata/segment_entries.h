@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <utility>
@@ -53,6 +54,18 @@ struct HeaderState {
 std::string HeaderToJson(const SegmentDescriptor& segment, const HeaderState& state);
 // Strict, as SegmentDescriptor::FromJson; segment->buffers comes back empty.
 Status HeaderFromJson(const std::string& text, SegmentDescriptor* segment, HeaderState* state);
+
+// A segment as one value: the header with its buffers' entries in "buffers", i.e. a
+// whole descriptor (which SegmentDescriptor::FromJson reads). http servers without
+// the batch endpoint store segments so (docs/metadata.md, "http").
+struct WholeSegment {
+  std::string header;                          // HeaderToJson's text ("buffers": [])
+  std::map<std::string, std::string> buffers;  // BufferId -> entry
+  std::string ToJson() const;
+  // Strict about the shape of "buffers" (objects with distinct unsigned bases); the
+  // header and entries themselves are checked when they are parsed.
+  static Status FromJson(const std::string& text, WholeSegment* out);
+};
 
 // `held`'s buffers with those at `bases` replaced by what the store holds for them
 // (values[i] for bases[i]; nullopt: gone). bases must be sorted.

@@ -5,6 +5,8 @@
 
 #include <gtest/gtest.h>
 
+#include <map>
+
 #include "metadata/kv_backend.h"
 
 namespace te {
@@ -97,6 +99,39 @@ TEST(SegmentEntriesTest, HeaderRoundTripsWithoutBuffers) {
   EXPECT_FALSE(HeaderFromJson(d.ToJson(), &back, &state).ok());
 }
 
+TEST(SegmentEntriesTest, WholeSegmentIsADescriptorAndSplitsBackExactly) {
+  SegmentDescriptor d;
+  d.name = "seg";
+  d.machine_id = "m";
+  d.rpc_host = "127.0.0.1";
+  d.rpc_port = 9;
+  WholeSegment whole;
+  whole.header = HeaderToJson(d, HeaderState{"abc", 2, 2, {}});
+  for (uint64_t base : {0x3000, 0x1000}) {
+    whole.buffers[BufferId(base)] = SegmentBufferToJson(Buffer(base));
+  }
+  const std::string value = whole.ToJson();
+  // Any reader of whole descriptors reads it (engines before the header/entry split).
+  SegmentDescriptor read;
+  ASSERT_TRUE(SegmentDescriptor::FromJson(value, &read).ok()) << value;
+  EXPECT_EQ(Bases(read.buffers), (std::vector<uint64_t>{0x1000, 0x3000}));
+  // The header comes back byte for byte (ownership is checked by comparing it).
+  WholeSegment back;
+  ASSERT_TRUE(WholeSegment::FromJson(value, &back).ok());
+  EXPECT_EQ(back.header, whole.header);
+  EXPECT_EQ(back.buffers, whole.buffers);
+  // A header alone is a whole segment without buffers.
+  ASSERT_TRUE(WholeSegment::FromJson(whole.header, &back).ok());
+  EXPECT_EQ(back.header, whole.header);
+  EXPECT_TRUE(back.buffers.empty());
+
+  for (const char* bad :
+       {"", "not json", "[]", "{}", R"({"buffers": {}})", R"({"buffers": [1]})",
+        R"({"buffers": [{"base": -1}]})", R"({"buffers": [{"base": 1}, {"base": 1}]})"}) {
+    EXPECT_FALSE(WholeSegment::FromJson(bad, &back).ok()) << bad;
+  }
+}
+
 TEST(SegmentEntriesTest, ChangesMergeIntoTheHeldBuffers) {
   const std::vector<SegmentBuffer> held = {Buffer(0x100), Buffer(0x200), Buffer(0x300)};
   SegmentBuffer longer = Buffer(0x200, 32);
@@ -127,12 +162,58 @@ TEST(SegmentEntriesTest, SplitWritesReplaceFirstAndWriteTheHeaderLast) {
   EXPECT_FALSE(parts[1].replace);
   EXPECT_TRUE(parts[0].header.empty());
   EXPECT_EQ(parts[2].header, "H");
-  EXPECT_EQ(parts[2].erase.size(), 1u);
+  EXPECT_EQ(parts[0].erase.size(), 1u);
   size_t puts = 0;
   for (const KvWrite& p : parts) puts += p.put.size();
   EXPECT_EQ(puts, 10u);
   EXPECT_EQ(SplitWrite(w, 100, 250).size(), 5u);  // two puts of 116 bytes a part
   EXPECT_EQ(SplitWrite(w, 100, 1 << 20).size(), 1u);
+}
+
+// What a peer listing the entries sees after each part of a split write is always a
+// set of buffers that the old or the new segment holds less some (so never two that
+// overlap), and the header arrives only with the last part.
+TEST(SegmentEntriesTest, SplitWriteShowsPeersOnlySubsetsOfTheOldOrTheNewSet) {
+  // Old: 16 buffers of 0x100 bytes. New: the first 8 gone, and 8 of 0x80 bytes put
+  // in the range they held (what overlapped an erased one).
+  std::map<std::string, SegmentBuffer> store, old_set, new_set;
+  KvWrite w;
+  w.header = "H";
+  for (uint64_t i = 0; i < 16; ++i)
+    old_set[BufferId(0x1000 + i * 0x100)] = Buffer(0x1000 + i * 0x100, 0x100);
+  new_set = old_set;
+  for (uint64_t i = 0; i < 8; ++i) {
+    w.erase.push_back(BufferId(0x1000 + i * 0x100));
+    new_set.erase(BufferId(0x1000 + i * 0x100));
+  }
+  for (uint64_t i = 0; i < 8; ++i) {
+    const SegmentBuffer b = Buffer(0x1080 + i * 0x100, 0x80);
+    w.put.emplace_back(BufferId(b.base), SegmentBufferToJson(b));
+    new_set[BufferId(b.base)] = b;
+  }
+  store = old_set;
+  auto subset = [](const std::map<std::string, SegmentBuffer>& part,
+                   const std::map<std::string, SegmentBuffer>& whole) {
+    for (const auto& [id, b] : part) {
+      auto it = whole.find(id);
+      if (it == whole.end() || it->second.length != b.length) return false;
+    }
+    return true;
+  };
+  const std::vector<KvWrite> parts = SplitWrite(w, 3, 1 << 20);
+  ASSERT_GE(parts.size(), 5u);
+  for (size_t p = 0; p < parts.size(); ++p) {
+    for (const std::string& id : parts[p].erase) store.erase(id);
+    for (const auto& [id, entry] : parts[p].put) {
+      ASSERT_TRUE(SegmentBufferFromJson(entry, &store[id]).ok());
+    }
+    EXPECT_TRUE(subset(store, old_set) || subset(store, new_set)) << "after part " << p;
+    std::vector<SegmentBuffer> seen;
+    for (const auto& [id, b] : store) seen.push_back(b);
+    EXPECT_TRUE(SortAndCheckBuffers(&seen).ok()) << "overlap after part " << p;
+    EXPECT_EQ(parts[p].header.empty(), p + 1 < parts.size());
+  }
+  EXPECT_TRUE(subset(store, new_set) && subset(new_set, store));
 }
 
 }  // namespace

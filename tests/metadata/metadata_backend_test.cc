@@ -15,7 +15,7 @@ namespace {
 
 class MetadataBackendTest : public ServerPerBackendTest {
  protected:
-  bool HasTtl() const { return GetParam() != Backend::kHttp; }
+  bool HasTtl() const { return !IsHttp(GetParam()); }
 };
 
 TEST_P(MetadataBackendTest, PublishLookupUpdateRemove) {
@@ -69,7 +69,7 @@ TEST_P(MetadataBackendTest, KeepAliveRepublishesAfterServerRestart) {
   // Keep-alive every ttl/3 (667 ms) re-creates the entry.
   const auto start = Clock::now();
   EXPECT_TRUE(WaitFor([&] { return LookupStatus(reader.get(), "seg-r").ok(); }, 5s));
-  Measured(std::string(BackendName(GetParam())) + ": entry back after server restart",
+  Measured(std::string(ServerLabel(GetParam())) + ": entry back after server restart",
            MsSince(start));
 }
 
@@ -108,7 +108,7 @@ TEST_P(MetadataBackendTest, KilledEngineEntryExpiresWithTtl) {
       },
       6s));
   const int64_t ms = MsSince(start);
-  Measured(std::string(BackendName(GetParam())) + ": killed engine's entry gone (ttl 2 s)", ms);
+  Measured(std::string(ServerLabel(GetParam())) + ": killed engine's entry gone (ttl 2 s)", ms);
   EXPECT_LE(ms, 2000 + 1500);
 }
 
@@ -124,7 +124,7 @@ TEST_P(MetadataBackendTest, DuplicateLiveNameIsRefused) {
   EXPECT_EQ(engine.status().code(), te::Status::Code::kAlreadyExists) << engine.status().ToString();
   EXPECT_NE(engine.status().message().find("taken by a live engine"), std::string::npos)
       << engine.status().message();
-  Measured(std::string(BackendName(GetParam())) + ": duplicate name refused", ms);
+  Measured(std::string(ServerLabel(GetParam())) + ": duplicate name refused", ms);
   EXPECT_LT(ms, 3000);
 
   // Another process is refused the same way, and the holder's entry is untouched.
@@ -148,7 +148,7 @@ TEST_P(MetadataBackendTest, NameOfKilledEngineCanBeReused) {
   te::TransferEngine engine(Config("seg-reuse"));
   const int64_t ms = MsSince(start);
   ASSERT_TRUE(engine.available()) << engine.status().ToString();
-  Measured(std::string(BackendName(GetParam())) + ": name of a killed engine reused", ms);
+  Measured(std::string(ServerLabel(GetParam())) + ": name of a killed engine reused", ms);
   // Bounded by the TTL plus the claim's margin (2 s) and scheduling slack.
   EXPECT_LT(ms, HasTtl() ? 2000 + 2000 + 1500 : 1500);
   te::SegmentDescriptor found;
@@ -203,6 +203,9 @@ TEST_P(MetadataBackendTest, UnnamedEngineIsPublishedAsHostPort) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, MetadataBackendTest, AllBackends(), BackendParamName);
+// The same against a server of GET/PUT/DELETE ?key= only (whole-descriptor mode).
+INSTANTIATE_TEST_SUITE_P(KeyOnly, MetadataBackendTest, testing::Values(Backend::kHttpKeyOnly),
+                         BackendParamName);
 
 }  // namespace
 }  // namespace te_test

@@ -110,6 +110,10 @@ TEST_P(MetadataEngineDeltaTest, PeerSeesExactlyWhatIsRegisteredAfterEachCall) {
 }
 
 TEST_P(MetadataEngineDeltaTest, PerRegistrationTrafficIsFlatAndRefreshesReadTheChange) {
+  if (GetParam() == Backend::kHttpKeyOnly) {
+    GTEST_SKIP() << "a key-only http server holds the segment as one value: every "
+                    "registration rewrites it (docs/metadata.md, \"http\")";
+  }
   te::SegmentHandle handle = 0;
   ASSERT_TRUE(peer_->openSegment(&handle, "seg-owner").ok());
   // As many single registrations as the header's log holds, and more, so its length
@@ -144,6 +148,9 @@ TEST_P(MetadataEngineDeltaTest, PerRegistrationTrafficIsFlatAndRefreshesReadTheC
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, MetadataEngineDeltaTest, AllBackends(), BackendParamName);
+// Peers see the registered set through a server of GET/PUT/DELETE ?key= only too.
+INSTANTIATE_TEST_SUITE_P(KeyOnly, MetadataEngineDeltaTest, testing::Values(Backend::kHttpKeyOnly),
+                         BackendParamName);
 
 }  // namespace
 }  // namespace te_test

@@ -41,7 +41,7 @@ class BlackHole {
 
 class MetadataFailureTest : public ServerPerBackendTest {
  protected:
-  std::string Name() const { return BackendName(GetParam()); }
+  std::string Name() const { return ServerLabel(GetParam()); }
 };
 
 TEST_P(MetadataFailureTest, ServerDownAtStartFailsFast) {
@@ -165,6 +165,8 @@ TEST_P(MetadataFailureTest, ServerKilledMidRunKeepsOpenSegmentsWorking) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, MetadataFailureTest, AllBackends(), BackendParamName);
+INSTANTIATE_TEST_SUITE_P(KeyOnly, MetadataFailureTest, testing::Values(Backend::kHttpKeyOnly),
+                         BackendParamName);
 
 // Each client pointed at a server of another kind: a clear error, quickly.
 TEST(MetadataWrongServerTest, ClientsRefuseServersOfAnotherKind) {

@@ -26,9 +26,14 @@ const char* BackendName(Backend backend) {
     case Backend::kEtcd:
       return "etcd";
     case Backend::kHttp:
+    case Backend::kHttpKeyOnly:
       return "http";
   }
   return "?";
+}
+
+const char* ServerLabel(Backend backend) {
+  return backend == Backend::kHttpKeyOnly ? "http_key_only" : BackendName(backend);
 }
 
 std::string FindInPath(const std::string& program) {
@@ -125,6 +130,11 @@ bool MetadataServerProcess::Launch(std::string* error) {
       argv = {TE_METADATA_SERVER_PATH, "--host=127.0.0.1", "--port=" + port};
       pipe_stdout = true;
       break;
+    case Backend::kHttpKeyOnly:
+      argv = {FindInPath("python3"), TE_KEY_ONLY_METADATA_SERVER_PATH, "--host=127.0.0.1",
+              "--port=" + port};
+      pipe_stdout = true;
+      break;
   }
   if (argv[0].empty()) {
     *error = std::string(BackendName(backend_)) +
@@ -137,7 +147,7 @@ bool MetadataServerProcess::Launch(std::string* error) {
 
 bool MetadataServerProcess::WaitReady(std::string* error) {
   const auto deadline = Clock::now() + 30s;
-  if (backend_ == Backend::kHttp) {
+  if (IsHttp(backend_)) {
     std::string line;
     if (process_.WaitForLine("listening on", &line, 30s)) return true;
     *error = "metadata server did not start: " + process_.LogTail();

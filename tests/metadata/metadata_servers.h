@@ -1,6 +1,7 @@
-// Real metadata servers for the tests: redis-server, etcd and our
-// transfer_engine_metadata_server, each on free loopback ports in its own temporary
-// directory, started and stopped by the test itself.
+// Real metadata servers for the tests: redis-server, etcd, our
+// transfer_engine_metadata_server and a key-only http server following Mooncake's
+// protocol (key_only_metadata_server.py: GET/PUT/DELETE ?key= only), each on free
+// loopback ports in its own temporary directory, started and stopped by the test.
 #pragma once
 
 #include <cstdint>
@@ -12,10 +13,16 @@
 
 namespace te_test {
 
-enum class Backend { kRedis, kEtcd, kHttp };
+enum class Backend { kRedis, kEtcd, kHttp, kHttpKeyOnly };
 
-// "redis", "etcd", "http": the metadata_type.
+// "redis", "etcd", "http" (both http servers): the metadata_type.
 const char* BackendName(Backend backend);
+// Names the server in test names: "http_key_only" for the key-only server.
+const char* ServerLabel(Backend backend);
+// Entries stay until someone removes them (no TTL): the http servers.
+inline bool IsHttp(Backend backend) {
+  return backend == Backend::kHttp || backend == Backend::kHttpKeyOnly;
+}
 
 class MetadataServerProcess {
  public:

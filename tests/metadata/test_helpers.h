@@ -152,7 +152,7 @@ inline auto AllBackends() {
   return testing::Values(Backend::kRedis, Backend::kEtcd, Backend::kHttp);
 }
 inline std::string BackendParamName(const testing::TestParamInfo<Backend>& info) {
-  return BackendName(info.param);
+  return ServerLabel(info.param);
 }
 
 // Fixture of the per-backend tests: a fresh metadata server of GetParam()'s kind on a
