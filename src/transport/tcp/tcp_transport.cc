@@ -1,5 +1,6 @@
 #include "transport/tcp/tcp_transport.h"
 
+#include <algorithm>
 #include <atomic>
 #include <vector>
 
@@ -10,6 +11,8 @@ namespace {
 // Threads of each handshake pool, and the handshakes that may wait for them.
 constexpr size_t kHandshakeThreads = 2;
 constexpr size_t kMaxWaitingHandshakes = 4096;
+// Fewest slices of one Submit that go to a connection (TcpPeer::Submit).
+constexpr size_t kMinRun = 4;
 }  // namespace
 
 class TcpPeer : public TransportPeer {
@@ -26,11 +29,16 @@ class TcpPeer : public TransportPeer {
 
   void Submit(Slice* const* slices, size_t count) override {
     const size_t n = connections_.size();
+    // Runs of at least kMinRun slices per connection: a run goes out in one sendmsg and
+    // comes back as one stream, so the few slices a peer gets of a batch spread over
+    // many peers cost one connection's system calls, not one each.
+    const size_t used = std::clamp<size_t>(count / kMinRun, 1, n);
+    const size_t run = (count + used - 1) / used;
     // One chain per connection, each handed over with a single lock.
     std::vector<std::pair<Slice*, Slice*>> chains(n, {nullptr, nullptr});
-    size_t start = next_.fetch_add(count, std::memory_order_relaxed);
+    const size_t start = next_.fetch_add(used, std::memory_order_relaxed);
     for (size_t i = 0; i < count; ++i) {
-      const size_t c = (start + i) % n;
+      const size_t c = (start + i / run) % n;
       auto& [head, tail] = chains[c];
       slices[i]->next = nullptr;
       slices[i]->carrier.store(connections_[c].get(), std::memory_order_relaxed);
