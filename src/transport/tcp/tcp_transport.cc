@@ -11,8 +11,10 @@ namespace {
 // Threads of each handshake pool, and the handshakes that may wait for them.
 constexpr size_t kHandshakeThreads = 2;
 constexpr size_t kMaxWaitingHandshakes = 4096;
-// Fewest slices of one Submit that go to a connection (TcpPeer::Submit).
+// Fewest slices of one Submit that go to a connection, unless its bytes are many
+// (TcpPeer::Submit).
 constexpr size_t kMinRun = 4;
+constexpr uint64_t kBytesPerRun = 1 << 20;
 }  // namespace
 
 class TcpPeer : public TransportPeer {
@@ -31,8 +33,12 @@ class TcpPeer : public TransportPeer {
     const size_t n = connections_.size();
     // Runs of at least kMinRun slices per connection: a run goes out in one sendmsg and
     // comes back as one stream, so the few slices a peer gets of a batch spread over
-    // many peers cost one connection's system calls, not one each.
-    const size_t used = std::clamp<size_t>(count / kMinRun, 1, n);
+    // many peers cost one connection's system calls, not one each. Bytes enough for
+    // several flows (kBytesPerRun each) still use several connections.
+    uint64_t bytes = 0;
+    for (size_t i = 0; i < count; ++i) bytes += slices[i]->length;
+    const size_t used =
+        std::clamp<size_t>(std::max<uint64_t>(count / kMinRun, bytes / kBytesPerRun), 1, n);
     const size_t run = (count + used - 1) / used;
     // One chain per connection, each handed over with a single lock.
     std::vector<std::pair<Slice*, Slice*>> chains(n, {nullptr, nullptr});
