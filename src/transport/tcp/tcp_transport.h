@@ -2,8 +2,8 @@
 // work runs on a fixed set of I/O threads (tcp_io_threads, io_loop.h) and two small
 // handshake pools, however many peers there are; the target's connections are served
 // on the same threads. Each peer gets a fixed set of connections, opened on first use
-// and closed when idle; slices are spread over them round-robin so a large request
-// moves over several connections at once. Peers live while an open segment's routes
+// and closed when idle; a Submit's slices go to them in runs (few slices share one
+// connection's system calls; a large request moves over several connections at once). Peers live while an open segment's routes
 // use them; one no longer used is dropped, once idle, when the next new endpoint comes
 // (a restarted target usually comes back on a new port).
 #pragma once
