@@ -3,9 +3,9 @@
 // handshake pools, however many peers there are; the target's connections are served
 // on the same threads. Each peer gets a fixed set of connections, opened on first use
 // and closed when idle; a Submit's slices go to them in runs (few slices share one
-// connection's system calls; a large request moves over several connections at once). Peers live while an open segment's routes
-// use them; one no longer used is dropped, once idle, when the next new endpoint comes
-// (a restarted target usually comes back on a new port).
+// connection's system calls; a large request moves over several connections at once).
+// Peers live while an open segment's routes use them; one no longer used is dropped, once idle,
+// when the next new endpoint comes (a restarted target usually comes back on a new port).
 #pragma once
 
 #include <map>
