@@ -179,15 +179,20 @@ Status SetIoTimeout(int fd, uint32_t timeout_ms) {
   return Status::OK();
 }
 
+std::string KernelCongestionControl() {
+  std::ifstream in("/proc/sys/net/ipv4/tcp_congestion_control");
+  std::string name;
+  in >> name;
+  return name;
+}
+
 Status ResolveCongestionControl(const std::string& configured, std::string* name) {
   name->clear();
   if (configured == "system") return Status::OK();
   if (configured == "auto") {
-    std::ifstream in("/proc/sys/net/ipv4/tcp_congestion_control");
-    std::string system;
     // bbr paces to a bandwidth and a minimum RTT measured on a quiet link; request and
     // response bursts between busy hosts then wait on it (docs/performance.md).
-    if (in >> system && system == "bbr") *name = "cubic";
+    if (KernelCongestionControl() == "bbr") *name = "cubic";
     if (name->empty()) return Status::OK();
   } else {
     *name = configured;

@@ -46,6 +46,8 @@ Status Accept(int listen_fd, UniqueFd* fd);
 Status SetIoTimeout(int fd, uint32_t timeout_ms);
 // Enlarges kernel socket buffers for bulk data.
 void SetBulkBuffers(int fd);
+// This network namespace's default TCP congestion control; empty when unreadable.
+std::string KernelCongestionControl();
 // The congestion control that Config::tcp_congestion asks for ("auto", "system" or a
 // name), in this network namespace: empty for the kernel's default. A name this
 // kernel refuses is an error naming it.

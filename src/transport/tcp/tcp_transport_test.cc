@@ -392,9 +392,8 @@ TEST(TcpCongestionTest, SystemMeansTheKernelsDefaultAndANameItself) {
 }
 
 TEST(TcpCongestionTest, AutoReplacesOnlyBbr) {
-  std::ifstream in("/proc/sys/net/ipv4/tcp_congestion_control");
-  std::string system;
-  ASSERT_TRUE(in >> system);
+  const std::string system = KernelCongestionControl();
+  ASSERT_FALSE(system.empty());
   std::string name;
   ASSERT_TRUE(ResolveCongestionControl("auto", &name).ok());
   if (system == "bbr") {
@@ -410,9 +409,8 @@ TEST(TcpCongestionTest, AutoReplacesOnlyBbr) {
 // Both ends' data connections use the configured congestion control (one that is not
 // the kernel's default, so that the test sees it applied).
 TEST(TcpCongestionTest, DataConnectionsUseTheConfiguredOne) {
-  std::ifstream in("/proc/sys/net/ipv4/tcp_congestion_control");
-  std::string system;
-  ASSERT_TRUE(in >> system);
+  const std::string system = KernelCongestionControl();
+  ASSERT_FALSE(system.empty());
   const std::string chosen = system == "reno" ? "cubic" : "reno";
   Endpoint initiator("initiator");
   initiator.config.tcp_congestion = chosen;
