@@ -205,7 +205,10 @@ Status ResolveCongestionControl(const std::string& configured, std::string* name
       name->clear();
       return Status::OK();
     }
-    return Status::InvalidArgument("tcp_congestion '" + configured + "': " + std::strerror(err) +
+    return Status::InvalidArgument("tcp_congestion '" + configured + "' cannot be used here: " +
+                                   (err == ENOENT
+                                        ? std::string("this kernel has no such congestion control")
+                                        : std::string(std::strerror(err))) +
                                    " (see net.ipv4.tcp_allowed_congestion_control)");
   }
   return Status::OK();
