@@ -25,7 +25,9 @@
 #
 #   ucx  the engine over --transport=ucx, READ/WRITE 64 KiB and 1 MiB x16, one thread,
 #        beside ucx_perftest (ucp_get for READ, ucp_put_bw for WRITE) with the same
-#        UCX_TLS, over UCX's tcp and its shared memory (needs a build with UCX).
+#        UCX_TLS, over UCX's tcp and its shared memory, and beside raw UCP moving the
+#        engine's working set (bench/ucx_baseline.cc: 16 distinct blocks a batch, where
+#        perftest reuses one cache-resident buffer) (needs a build with UCX).
 #
 #   bench/compare.sh [seconds per case, default 4] [transports, default "tcp shm cma fan"; or ucx]
 # Environment: BUILD_DIR (see bench/lib.sh), FAN_PEERS (the fan rows' N list),
@@ -117,6 +119,15 @@ ucx_gbps() {
     awk 'NF == 8 && $1 ~ /^[0-9]+$/ { bw = $6 } END { if (bw != "") printf "%.3f", bw * 1048576 / 1e9 }' ||
     true
   stop_bg "$server"
+}
+
+# GB/s of raw UCP doing the engine's batch ($2: read or write, 16 blocks of $3 bytes)
+# over UCX transport $1, one thread (bench/ucx_baseline.cc); nothing when it fails.
+ucx_raw_gbps() {
+  local ucx_env=(env "UCX_TLS=${UCX_TLS_OF[$1]},self" UCX_NET_DEVICES=lo)
+  [[ $1 == shm ]] && ucx_env=(env "UCX_TLS=${UCX_TLS_OF[$1]},self")
+  timeout $((SECS * 3 + 30)) "${ucx_env[@]}" "$UCX_BASELINE" --direction="$2" --size="$3" \
+    --batch=16 --duration="$SECS" 2>/dev/null | sed -n 's/.*throughput \([0-9.]*\) GB\/s.*/\1/p' || true
 }
 
 # "P50 P99" in microseconds of a 4 KiB TCP ping-pong round trip (sockperf).
@@ -234,7 +245,7 @@ placed_latency_rows() {
 # thread, the engine over --transport=ucx (WRITE, READ) beside ucp_put_bw and ucp_get
 # with the same UCX_TLS (and, over tcp, UCX_NET_DEVICES), in the same run.
 ucx_rows() {
-  local tls size workload test json sizes
+  local tls size workload test json sizes engine
   sizes=$(IFS=,; echo "${SIZES[*]}")
   for tls in tcp shm; do
     export TE_UCX_TLS="${UCX_TLS_OF[$tls]},self"
@@ -254,9 +265,12 @@ ucx_rows() {
         test=ucp_get
         [[ $workload == write ]] && test=ucp_put_bw
         note "ucx_perftest $test $size UCX_TLS=${UCX_TLS_OF[$tls]}"
-        row "ucx($tls) $workload $((size / 1024))KiB x16 t=1" \
-          "$(fixed "$(json_case $workload "$size" 1 16 <<<"$json" | json_value throughput)")" GB/s \
+        engine=$(fixed "$(json_case $workload "$size" 1 16 <<<"$json" | json_value throughput)")
+        row "ucx($tls) $workload $((size / 1024))KiB x16 t=1" "$engine" GB/s \
           "ucx_perftest $test $((size / 1024))KiB $tls" "$(ucx_gbps $tls $test "$size")"
+        note "te_ucx_baseline $workload $size UCX_TLS=${UCX_TLS_OF[$tls]}"
+        row "ucx($tls) $workload $((size / 1024))KiB x16 t=1" "$engine" GB/s \
+          "raw ucp $workload $((size / 1024))KiB x16 $tls" "$(ucx_raw_gbps $tls $workload "$size")"
       done
     done
   done
