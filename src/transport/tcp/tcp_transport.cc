@@ -19,10 +19,10 @@ constexpr uint64_t kBytesPerRun = 1 << 20;
 
 class TcpPeer : public TransportPeer {
  public:
-  TcpPeer(const TcpConnectionOptions& options, uint32_t connections, IoLoop* loop,
+  TcpPeer(const TcpConnectionOptions& options, uint32_t connections, IoLoop* loop, uint64_t owner,
           HandshakePool* handshakes) {
     for (uint32_t i = 0; i < connections; ++i) {
-      connections_.push_back(std::make_shared<TcpConnection>(options, loop, handshakes));
+      connections_.push_back(std::make_shared<TcpConnection>(options, loop, owner, handshakes));
     }
   }
   ~TcpPeer() override {
@@ -92,6 +92,7 @@ Status TcpTransport::Start(const TransportContext& context, SegmentDescriptor* l
       std::chrono::milliseconds(std::clamp<uint32_t>(config.transfer_timeout_ms / 10, 1, 100));
   TE_RETURN_IF_ERROR(ResolveCongestionControl(config.tcp_congestion, &congestion_));
   TE_RETURN_IF_ERROR(loop_.Start(config.tcp_io_threads, tick));
+  io_owner_ = loop_.NewOwner();
   connects_.Start(kHandshakeThreads, kMaxWaitingHandshakes);
   welcomes_.Start(kHandshakeThreads, kMaxWaitingHandshakes);
   TcpServerOptions server;
@@ -102,7 +103,8 @@ Status TcpTransport::Start(const TransportContext& context, SegmentDescriptor* l
   server.max_connections = TcpServer::ConnectionLimit();
   server.metrics = context.metrics;
   server.congestion = congestion_;
-  TE_RETURN_IF_ERROR(server_.Start(context.bind_host, std::move(server), &loop_, &welcomes_));
+  TE_RETURN_IF_ERROR(
+      server_.Start(context.bind_host, std::move(server), &loop_, io_owner_, &welcomes_));
   local->transports[name()] = TcpEndpoint::Format(
       AdvertisedHosts(context.advertise_any ? "" : context.advertise_host, context.advertise_host),
       server_.port());
@@ -148,7 +150,8 @@ Status TcpTransport::GetPeer(const SegmentDescriptor& peer, std::shared_ptr<Tran
   auto& slot = peers_[it->second];
   const bool created = !slot;
   if (created) {
-    slot = std::make_shared<TcpPeer>(options, config.tcp_connections_per_peer, &loop_, &connects_);
+    slot = std::make_shared<TcpPeer>(options, config.tcp_connections_per_peer, &loop_, io_owner_,
+                                     &connects_);
   }
   *out = slot;  // first, so that the new peer is in use
   if (created) TakeUnusedPeers(&unused);

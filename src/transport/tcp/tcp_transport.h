@@ -42,6 +42,7 @@ class TcpTransport : public Transport {
   TransportContext context_;
   std::string congestion_;  // of data connections, resolved at Start
   IoLoop loop_;
+  uint64_t io_owner_ = 0;  // this transport's registrations in loop_
   // Connects (this engine's HELLOs) and welcomes (its peers'), apart: a connect waits
   // for a welcome, and an engine may connect to itself.
   HandshakePool connects_;
