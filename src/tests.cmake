@@ -18,7 +18,8 @@ te_add_test(transport_registry_test src/transport/transport_registry_test.cc)
 te_add_test(tcp_transport_test src/transport/tcp/tcp_transport_test.cc)
 te_add_test(tcp_endpoint_test src/transport/tcp/tcp_endpoint_test.cc)
 te_add_test(io_loop_test src/transport/tcp/io_loop_test.cc)
-# Counts the I/O threads by name (tests/test_util.h).
+# Both count the I/O threads by name (tests/test_util.h).
+target_include_directories(tcp_transport_test PRIVATE ${PROJECT_SOURCE_DIR}/tests)
 target_include_directories(io_loop_test PRIVATE ${PROJECT_SOURCE_DIR}/tests)
 te_add_test(engine_metrics_test src/metrics/engine_metrics_test.cc)
 if(TE_HAVE_METRICS)
