@@ -1,10 +1,14 @@
 // Helpers shared by the integration tests and the peer process: a deterministic
-// byte pattern, a checksum, and hex encoding for the peer's line protocol.
+// byte pattern, a checksum, hex encoding for the peer's line protocol, and a count of
+// this process's threads by name.
 #pragma once
+
+#include <dirent.h>
 
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <fstream>
 #include <string>
 #include <string_view>
 
@@ -117,6 +121,21 @@ inline bool DecodeToken(std::string_view token, std::string* out) {
     out->push_back(static_cast<char>(hi * 16 + lo));
   }
   return true;
+}
+
+// This process's threads named `name` (pthread_setname_np), from /proc/self/task.
+inline int ThreadsNamed(const std::string& name) {
+  int count = 0;
+  DIR* dir = ::opendir("/proc/self/task");
+  if (!dir) return -1;
+  while (dirent* entry = ::readdir(dir)) {
+    if (entry->d_name[0] == '.') continue;
+    std::ifstream comm(std::string("/proc/self/task/") + entry->d_name + "/comm");
+    std::string line;
+    if (std::getline(comm, line) && line == name) ++count;
+  }
+  ::closedir(dir);
+  return count;
 }
 
 }  // namespace te_test

@@ -46,8 +46,11 @@ struct Config {
 
   // Data path tuning.
   uint32_t tcp_connections_per_peer = 4;  // 1..64, each opened on first use
-  // Threads that run every TCP socket of the engine, initiator and target side alike;
-  // their number does not grow with peers or connections. 1..64.
+  // Threads that run every TCP socket, initiator and target side alike: those of the
+  // process's loop for this setting, which every engine of the process with the same
+  // tcp_io_threads and loop tick (transfer_timeout_ms / 10, at most 100 ms) shares.
+  // Their number grows neither with peers or connections nor with engines, only with
+  // distinct settings. 1..64.
   uint32_t tcp_io_threads = 2;
   // A TCP connection unused this long closes; it reopens on the next request. 0: never.
   uint32_t tcp_idle_timeout_ms = 60000;

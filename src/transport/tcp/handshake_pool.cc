@@ -6,6 +6,7 @@ void HandshakePool::Start(size_t threads, size_t max_waiting) {
   {
     MutexLock lock(&mu_);
     max_waiting_ = max_waiting;
+    stopping_ = false;  // a pool stopped before starts anew
   }
   for (size_t i = 0; i < threads; ++i) threads_.emplace_back([this] { Work(); });
 }

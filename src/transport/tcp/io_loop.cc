@@ -1,25 +1,57 @@
 #include "transport/tcp/io_loop.h"
 
+#include <pthread.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
+#include <future>
+#include <map>
+#include <utility>
 
 #include "common/logging.h"
 
 namespace te {
 namespace {
+using Clock = std::chrono::steady_clock;
 constexpr int kMaxEventsPerWait = 64;
 // Registration ids' low bits pick the thread; the eventfd's own id is never issued.
 constexpr uint64_t kWakeId = ~0ull;
+// The loop thread that this thread is, if any: RemoveAll and Stop must not wait for it.
+thread_local const void* current_loop_thread = nullptr;
+
+// The process's loops by (threads, tick in ms). Never destroyed: an engine that is a
+// static may let go of its loop after this file's statics are gone.
+struct SharedLoops {
+  Mutex mu;
+  std::map<std::pair<uint32_t, int64_t>, std::weak_ptr<IoLoop>> loops GUARDED_BY(mu);
+};
+SharedLoops& TheSharedLoops() {
+  static SharedLoops* loops = new SharedLoops;
+  return *loops;
+}
 }  // namespace
 
+Status IoLoop::Shared(uint32_t threads, std::chrono::milliseconds tick,
+                      std::shared_ptr<IoLoop>* out) {
+  SharedLoops& shared = TheSharedLoops();
+  MutexLock lock(&shared.mu);
+  std::weak_ptr<IoLoop>& slot = shared.loops[{threads, tick.count()}];
+  // Expired while its last holder stops it: that one goes on ending, a new one starts.
+  *out = slot.lock();
+  if (*out) return Status::OK();
+  auto loop = std::make_shared<IoLoop>();
+  TE_RETURN_IF_ERROR(loop->Start(threads, tick));
+  slot = loop;
+  *out = std::move(loop);
+  return Status::OK();
+}
+
 Status IoLoop::Start(uint32_t threads, std::chrono::milliseconds tick) {
-  tick_ = tick;
   for (uint32_t i = 0; i < threads; ++i) {
-    auto t = std::make_unique<Thread>();
+    auto t = std::make_shared<Thread>();
     t->epoll = UniqueFd(::epoll_create1(EPOLL_CLOEXEC));
     t->wake = UniqueFd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
     if (!t->epoll.valid() || !t->wake.valid()) {
@@ -34,8 +66,8 @@ Status IoLoop::Start(uint32_t threads, std::chrono::milliseconds tick) {
     threads_.push_back(std::move(t));
   }
   for (auto& t : threads_) {
-    Thread* raw = t.get();
-    raw->thread = std::thread([this, raw] { Run(raw); });
+    t->thread = std::thread(Run, t, tick);
+    pthread_setname_np(t->thread.native_handle(), kThreadName);  // named once Start returns
   }
   running_ = true;
   return Status::OK();
@@ -48,39 +80,54 @@ void IoLoop::Stop() {
       MutexLock lock(&t->mu);
       t->stopping = true;
     }
-    const uint64_t one = 1;
-    (void)!::write(t->wake.get(), &one, sizeof(one));
+    Wake(t.get());
   }
-  for (auto& t : threads_) t->thread.join();
-  // Handlers, and tasks never run (an Add among them), may hold the last reference to
-  // objects whose destructors post here: those posts find the loop stopped.
   for (auto& t : threads_) {
-    std::vector<std::function<void()>> never_run;
+    if (t.get() == current_loop_thread) {
+      t->thread.detach();  // it sees `stopping` once its handler returns, and ends
+    } else {
+      t->thread.join();
+    }
+  }
+  // Handlers, and Adds and tasks never run, may hold the last reference to objects
+  // whose destructors post here: those posts find the loop stopped. The caller's own
+  // thread, if it is one of them, runs nothing else meanwhile.
+  for (auto& t : threads_) {
+    std::vector<Registration> adds;
+    std::vector<std::function<void()>> tasks;
     {
       MutexLock lock(&t->mu);
-      never_run.swap(t->tasks);
+      adds.swap(t->adds);
+      tasks.swap(t->tasks);
     }
-    never_run.clear();
+    adds.clear();
+    tasks.clear();
     t->handlers.clear();
   }
 }
 
-Status IoLoop::Add(uint64_t id, int fd, std::shared_ptr<IoHandler> handler) {
+uint64_t IoLoop::NewOwner() {
+  MutexLock lock(&owners_mu_);
+  const uint64_t owner = next_owner_++;
+  owners_.insert(owner);
+  return owner;
+}
+
+Status IoLoop::Add(uint64_t owner, uint64_t id, int fd, std::shared_ptr<IoHandler> handler) {
   if (!running_) return Status::Cancelled("tcp: transport stopped");
   Thread* t = ThreadOf(id);
-  const uint64_t key = id;
-  // Registered on the thread itself, so that its map has the handler before any event.
-  PostTo(t, [t, fd, key, handler = std::move(handler)]() mutable {
-    epoll_event ev{};
-    ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
-    ev.data.u64 = key;
-    if (::epoll_ctl(t->epoll.get(), EPOLL_CTL_ADD, fd, &ev) != 0) {
-      TE_LOG(Error) << "tcp: epoll_ctl ADD: " << std::strerror(errno);
-      handler->OnEvents(EPOLLERR);  // the handler fails its socket
-      return;
-    }
-    t->handlers.emplace(key, std::move(handler));
-  });
+  bool first;
+  {
+    // Queued under owners_mu_: RemoveAll's barrier task, queued after the owner went,
+    // then reaches each thread after every Add that was accepted.
+    MutexLock owners(&owners_mu_);
+    if (owners_.count(owner) == 0) return Status::Cancelled("tcp: transport stopped");
+    MutexLock lock(&t->mu);
+    if (t->stopping) return Status::Cancelled("tcp: transport stopped");
+    first = t->adds.empty() && t->tasks.empty();
+    t->adds.push_back({owner, id, fd, std::move(handler)});
+  }
+  if (first) Wake(t);
   return Status::OK();
 }
 
@@ -97,35 +144,136 @@ void IoLoop::Post(uint64_t id, std::function<void()> fn) {
   PostTo(ThreadOf(id), std::move(fn));
 }
 
+void IoLoop::RemoveAll(uint64_t owner) {
+  {
+    MutexLock lock(&owners_mu_);
+    if (owners_.erase(owner) == 0) return;  // ended already
+  }
+  if (!running_) return;  // Stop dropped every handler
+  // A barrier: each thread drops the owner's handlers in a task, which runs between
+  // handlers (never during an event or tick of one) and after the tasks posted before.
+  // A task dropped unrun (the loop stopping) breaks its promise, which ends the wait too.
+  std::vector<std::future<void>> dropped;
+  for (auto& t : threads_) {
+    Thread* raw = t.get();
+    if (raw == current_loop_thread) {
+      DropOwner(raw, owner);  // here, now: this thread cannot run a task while it waits
+      continue;
+    }
+    auto done = std::make_shared<std::promise<void>>();
+    dropped.push_back(done->get_future());
+    PostTo(raw, [raw, owner, done] {
+      DropOwner(raw, owner);
+      done->set_value();
+    });
+  }
+  for (auto& f : dropped) f.wait();
+}
+
+void IoLoop::DropOwner(Thread* t, uint64_t owner) {
+  // Destroyed last, outside the lock: their destructors may post here.
+  std::vector<std::shared_ptr<IoHandler>> dropped;
+  {
+    // Adds still queued: only when called on t itself, from within a handler; a
+    // barrier task runs after every Add queued before it.
+    MutexLock lock(&t->mu);
+    for (auto it = t->adds.begin(); it != t->adds.end();) {
+      if (it->owner != owner) {
+        ++it;
+        continue;
+      }
+      dropped.push_back(std::move(it->handler));
+      it = t->adds.erase(it);
+    }
+  }
+  for (auto it = t->handlers.begin(); it != t->handlers.end();) {
+    if (it->second.owner != owner) {
+      ++it;
+      continue;
+    }
+    dropped.push_back(std::move(it->second.handler));
+    it = t->handlers.erase(it);
+  }
+}
+
 void IoLoop::PostTo(Thread* t, std::function<void()> fn) {
   bool first;
   {
     MutexLock lock(&t->mu);
     if (t->stopping) return;
-    first = t->tasks.empty();
+    first = t->adds.empty() && t->tasks.empty();
     t->tasks.push_back(std::move(fn));
   }
-  if (first) {
-    const uint64_t one = 1;
-    (void)!::write(t->wake.get(), &one, sizeof(one));
-  }
+  if (first) Wake(t);
+}
+
+void IoLoop::Wake(Thread* t) {
+  const uint64_t one = 1;
+  (void)!::write(t->wake.get(), &one, sizeof(one));
 }
 
 bool IoLoop::RunTasks(Thread* t) {
+  std::vector<Registration> adds;
   std::vector<std::function<void()>> tasks;
   {
     MutexLock lock(&t->mu);
     if (t->stopping) return false;
+    adds.swap(t->adds);
     tasks.swap(t->tasks);
   }
+  Register(t, &adds);  // first: a task after an Add (a Remove) finds it registered
   for (auto& task : tasks) task();
   return true;
 }
 
-void IoLoop::Run(Thread* t) {
-  using Clock = std::chrono::steady_clock;
+void IoLoop::Register(Thread* t, std::vector<Registration>* adds) {
+  // Registered on the thread itself, so that its map has the handler before any event.
+  std::vector<uint64_t> failed;
+  for (Registration& r : *adds) {
+    epoll_event ev{};
+    ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
+    ev.data.u64 = r.id;
+    if (::epoll_ctl(t->epoll.get(), EPOLL_CTL_ADD, r.fd, &ev) != 0) {
+      TE_LOG(Error) << "tcp: epoll_ctl ADD: " << std::strerror(errno);
+      failed.push_back(r.id);
+    }
+    t->handlers.emplace(r.id, Entry{r.owner, std::move(r.handler)});
+  }
+  adds->clear();
+  // Told once every Add is in, as a handler may end its owner (RemoveAll) there; then
+  // dropped, as nothing watches its fd.
+  for (uint64_t id : failed) {
+    Dispatch(t, id, EPOLLERR);  // the handler fails its socket
+    t->handlers.erase(id);
+  }
+}
+
+void IoLoop::Dispatch(Thread* t, uint64_t id, uint32_t events) {
+  auto it = t->handlers.find(id);
+  if (it == t->handlers.end()) return;                      // removed after the event was queued
+  std::shared_ptr<IoHandler> handler = it->second.handler;  // may remove itself
+  handler->OnEvents(events);
+}
+
+void IoLoop::Tick(Thread* t, Clock::time_point now) {
+  // By id, each looked up in its turn: a tick may end its owner (RemoveAll), whose
+  // other handlers must not tick after that.
+  std::vector<uint64_t> ids;
+  ids.reserve(t->handlers.size());
+  for (const auto& [id, entry] : t->handlers) ids.push_back(id);
+  for (uint64_t id : ids) {
+    auto it = t->handlers.find(id);
+    if (it == t->handlers.end()) continue;
+    std::shared_ptr<IoHandler> handler = it->second.handler;  // may remove itself
+    handler->OnTick(now);
+  }
+}
+
+void IoLoop::Run(std::shared_ptr<Thread> owned, std::chrono::milliseconds tick) {
+  Thread* t = owned.get();
+  current_loop_thread = t;
   epoll_event events[kMaxEventsPerWait];
-  auto next_tick = Clock::now() + tick_;
+  auto next_tick = Clock::now() + tick;
   for (;;) {
     const auto wait = std::chrono::ceil<std::chrono::milliseconds>(next_tick - Clock::now());
     const int n = ::epoll_wait(t->epoll.get(), events, kMaxEventsPerWait,
@@ -142,19 +290,13 @@ void IoLoop::Run(Thread* t) {
         woken = true;
         continue;
       }
-      auto it = t->handlers.find(events[i].data.u64);
-      if (it == t->handlers.end()) continue;            // removed after the event was queued
-      std::shared_ptr<IoHandler> handler = it->second;  // may remove itself
-      handler->OnEvents(events[i].events);
+      Dispatch(t, events[i].data.u64, events[i].events);
     }
     if (woken && !RunTasks(t)) return;
     const auto now = Clock::now();
     if (now >= next_tick) {
-      std::vector<std::shared_ptr<IoHandler>> all;
-      all.reserve(t->handlers.size());
-      for (auto& [id, handler] : t->handlers) all.push_back(handler);
-      for (auto& handler : all) handler->OnTick(now);
-      next_tick = now + tick_;
+      Tick(t, now);
+      next_tick = now + tick;
     }
   }
 }

@@ -3,6 +3,12 @@
 // transport's socket work runs on these threads (plus the submitting and waiting
 // threads that send and receive inline, tcp_connection.h).
 //
+// A process shares its loops: the transports of every engine with the same settings
+// use one (Shared), so a process with many engines runs a few I/O threads, not a few
+// per engine, and one epoll_wait finds the ready sockets of several engines at once.
+// Each registration names its owner (a transport); RemoveAll ends one owner's
+// handlers while the others' go on.
+//
 // A handler is added to one thread's set (round-robin) and from then on runs only on
 // that thread: its events, the tasks posted to it and its ticks are never concurrent
 // with each other. Sockets are watched edge-triggered for input, output and hang-up,
@@ -17,6 +23,7 @@
 #include <memory>
 #include <thread>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "common/socket.h"
@@ -47,41 +54,87 @@ class IoLoop {
   IoLoop(const IoLoop&) = delete;
   IoLoop& operator=(const IoLoop&) = delete;
 
+  // What the loop's threads are named (pthread_setname_np): `top -H` and tests see them.
+  static constexpr char kThreadName[] = "te-tcp-io";
+
+  // The process's started loop of `threads` threads and this tick, shared with every
+  // other holder of the same settings; it stops when the last holder lets it go.
+  static Status Shared(uint32_t threads, std::chrono::milliseconds tick,
+                       std::shared_ptr<IoLoop>* out);
+
   Status Start(uint32_t threads, std::chrono::milliseconds tick);
-  // Joins the threads and drops every handler. Later calls do nothing.
+  // Joins the threads and drops every handler. Later calls do nothing. On one of the
+  // loop's own threads (its last holder let go in a handler) that thread is left to
+  // end by itself once the handler returns, as it cannot join itself.
   void Stop();
+  // An owner for Add: a set of registrations that RemoveAll ends together.
+  uint64_t NewOwner() EXCLUDES(owners_mu_);
   // A registration id, for Add: known to the handler before its first event.
   uint64_t NewId() { return next_id_.fetch_add(1, std::memory_order_relaxed); }
   // Watches fd (owned by the handler, open until the handler is dropped) on the thread
-  // that id picks; id then names the registration for Post and Remove.
-  Status Add(uint64_t id, int fd, std::shared_ptr<IoHandler> handler);
+  // that id picks; id then names the registration for Post and Remove. Refused once
+  // the loop stopped or RemoveAll(owner) ran.
+  Status Add(uint64_t owner, uint64_t id, int fd, std::shared_ptr<IoHandler> handler)
+      EXCLUDES(owners_mu_);
   // Stops watching and drops the loop's reference to the handler, soon, on its thread.
   void Remove(uint64_t id);
-  // Runs fn on the thread of registration id (not at all once the loop stopped).
+  // Runs fn on the thread of registration id (not at all once the loop stopped). fn
+  // must not own a handler (hold a weak pointer): the loop drops only what it holds.
   void Post(uint64_t id, std::function<void()> fn);
+  // Ends owner: refuses its later Adds and drops its handlers on every thread. When it
+  // returns, the loop holds none of them and none runs, and the tasks posted before it
+  // ran (except on the caller's own thread, when it is one of the loop's: there the
+  // handlers go at once, and the caller's own handler only when it returns). Not
+  // concurrent with Stop.
+  void RemoveAll(uint64_t owner) EXCLUDES(owners_mu_);
 
  private:
+  // An Add on its way to its thread.
+  struct Registration {
+    uint64_t owner;
+    uint64_t id;
+    int fd;
+    std::shared_ptr<IoHandler> handler;
+  };
+  struct Entry {
+    uint64_t owner;
+    std::shared_ptr<IoHandler> handler;
+  };
   struct Thread {
     UniqueFd epoll;
     UniqueFd wake;  // eventfd: tasks were posted
     Mutex mu;
+    std::vector<Registration> adds GUARDED_BY(mu);
     std::vector<std::function<void()>> tasks GUARDED_BY(mu);
     bool stopping GUARDED_BY(mu) = false;
-    // Touched only by the thread itself.
-    std::unordered_map<uint64_t, std::shared_ptr<IoHandler>> handlers;
+    // Touched only by the thread itself (or by Stop, once it ended).
+    std::unordered_map<uint64_t, Entry> handlers;
     std::thread thread;
   };
 
-  void Run(Thread* t);
-  // Runs the tasks posted so far; false once the thread is to stop.
-  bool RunTasks(Thread* t);
+  // A thread's work. It reaches only its Thread, which it co-owns, so that a thread
+  // left to end by itself (Stop) outlives the IoLoop safely.
+  static void Run(std::shared_ptr<Thread> t, std::chrono::milliseconds tick);
+  // Registers the Adds and runs the tasks posted so far; false once the thread is to stop.
+  static bool RunTasks(Thread* t);
+  static void Register(Thread* t, std::vector<Registration>* adds);
+  static void Tick(Thread* t, std::chrono::steady_clock::time_point now);
+  // Hands events to registration id's handler, if it is still there.
+  static void Dispatch(Thread* t, uint64_t id, uint32_t events);
+  // On t's own thread: drops owner's handlers and the Adds of it not yet registered.
+  static void DropOwner(Thread* t, uint64_t owner);
+  // Queues fn for t; drops it, unrun, once t is stopping.
+  static void PostTo(Thread* t, std::function<void()> fn);
+  static void Wake(Thread* t);
   Thread* ThreadOf(uint64_t id) const { return threads_[id % threads_.size()].get(); }
-  void PostTo(Thread* t, std::function<void()> fn);
 
-  std::vector<std::unique_ptr<Thread>> threads_;
-  std::chrono::milliseconds tick_{100};
+  std::vector<std::shared_ptr<Thread>> threads_;
   std::atomic<uint64_t> next_id_{0};
   std::atomic<bool> running_{false};
+  Mutex owners_mu_;
+  // Owners whose registrations are accepted: from NewOwner until RemoveAll.
+  std::unordered_set<uint64_t> owners_ GUARDED_BY(owners_mu_);
+  uint64_t next_owner_ GUARDED_BY(owners_mu_) = 0;
 };
 
 }  // namespace te

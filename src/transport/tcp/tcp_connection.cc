@@ -53,8 +53,9 @@ class TcpConnection::Watcher : public IoHandler {
   const std::shared_ptr<Socket> sock_;
 };
 
-TcpConnection::TcpConnection(TcpConnectionOptions options, IoLoop* loop, HandshakePool* handshakes)
-    : options_(std::move(options)), loop_(loop), handshakes_(handshakes) {
+TcpConnection::TcpConnection(TcpConnectionOptions options, IoLoop* loop, uint64_t owner,
+                             HandshakePool* handshakes)
+    : options_(std::move(options)), loop_(loop), owner_(owner), handshakes_(handshakes) {
   pending_send_.headers.resize(kMaxSlicesPerSend * wire::kHeaderSize);
   pending_send_.iov.reserve(kMaxSlicesPerSend * 2);
   pending_send_.sent_with.reserve(kMaxSlicesPerSend * 2);
@@ -294,7 +295,7 @@ void TcpConnection::Connect() {
     sock->fd = std::move(fd);
     sock->counted = GaugeHold(options_.connections);
     sock->loop_id = loop_->NewId();
-    s = loop_->Add(sock->loop_id, sock->fd.get(),
+    s = loop_->Add(owner_, sock->loop_id, sock->fd.get(),
                    std::make_shared<Watcher>(weak_from_this(), sock));
   }
   Slice* failed = nullptr;

@@ -48,7 +48,9 @@ struct TcpConnectionOptions {
 
 class TcpConnection : public std::enable_shared_from_this<TcpConnection> {
  public:
-  TcpConnection(TcpConnectionOptions options, IoLoop* loop, HandshakePool* handshakes);
+  // Its sockets are registered in loop as owner's.
+  TcpConnection(TcpConnectionOptions options, IoLoop* loop, uint64_t owner,
+                HandshakePool* handshakes);
   ~TcpConnection();
   TcpConnection(const TcpConnection&) = delete;
   TcpConnection& operator=(const TcpConnection&) = delete;
@@ -63,7 +65,8 @@ class TcpConnection : public std::enable_shared_from_this<TcpConnection> {
   // Nothing queued, on the wire, being sent or being read by a waiter.
   bool Idle() EXCLUDES(mu_);
   // Fails queued and in-flight slices with kCancelled and closes the socket; later
-  // submissions fail the same way. Called before the last reference goes.
+  // submissions fail the same way, and the loop is never used again. Called before the
+  // last reference goes or the loop does.
   void Close() EXCLUDES(mu_);
 
  private:
@@ -148,6 +151,7 @@ class TcpConnection : public std::enable_shared_from_this<TcpConnection> {
 
   const TcpConnectionOptions options_;
   IoLoop* const loop_;
+  const uint64_t owner_;
   HandshakePool* const handshakes_;
 
   Mutex mu_;

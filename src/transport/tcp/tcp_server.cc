@@ -29,6 +29,7 @@ constexpr int kRequestsPerTurn = 64;
 struct TcpServer::Shared {
   TcpServerOptions options;
   IoLoop* loop = nullptr;
+  uint64_t owner = 0;  // of every registration in loop
   HandshakePool* pool = nullptr;
   std::atomic<uint32_t> live{0};  // data connections served now
   std::atomic<bool> limit_logged{false};
@@ -362,7 +363,7 @@ void Welcome(std::shared_ptr<UniqueFd> fd, const std::shared_ptr<TcpServer::Shar
   const int raw = fd->get();
   const uint64_t id = shared->loop->NewId();
   auto conn = std::make_shared<DataConnection>(id, std::move(*fd), std::move(peer), shared);
-  shared->loop->Add(id, raw, std::move(conn));  // dropped if the loop stopped
+  shared->loop->Add(shared->owner, id, raw, std::move(conn));  // dropped if the owner ended
 }
 
 void Listener::OnEvents(uint32_t events) {
@@ -398,17 +399,18 @@ uint32_t TcpServer::ConnectionLimit() {
 }
 
 Status TcpServer::Start(const std::string& host, TcpServerOptions options, IoLoop* loop,
-                        HandshakePool* pool) {
+                        uint64_t owner, HandshakePool* pool) {
   UniqueFd fd;
   TE_RETURN_IF_ERROR(Listen(host, 0, &fd, &port_));
   ::fcntl(fd.get(), F_SETFL, ::fcntl(fd.get(), F_GETFL) | O_NONBLOCK);
   shared_ = std::make_shared<Shared>();
   shared_->options = std::move(options);
   shared_->loop = loop;
+  shared_->owner = owner;
   shared_->pool = pool;
   const int raw = fd.get();
   listener_id_ = loop->NewId();
-  return loop->Add(listener_id_, raw, std::make_shared<Listener>(std::move(fd), shared_));
+  return loop->Add(owner, listener_id_, raw, std::make_shared<Listener>(std::move(fd), shared_));
 }
 
 void TcpServer::Stop() {

@@ -38,11 +38,13 @@ class TcpServer {
   TcpServer(const TcpServer&) = delete;
   TcpServer& operator=(const TcpServer&) = delete;
 
-  // Binds host (port 0: any) and serves on loop; handshakes run in pool.
-  Status Start(const std::string& host, TcpServerOptions options, IoLoop* loop,
+  // Binds host (port 0: any) and serves on loop, the listener and every connection
+  // registered as owner's; handshakes run in pool.
+  Status Start(const std::string& host, TcpServerOptions options, IoLoop* loop, uint64_t owner,
                HandshakePool* pool);
   uint16_t port() const { return port_; }
-  // Stops accepting. Connections end with the loop.
+  // Stops accepting. Connections end with their owner (IoLoop::RemoveAll), after the
+  // pool's last HELLO (HandshakePool::Stop), as that may add one.
   void Stop();
   // What a target may serve: the open-file limit, less room for everything else.
   static uint32_t ConnectionLimit();

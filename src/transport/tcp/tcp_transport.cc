@@ -19,13 +19,16 @@ constexpr uint64_t kBytesPerRun = 1 << 20;
 
 class TcpPeer : public TransportPeer {
  public:
-  TcpPeer(const TcpConnectionOptions& options, uint32_t connections, IoLoop* loop,
+  TcpPeer(const TcpConnectionOptions& options, uint32_t connections, IoLoop* loop, uint64_t owner,
           HandshakePool* handshakes) {
     for (uint32_t i = 0; i < connections; ++i) {
-      connections_.push_back(std::make_shared<TcpConnection>(options, loop, handshakes));
+      connections_.push_back(std::make_shared<TcpConnection>(options, loop, owner, handshakes));
     }
   }
-  ~TcpPeer() override {
+  ~TcpPeer() override { Close(); }
+
+  // Fails what the connections carry and ends them for good (TcpConnection::Close).
+  void Close() {
     for (const auto& c : connections_) c->Close();
   }
 
@@ -91,7 +94,13 @@ Status TcpTransport::Start(const TransportContext& context, SegmentDescriptor* l
   const auto tick =
       std::chrono::milliseconds(std::clamp<uint32_t>(config.transfer_timeout_ms / 10, 1, 100));
   TE_RETURN_IF_ERROR(ResolveCongestionControl(config.tcp_congestion, &congestion_));
-  TE_RETURN_IF_ERROR(loop_.Start(config.tcp_io_threads, tick));
+  std::shared_ptr<IoLoop> loop;
+  TE_RETURN_IF_ERROR(IoLoop::Shared(config.tcp_io_threads, tick, &loop));
+  io_owner_ = loop->NewOwner();
+  {
+    MutexLock lock(&mu_);
+    loop_ = loop;  // from here on, Stop ends what follows, should a step fail
+  }
   connects_.Start(kHandshakeThreads, kMaxWaitingHandshakes);
   welcomes_.Start(kHandshakeThreads, kMaxWaitingHandshakes);
   TcpServerOptions server;
@@ -102,7 +111,8 @@ Status TcpTransport::Start(const TransportContext& context, SegmentDescriptor* l
   server.max_connections = TcpServer::ConnectionLimit();
   server.metrics = context.metrics;
   server.congestion = congestion_;
-  TE_RETURN_IF_ERROR(server_.Start(context.bind_host, std::move(server), &loop_, &welcomes_));
+  TE_RETURN_IF_ERROR(
+      server_.Start(context.bind_host, std::move(server), loop.get(), io_owner_, &welcomes_));
   local->transports[name()] = TcpEndpoint::Format(
       AdvertisedHosts(context.advertise_any ? "" : context.advertise_host, context.advertise_host),
       server_.port());
@@ -110,17 +120,26 @@ Status TcpTransport::Start(const TransportContext& context, SegmentDescriptor* l
 }
 
 void TcpTransport::Stop() {
-  server_.Stop();
+  std::shared_ptr<IoLoop> loop;
   std::map<std::string, std::shared_ptr<TcpPeer>> peers;
   {
     MutexLock lock(&mu_);
+    loop.swap(loop_);
     peers.swap(peers_);
   }
-  peers.clear();  // connections fail their slices
+  if (!loop) return;  // not started, or stopped already
+  server_.Stop();
+  // Handles of open segments may hold peers still: their connections fail what they
+  // carry now and never touch the loop again, which may go with this transport.
+  for (const auto& [endpoint, peer] : peers) peer->Close();
+  peers.clear();
+  // A handshake still running may add a connection to the loop; none comes after these.
   connects_.Stop();
   welcomes_.Stop();
-  loop_.Stop();
-}
+  // Drops the rest of this transport's handlers (its server's listener and data
+  // connections, its connections' watchers) and waits until none runs.
+  loop->RemoveAll(io_owner_);
+}  // the last transport with these settings stops the loop's threads
 
 bool TcpTransport::CanReach(const SegmentDescriptor& peer) const {
   return peer.transports.count(name()) > 0;
@@ -145,10 +164,12 @@ Status TcpTransport::GetPeer(const SegmentDescriptor& peer, std::shared_ptr<Tran
   if (context_.metrics) options.connections = context_.metrics->Connections("tcp", false);
   std::vector<std::shared_ptr<TcpPeer>> unused;  // destroyed after the lock
   MutexLock lock(&mu_);
+  if (!loop_) return Status::Unavailable("tcp transport stopped");
   auto& slot = peers_[it->second];
   const bool created = !slot;
   if (created) {
-    slot = std::make_shared<TcpPeer>(options, config.tcp_connections_per_peer, &loop_, &connects_);
+    slot = std::make_shared<TcpPeer>(options, config.tcp_connections_per_peer, loop_.get(),
+                                     io_owner_, &connects_);
   }
   *out = slot;  // first, so that the new peer is in use
   if (created) TakeUnusedPeers(&unused);

@@ -19,6 +19,7 @@
 #include "common/socket.h"
 #include "memory/buffer_registry.h"
 #include "metrics/engine_metrics.h"
+#include "test_util.h"
 
 namespace te {
 namespace {
@@ -357,6 +358,136 @@ TEST(TcpTransportTest, PipelinedRequestsWithRefusedWritesBetweenThemStayInStep) 
     }
   }
   EXPECT_EQ(target.memory, expect);
+}
+
+int IoThreads() { return te_test::ThreadsNamed(IoLoop::kThreadName); }
+
+// The fan benchmark's peer processes hold 32 engines each, which ran two I/O threads
+// apiece: transports with the same settings share one loop.
+TEST(TcpTransportTest, TransportsWithTheSameSettingsShareTheirIoThreads) {
+  ASSERT_TRUE(Eventually([] { return IoThreads() == 0; }, std::chrono::seconds(10)));
+  std::vector<std::unique_ptr<Endpoint>> endpoints;
+  for (int i = 0; i < 9; ++i) {
+    endpoints.push_back(std::make_unique<Endpoint>("endpoint" + std::to_string(i)));
+    endpoints.back()->config.tcp_io_threads = i < 8 ? 2 : 3;
+    ASSERT_TRUE(endpoints.back()->Start().ok());
+    EXPECT_EQ(IoThreads(), i < 8 ? 2 : 5) << i + 1 << " transports started";
+  }
+  endpoints[8]->transport.Stop();
+  EXPECT_TRUE(Eventually([] { return IoThreads() == 2; }, std::chrono::seconds(10)))
+      << "the last transport of a setting left its threads running";
+  for (int i = 7; i > 0; --i) endpoints[i]->transport.Stop();
+  EXPECT_EQ(IoThreads(), 2) << "the threads stopped while a transport still used them";
+  endpoints[0]->transport.Stop();
+  EXPECT_TRUE(Eventually([] { return IoThreads() == 0; }, std::chrono::seconds(10)));
+}
+
+// Slices submitted without waiting, counted as they complete.
+struct Submitted {
+  Submitted(Request::OpCode opcode, char* local, uint64_t remote, size_t count, size_t size)
+      : slices(count) {
+    for (size_t i = 0; i < count; ++i) {
+      Slice& s = slices[i];
+      s.opcode = opcode;
+      s.local = local + i * size;
+      s.remote = remote + i * size;
+      s.length = size;
+      s.owner = this;
+      s.on_done = [](Slice* slice, const Status&) {
+        static_cast<Submitted*>(slice->owner)->done.fetch_add(1);
+      };
+    }
+  }
+  void To(TransportPeer& peer) {
+    std::vector<Slice*> pointers;
+    for (Slice& s : slices) pointers.push_back(&s);
+    peer.Submit(pointers.data(), pointers.size());
+  }
+  std::vector<Slice> slices;
+  std::atomic<size_t> done{0};
+};
+
+// Every transport of the process shares the loop: stopping one, initiator or target,
+// mid-transfer, ends its handlers before Stop returns, and no other's.
+TEST(TcpTransportTest, StoppingOneTransportMidTransferLeavesTheOthersWorking) {
+  constexpr size_t kSlices = 128, kSliceSize = 256 << 10;
+  EngineMetrics target_metrics({"tcp"}, "p2p", false), initiator_metrics({"tcp"}, "p2p", false);
+  Target kept("kept");
+  Endpoint busy("busy"), stopped("stopped"), writer("writer");
+  auto stopped_target = std::make_unique<Target>("stopped-target", kSlices * kSliceSize);
+  stopped_target->context.metrics = &target_metrics;
+  stopped.context.metrics = &initiator_metrics;
+  ASSERT_TRUE(kept.Start().ok());
+  for (Endpoint* e : {&busy, &stopped, &writer}) ASSERT_TRUE(e->Start().ok());
+  ASSERT_TRUE(stopped_target->Start().ok());
+
+  std::shared_ptr<TransportPeer> busy_peer, stopped_peer, writer_peer;
+  ASSERT_TRUE(busy.transport.GetPeer(kept.descriptor, &busy_peer).ok());
+  std::atomic<bool> reading{true};
+  std::atomic<int> reads{0}, read_failures{0};
+  std::thread reader([&] {
+    std::vector<char> local(kept.memory.size());
+    while (reading) {
+      if (!Read(*busy_peer, kept.info.base, &local).ok() || local != kept.memory) ++read_failures;
+      ++reads;
+    }
+  });
+  std::vector<char> local(kSlices * kSliceSize, 'w');
+  const uint64_t remote = stopped_target->info.base;
+
+  // The initiator: every slice it was given is done when Stop returns, its sockets gone.
+  ASSERT_TRUE(stopped.transport.GetPeer(stopped_target->descriptor, &stopped_peer).ok());
+  Submitted cut(Request::WRITE, local.data(), remote, kSlices, kSliceSize);
+  cut.To(*stopped_peer);
+  stopped.transport.Stop();
+  EXPECT_EQ(cut.done.load(), kSlices) << "Stop returned with slices of its own not done";
+  EXPECT_EQ(initiator_metrics.Connections("tcp", false)->load(), 0)
+      << "the stopped initiator's sockets are still in the loop";
+
+  // The target, while another initiator writes on connections it serves.
+  ASSERT_TRUE(writer.transport.GetPeer(stopped_target->descriptor, &writer_peer).ok());
+  ASSERT_TRUE(Read(*writer_peer, remote, &local).ok());
+  std::atomic<int64_t>* served = target_metrics.Connections("tcp", true);
+  ASSERT_GE(served->load(), 1);
+  Submitted served_writes(Request::WRITE, local.data(), remote, kSlices, kSliceSize);
+  served_writes.To(*writer_peer);
+  stopped_target->transport.Stop();
+  EXPECT_EQ(served->load(), 0) << "the stopped target's connections are still in the loop";
+  stopped_target.reset();  // its memory and registry go: a handler left would touch them
+  EXPECT_TRUE(
+      Eventually([&] { return served_writes.done.load() == kSlices; }, std::chrono::seconds(30)))
+      << "writes to the stopped target hang";
+
+  const int before = reads.load();
+  EXPECT_TRUE(Eventually([&] { return reads.load() >= before + 10; }, std::chrono::seconds(10)))
+      << "the other transports' reads stopped";
+  reading = false;
+  reader.join();
+  EXPECT_EQ(read_failures.load(), 0);
+}
+
+TEST(TcpTransportTest, ARestartedTransportServesAndReachesPeersAgain) {
+  Target target("target");
+  Endpoint initiator("initiator");
+  ASSERT_TRUE(target.Start().ok());
+  ASSERT_TRUE(initiator.Start().ok());
+  std::shared_ptr<TransportPeer> before, after;
+  ASSERT_TRUE(initiator.transport.GetPeer(target.descriptor, &before).ok());
+  std::vector<char> local(target.memory.size());
+  ASSERT_TRUE(Read(*before, target.info.base, &local).ok());
+  initiator.transport.Stop();
+  target.transport.Stop();
+  // A handle kept across the stop fails at once, without the loop.
+  EXPECT_EQ(Read(*before, target.info.base, &local).code(), Status::Code::kCancelled);
+  EXPECT_EQ(initiator.transport.GetPeer(target.descriptor, &after).code(),
+            Status::Code::kUnavailable);
+
+  ASSERT_TRUE(target.Endpoint::Start().ok());  // its buffer is registered already
+  ASSERT_TRUE(initiator.Start().ok());
+  ASSERT_TRUE(initiator.transport.GetPeer(target.descriptor, &after).ok());
+  local.assign(local.size(), 0);
+  ASSERT_TRUE(Read(*after, target.info.base, &local).ok());
+  EXPECT_EQ(local, target.memory);
 }
 
 // The congestion control of every established TCP socket of this process.
