@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 from transfer_engine import TransferEngine
@@ -83,6 +84,24 @@ class Peer:
 
     def pause(self):
         os.kill(self.process.pid, signal.SIGSTOP)
+        # SIGSTOP is only sent when kill returns: a thread running on another CPU
+        # stops a moment later, and could still serve a request sent meanwhile.
+        deadline = time.monotonic() + 10
+        while not self._stopped():
+            assert time.monotonic() < deadline, "the peer did not stop"
+            time.sleep(0.001)
+
+    def _stopped(self):
+        task_dir = f"/proc/{self.process.pid}/task"
+        for task in os.listdir(task_dir):
+            try:
+                with open(f"{task_dir}/{task}/stat") as stat:
+                    # The state follows the command name, which is in parentheses.
+                    if stat.read().rsplit(")", 1)[1].split()[0] not in ("T", "t"):
+                        return False
+            except FileNotFoundError:
+                pass  # a thread that ended
+        return True
 
     def resume(self):
         os.kill(self.process.pid, signal.SIGCONT)
