@@ -26,6 +26,8 @@
 #include <string>
 #include <vector>
 
+#include "common/socket.h"
+
 DEFINE_uint64(size, 65536, "Bytes per block");
 DEFINE_int32(batch, 16, "Blocks per batch");
 DEFINE_int32(duration, 5, "Seconds measured (after 1 s of warm-up)");
@@ -78,37 +80,27 @@ ucp_mem_h MapRegion(const Ucp& ucp, size_t bytes, int fill, char** out) {
   return memh;
 }
 
-void SendAll(int fd, const void* data, size_t len) {
-  const char* p = static_cast<const char*>(data);
-  while (len > 0) {
-    ssize_t n = ::send(fd, p, len, MSG_NOSIGNAL);
-    if (n <= 0) Die(std::string("socketpair send: ") + std::strerror(errno));
-    p += n;
-    len -= static_cast<size_t>(n);
-  }
+void SendOrDie(int fd, const void* data, size_t len) {
+  te::Status s = te::SendAll(fd, data, len);
+  if (!s.ok()) Die("socketpair: " + s.ToString());
 }
 
-void RecvAll(int fd, void* data, size_t len) {
-  char* p = static_cast<char*>(data);
-  while (len > 0) {
-    ssize_t n = ::recv(fd, p, len, 0);
-    if (n <= 0) Die("socketpair recv: the target went away");
-    p += n;
-    len -= static_cast<size_t>(n);
-  }
+void RecvOrDie(int fd, void* data, size_t len) {
+  te::Status s = te::RecvAll(fd, data, len);
+  if (!s.ok()) Die("socketpair: the target went away (" + s.ToString() + ")");
 }
 
 void SendBlob(int fd, const void* data, uint64_t len) {
-  SendAll(fd, &len, sizeof(len));
-  SendAll(fd, data, len);
+  SendOrDie(fd, &len, sizeof(len));
+  SendOrDie(fd, data, len);
 }
 
 std::vector<char> RecvBlob(int fd) {
   uint64_t len = 0;
-  RecvAll(fd, &len, sizeof(len));
+  RecvOrDie(fd, &len, sizeof(len));
   if (len > (1u << 20)) Die("socketpair: implausible blob");
   std::vector<char> blob(len);
-  RecvAll(fd, blob.data(), len);
+  RecvOrDie(fd, blob.data(), len);
   return blob;
 }
 
@@ -127,7 +119,7 @@ std::vector<char> RecvBlob(int fd) {
   SendBlob(fd, address, address_len);
   SendBlob(fd, rkey, rkey_len);
   const uint64_t base = reinterpret_cast<uintptr_t>(region);
-  SendAll(fd, &base, sizeof(base));
+  SendOrDie(fd, &base, sizeof(base));
   for (;;) {
     for (int i = 0; i < 1024; ++i) ucp_worker_progress(ucp.worker);
     char byte;
@@ -146,7 +138,7 @@ Remote Connect(const Ucp& ucp, int fd) {
   std::vector<char> address = RecvBlob(fd);
   std::vector<char> packed = RecvBlob(fd);
   Remote remote;
-  RecvAll(fd, &remote.base, sizeof(remote.base));
+  RecvOrDie(fd, &remote.base, sizeof(remote.base));
   // Error handling as the engine asks for it: PEER (a dead peer fails, never hangs)
   // where the transports can, else NONE (UCX 1.13's shared memory cannot).
   ucp_ep_params_t ep{};
