@@ -100,21 +100,27 @@ iperf3_gbps() {
 
 # UCX_TLS of the ucx rows' transport names: UCX's own tcp, and its shared memory.
 declare -A UCX_TLS_OF=([tcp]=tcp [shm]="posix,sysv,cma")
+# The `env` prefix that runs a raw UCX program over UCX transport $1 (tcp on loopback).
+ucx_env_of() {
+  UCX_ENV=(env "UCX_TLS=${UCX_TLS_OF[$1]},self")
+  [[ $1 == tcp ]] && UCX_ENV+=(UCX_NET_DEVICES=lo)
+  return 0
+}
 
 # GB/s of ucx_perftest test $2 (ucp_put_bw or ucp_get) with messages of $3 bytes,
 # server and client on loopback, over UCX transport $1 (tcp or shm, see UCX_TLS_OF);
 # nothing when the run fails.
 ucx_gbps() {
   local port=$((20000 + RANDOM % 20000)) expected=1000000000 count
-  local ucx_env=(env "UCX_TLS=${UCX_TLS_OF[$1]},self" UCX_NET_DEVICES=lo)
-  [[ $1 == shm ]] && ucx_env=(env "UCX_TLS=${UCX_TLS_OF[$1]},self")
+  local UCX_ENV
+  ucx_env_of "$1"
   [[ $1 == shm ]] && expected=4000000000
   [[ $2 == ucp_get && $1 == tcp ]] && expected=100000000 # bytes/s, to size the run near $SECS
   count=$((SECS * expected / $3 + 100))
-  start_bg "${ucx_env[@]}" ucx_perftest -p "$port" >"$BENCH_TMP/ucx_server.log" 2>&1
+  start_bg "${UCX_ENV[@]}" ucx_perftest -p "$port" >"$BENCH_TMP/ucx_server.log" 2>&1
   local server=$BG_PID
   sleep 0.5
-  timeout $((SECS * 10 + 30)) "${ucx_env[@]}" \
+  timeout $((SECS * 10 + 30)) "${UCX_ENV[@]}" \
     ucx_perftest 127.0.0.1 -p "$port" -t "$2" -s "$3" -n "$count" -w $((count / 10 + 1)) -f 2>&1 |
     awk 'NF == 8 && $1 ~ /^[0-9]+$/ { bw = $6 } END { if (bw != "") printf "%.3f", bw * 1048576 / 1e9 }' ||
     true
@@ -124,9 +130,9 @@ ucx_gbps() {
 # GB/s of raw UCP doing the engine's batch ($2: read or write, 16 blocks of $3 bytes)
 # over UCX transport $1, one thread (bench/ucx_baseline.cc); nothing when it fails.
 ucx_raw_gbps() {
-  local ucx_env=(env "UCX_TLS=${UCX_TLS_OF[$1]},self" UCX_NET_DEVICES=lo)
-  [[ $1 == shm ]] && ucx_env=(env "UCX_TLS=${UCX_TLS_OF[$1]},self")
-  timeout $((SECS * 3 + 30)) "${ucx_env[@]}" "$UCX_BASELINE" --direction="$2" --size="$3" \
+  local UCX_ENV
+  ucx_env_of "$1"
+  timeout $((SECS * 3 + 30)) "${UCX_ENV[@]}" "$UCX_BASELINE" --direction="$2" --size="$3" \
     --batch=16 --duration="$SECS" 2>/dev/null | sed -n 's/.*throughput \([0-9.]*\) GB\/s.*/\1/p' || true
 }
 
