@@ -106,6 +106,33 @@ Status Read(TransportPeer& peer, uint64_t remote, std::vector<char>* local) {
   return result.get();
 }
 
+// Slices submitted without waiting, counted as they complete.
+struct Submitted {
+  Submitted(Request::OpCode opcode, char* local, uint64_t remote, size_t count, size_t size)
+      : slices(count) {
+    for (size_t i = 0; i < count; ++i) {
+      Slice& s = slices[i];
+      s.opcode = opcode;
+      s.local = local + i * size;
+      s.remote = remote + i * size;
+      s.length = size;
+      s.owner = this;
+      s.on_done = [](Slice* slice, const Status& status) {
+        auto* submitted = static_cast<Submitted*>(slice->owner);
+        if (!status.ok()) submitted->failed.fetch_add(1);
+        submitted->done.fetch_add(1);
+      };
+    }
+  }
+  void To(TransportPeer& peer) {
+    std::vector<Slice*> pointers;
+    for (Slice& s : slices) pointers.push_back(&s);
+    peer.Submit(pointers.data(), pointers.size());
+  }
+  std::vector<Slice> slices;
+  std::atomic<size_t> done{0}, failed{0};
+};
+
 // A soak found an initiator growing by a peer (connections, threads) per restart of its
 // target, as each restart brings a new port: peers nothing uses must go.
 TEST(TcpTransportTest, PeersOfGoneEndpointsAreDropped) {
@@ -262,35 +289,13 @@ void WriteOneRun(TransportPeer& peer, const Target& target, size_t slices_per_ru
   for (size_t i = 0; i < local.size(); ++i) {
     local[i] = static_cast<char>(i * 7 + i / 4096 + round);
   }
-  std::vector<Slice> slices(slices_per_run);
-  std::vector<Slice*> pointers;
-  std::atomic<size_t> done{0}, failed{0};
-  std::promise<void> all;
-  struct Owner {
-    std::atomic<size_t>* done;
-    std::atomic<size_t>* failed;
-    std::promise<void>* all;
-    size_t slices;
-  } owner{&done, &failed, &all, slices_per_run};
-  for (size_t i = 0; i < slices_per_run; ++i) {
-    Slice& s = slices[i];
-    s.opcode = Request::WRITE;
-    s.local = local.data() + i * slice_size;
-    s.remote = target.info.base + i * slice_size;
-    s.length = slice_size;
-    s.owner = &owner;
-    s.on_done = [](Slice* slice, const Status& status) {
-      auto* o = static_cast<Owner*>(slice->owner);
-      if (!status.ok()) o->failed->fetch_add(1);
-      if (o->done->fetch_add(1) + 1 == o->slices) o->all->set_value();
-    };
-    pointers.push_back(&s);
-  }
-  peer.Submit(pointers.data(), pointers.size());
+  Submitted run(Request::WRITE, local.data(), target.info.base, slices_per_run, slice_size);
+  run.To(peer);
   // A hang detector: the run takes well under a second.
-  ASSERT_EQ(all.get_future().wait_for(std::chrono::seconds(30)), std::future_status::ready)
-      << done.load() << " of " << slices_per_run << " slices completed";
-  EXPECT_EQ(failed.load(), 0u);
+  ASSERT_TRUE(
+      Eventually([&] { return run.done.load() == slices_per_run; }, std::chrono::seconds(30)))
+      << run.done.load() << " of " << slices_per_run << " slices completed";
+  EXPECT_EQ(run.failed.load(), 0u);
   EXPECT_EQ(target.memory, local);
 }
 
@@ -381,31 +386,6 @@ TEST(TcpTransportTest, TransportsWithTheSameSettingsShareTheirIoThreads) {
   endpoints[0]->transport.Stop();
   EXPECT_TRUE(Eventually([] { return IoThreads() == 0; }, std::chrono::seconds(10)));
 }
-
-// Slices submitted without waiting, counted as they complete.
-struct Submitted {
-  Submitted(Request::OpCode opcode, char* local, uint64_t remote, size_t count, size_t size)
-      : slices(count) {
-    for (size_t i = 0; i < count; ++i) {
-      Slice& s = slices[i];
-      s.opcode = opcode;
-      s.local = local + i * size;
-      s.remote = remote + i * size;
-      s.length = size;
-      s.owner = this;
-      s.on_done = [](Slice* slice, const Status&) {
-        static_cast<Submitted*>(slice->owner)->done.fetch_add(1);
-      };
-    }
-  }
-  void To(TransportPeer& peer) {
-    std::vector<Slice*> pointers;
-    for (Slice& s : slices) pointers.push_back(&s);
-    peer.Submit(pointers.data(), pointers.size());
-  }
-  std::vector<Slice> slices;
-  std::atomic<size_t> done{0};
-};
 
 // Every transport of the process shares the loop: stopping one, initiator or target,
 // mid-transfer, ends its handlers before Stop returns, and no other's.
