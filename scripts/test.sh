@@ -3,18 +3,18 @@
 # test suite: a normal build (with -DUSE_CUDA=ON where the CUDA toolkit is installed;
 # its GPU tests skip without a device), ASan+UBSan and TSan (both without CUDA, so the
 # plain build's code runs the suite too); then a short run of each libFuzzer target
-# (scripts/fuzz.sh), and a clang build of the library that checks the lock
-# annotations (-Wthread-safety -Werror).
+# (scripts/fuzz.sh), whose clang build of the library also checks the lock
+# annotations (-Wthread-safety -Werror): one clang compile serves both.
 #
-#   scripts/test.sh            all five
-#   TE_TEST_BUILDS="release" scripts/test.sh    a subset (release, asan, tsan, fuzz, tsa)
+#   scripts/test.sh            all four
+#   TE_TEST_BUILDS="release" scripts/test.sh    a subset (release, asan, tsan, fuzz)
 # Environment: JOBS (default 2), CTEST_ARGS (extra ctest arguments), FUZZ_SECONDS
-# (per fuzz target, default 60).
+# (per fuzz target, default 30 here; scripts/fuzz.sh alone runs longer).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 JOBS=${JOBS:-2}
-BUILDS=${TE_TEST_BUILDS:-release asan tsan fuzz tsa}
+BUILDS=${TE_TEST_BUILDS:-release asan tsan fuzz}
 
 bash "$ROOT/scripts/install_deps.sh"
 
@@ -57,15 +57,10 @@ for build in $BUILDS; do
       TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
         run_suite tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTE_SANITIZE=thread -DTE_WITH_UCX=OFF ;;
     fuzz)
-      echo "=== [fuzz] build and run each target for ${FUZZ_SECONDS:-60} s"
-      BUILD=$ROOT/build-test-fuzz JOBS=$JOBS bash "$ROOT/scripts/fuzz.sh" "${FUZZ_SECONDS:-60}" ;;
-    tsa)
-      # Compiles the library only: the annotations are checked at compile time.
-      echo "=== [tsa] clang -Wthread-safety -Werror build of the library"
-      CC=clang CXX=clang++ cmake -S "$ROOT" -B "$ROOT/build-test-tsa" -G Ninja -DTE_WERROR=ON \
-        -DTE_THREAD_SAFETY=ON -DTE_BUILD_TESTS=OFF >/dev/null
-      cmake --build "$ROOT/build-test-tsa" -j "$JOBS" --target transfer_engine_static ;;
-    *) echo "unknown build '$build' (release, asan, tsan, fuzz, tsa)" >&2; exit 2 ;;
+      echo "=== [fuzz] clang build (-Wthread-safety -Werror), then each target for ${FUZZ_SECONDS:-30} s"
+      BUILD=$ROOT/build-test-fuzz JOBS=$JOBS FUZZ_CMAKE_ARGS="-DTE_THREAD_SAFETY=ON -DTE_WERROR=ON" \
+        bash "$ROOT/scripts/fuzz.sh" "${FUZZ_SECONDS:-30}" ;;
+    *) echo "unknown build '$build' (release, asan, tsan, fuzz)" >&2; exit 2 ;;
   esac
   RAN+=("$build")
 done
