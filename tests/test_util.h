@@ -123,19 +123,43 @@ inline bool DecodeToken(std::string_view token, std::string* out) {
   return true;
 }
 
-// This process's threads named `name` (pthread_setname_np), from /proc/self/task.
-inline int ThreadsNamed(const std::string& name) {
+// Calls fn(task directory) for each of this process's threads named `name`
+// (pthread_setname_np), from /proc/self/task; how many there were, -1 without /proc.
+template <typename Fn>
+int ForThreadsNamed(const std::string& name, Fn fn) {
   int count = 0;
   DIR* dir = ::opendir("/proc/self/task");
   if (!dir) return -1;
   while (dirent* entry = ::readdir(dir)) {
     if (entry->d_name[0] == '.') continue;
-    std::ifstream comm(std::string("/proc/self/task/") + entry->d_name + "/comm");
+    const std::string task = std::string("/proc/self/task/") + entry->d_name;
+    std::ifstream comm(task + "/comm");
     std::string line;
-    if (std::getline(comm, line) && line == name) ++count;
+    if (std::getline(comm, line) && line == name) {
+      ++count;
+      fn(task);
+    }
   }
   ::closedir(dir);
   return count;
+}
+
+inline int ThreadsNamed(const std::string& name) {
+  return ForThreadsNamed(name, [](const std::string&) {});
+}
+
+// How often the thread of /proc task directory `task` went to sleep or was preempted
+// (voluntary and nonvoluntary context switches): what waking it costs.
+inline long ContextSwitchesOf(const std::string& task) {
+  long total = 0;
+  std::ifstream status(task + "/status");
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.find("ctxt_switches:") != std::string::npos) {
+      total += std::stol(line.substr(line.find(':') + 1));
+    }
+  }
+  return total;
 }
 
 }  // namespace te_test

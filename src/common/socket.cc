@@ -306,7 +306,9 @@ Status RecvSome(int fd, void* data, size_t len, size_t* received) {
   return RecvSome(fd, &iov, 1, received);
 }
 
-Status RecvSome(int fd, struct iovec* iov, int iovcnt, size_t* received) {
+namespace {
+
+Status RecvUpTo(int fd, struct iovec* iov, int iovcnt, int flags, size_t* received) {
   *received = 0;
   size_t len = 0;
   for (int i = 0; i < iovcnt; ++i) len += iov[i].iov_len;
@@ -314,7 +316,7 @@ Status RecvSome(int fd, struct iovec* iov, int iovcnt, size_t* received) {
   msg.msg_iov = iov;
   msg.msg_iovlen = static_cast<size_t>(iovcnt);
   for (;;) {
-    ssize_t n = ::recvmsg(fd, &msg, MSG_DONTWAIT);
+    ssize_t n = ::recvmsg(fd, &msg, flags);
     if (n > 0) {
       TE_TSAN_ACQUIRE_SOCKET_HAND_OFF();
       *received = static_cast<size_t>(n);
@@ -325,6 +327,17 @@ Status RecvSome(int fd, struct iovec* iov, int iovcnt, size_t* received) {
     if (errno == EAGAIN || errno == EWOULDBLOCK) return Status::OK();
     return IoStatus("recv", errno);
   }
+}
+
+}  // namespace
+
+Status RecvSome(int fd, struct iovec* iov, int iovcnt, size_t* received) {
+  return RecvUpTo(fd, iov, iovcnt, MSG_DONTWAIT, received);
+}
+
+Status RecvWaiting(int fd, void* data, size_t len, size_t* received) {
+  iovec iov{data, len};
+  return RecvUpTo(fd, &iov, 1, 0, received);
 }
 
 Status RecvAll(int fd, void* data, size_t len) {

@@ -66,6 +66,9 @@ Status SendSome(int fd, struct iovec** iov, int* iovcnt);
 Status RecvSome(int fd, void* data, size_t len, size_t* received);
 // The same, filling iov's buffers in order.
 Status RecvSome(int fd, struct iovec* iov, int iovcnt, size_t* received);
+// RecvSome that waits for the first byte, up to the socket's receive timeout (then
+// *received is 0). The fd must be a blocking one.
+Status RecvWaiting(int fd, void* data, size_t len, size_t* received);
 // Receives exactly len bytes. kUnavailable on orderly close, kTimeout after the
 // socket's receive timeout without any byte.
 Status RecvAll(int fd, void* data, size_t len);

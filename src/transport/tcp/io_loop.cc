@@ -113,7 +113,8 @@ uint64_t IoLoop::NewOwner() {
   return owner;
 }
 
-Status IoLoop::Add(uint64_t owner, uint64_t id, int fd, std::shared_ptr<IoHandler> handler) {
+Status IoLoop::Add(uint64_t owner, uint64_t id, int fd, std::shared_ptr<IoHandler> handler,
+                   uint32_t events) {
   if (!running_) return Status::Cancelled("tcp: transport stopped");
   Thread* t = ThreadOf(id);
   bool first;
@@ -125,10 +126,20 @@ Status IoLoop::Add(uint64_t owner, uint64_t id, int fd, std::shared_ptr<IoHandle
     MutexLock lock(&t->mu);
     if (t->stopping) return Status::Cancelled("tcp: transport stopped");
     first = t->adds.empty() && t->tasks.empty();
-    t->adds.push_back({owner, id, fd, std::move(handler)});
+    t->adds.push_back({owner, id, fd, events, std::move(handler)});
   }
   if (first) Wake(t);
   return Status::OK();
+}
+
+Status IoLoop::Watch(uint64_t id, int fd, uint32_t events) {
+  if (threads_.empty()) return Status::NotFound("tcp: loop not started");
+  epoll_event ev{};
+  ev.events = events;
+  ev.data.u64 = id;
+  if (::epoll_ctl(ThreadOf(id)->epoll.get(), EPOLL_CTL_MOD, fd, &ev) == 0) return Status::OK();
+  if (errno == ENOENT) return Status::NotFound("tcp: fd not (or no longer) watched");
+  return Status::Internal(std::string("tcp: epoll_ctl MOD: ") + std::strerror(errno));
 }
 
 void IoLoop::Remove(uint64_t id) {
@@ -231,7 +242,7 @@ void IoLoop::Register(Thread* t, std::vector<Registration>* adds) {
   std::vector<uint64_t> failed;
   for (Registration& r : *adds) {
     epoll_event ev{};
-    ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
+    ev.events = r.events;
     ev.data.u64 = r.id;
     if (::epoll_ctl(t->epoll.get(), EPOLL_CTL_ADD, r.fd, &ev) != 0) {
       TE_LOG(Error) << "tcp: epoll_ctl ADD: " << std::strerror(errno);

@@ -11,10 +11,12 @@
 //
 // A handler is added to one thread's set (round-robin) and from then on runs only on
 // that thread: its events, the tasks posted to it and its ticks are never concurrent
-// with each other. Sockets are watched edge-triggered for input, output and hang-up,
-// so a handler must read (or write) until the socket would block, or post itself a
-// task to go on later.
+// with each other. Sockets are watched edge-triggered (for input, output and hang-up
+// unless the handler asks for less), so a handler must read (or write) until the
+// socket would block, or post itself a task to go on later.
 #pragma once
+
+#include <sys/epoll.h>
 
 #include <atomic>
 #include <chrono>
@@ -71,11 +73,18 @@ class IoLoop {
   uint64_t NewOwner() EXCLUDES(owners_mu_);
   // A registration id, for Add: known to the handler before its first event.
   uint64_t NewId() { return next_id_.fetch_add(1, std::memory_order_relaxed); }
-  // Watches fd (owned by the handler, open until the handler is dropped) on the thread
-  // that id picks; id then names the registration for Post and Remove. Refused once
-  // the loop stopped or RemoveAll(owner) ran.
-  Status Add(uint64_t owner, uint64_t id, int fd, std::shared_ptr<IoHandler> handler)
-      EXCLUDES(owners_mu_);
+  // What Add watches unless told otherwise.
+  static constexpr uint32_t kAllEvents = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
+  // Watches fd (owned by the handler, open until the handler is dropped) for events on
+  // the thread that id picks; id then names the registration for Post, Watch and
+  // Remove. Refused once the loop stopped or RemoveAll(owner) ran.
+  Status Add(uint64_t owner, uint64_t id, int fd, std::shared_ptr<IoHandler> handler,
+             uint32_t events = kAllEvents) EXCLUDES(owners_mu_);
+  // Any thread: watches registration id's fd for `events` from now on. Input or output
+  // already waiting is reported at once, as a new edge. NotFound while the Add has not
+  // reached its thread (a task Posted now runs after it has); after Remove, events of
+  // the fd (open until its handler goes) reach nobody.
+  Status Watch(uint64_t id, int fd, uint32_t events);
   // Stops watching and drops the loop's reference to the handler, soon, on its thread.
   void Remove(uint64_t id);
   // Runs fn on the thread of registration id (not at all once the loop stopped). fn
@@ -94,6 +103,7 @@ class IoLoop {
     uint64_t owner;
     uint64_t id;
     int fd;
+    uint32_t events;
     std::shared_ptr<IoHandler> handler;
   };
   struct Entry {

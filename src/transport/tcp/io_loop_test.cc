@@ -86,6 +86,31 @@ TEST(IoLoopTest, EventsTicksAndTasksOfAHandlerRunOnItsOneThread) {
   EXPECT_FALSE(handler->wrong_thread.load());
 }
 
+// Watch changes what is reported from any thread: input left unwatched wakes nobody,
+// and watching it again reports what waits at once. Before its Add reaches its thread
+// a registration is not found, and a task posted then finds it.
+TEST(IoLoopTest, WatchChangesTheEventsAndReportsWhatWaitsAtOnce) {
+  IoLoop loop;
+  ASSERT_TRUE(loop.Start(1, std::chrono::milliseconds(5)).ok());
+  SocketPair pair;
+  auto handler = std::make_shared<Recorder>(pair.handler_end);
+  const uint64_t id = loop.NewId();
+  std::promise<void> release;
+  loop.Post(id, [&release] { release.get_future().wait(); });  // holds the thread
+  ASSERT_TRUE(loop.Add(loop.NewOwner(), id, pair.handler_end, handler, EPOLLIN | EPOLLET).ok());
+  EXPECT_EQ(loop.Watch(id, pair.handler_end, EPOLLET).code(), Status::Code::kNotFound);
+  std::promise<Status> watched;
+  loop.Post(id, [&] { watched.set_value(loop.Watch(id, pair.handler_end, EPOLLET)); });
+  release.set_value();
+  ASSERT_TRUE(watched.get_future().get().ok());
+  pair.Send();
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_FALSE(handler->input.load()) << "input was reported while not watched";
+  ASSERT_TRUE(loop.Watch(id, pair.handler_end, EPOLLIN | EPOLLET).ok());
+  EXPECT_TRUE(Within([&] { return handler->bytes.load() == 1; }, std::chrono::seconds(10)))
+      << "the waiting byte was not reported once input was watched again";
+}
+
 TEST(IoLoopTest, RemovedHandlersAreDroppedAndStopDropsTheRest) {
   IoLoop loop;
   ASSERT_TRUE(loop.Start(2, std::chrono::milliseconds(5)).ok());

@@ -33,6 +33,10 @@ struct TcpConnection::Socket {
   UniqueFd fd;
   GaugeHold counted;  // in the connection gauge while open
   uint64_t loop_id = 0;
+  // Under the connection's mu_: what the loop watches the socket for (WatchFor), and
+  // whether a send waits for room.
+  uint32_t events = kFirstEvents;
+  bool awaits_output = false;
 };
 
 // The loop's handle on one socket: it keeps the socket (and so its fd) open until the
@@ -184,6 +188,8 @@ void TcpConnection::Flush(SendBudget budget) {
     {
       MutexLock lock(&mu_);
       sock = socket_;
+      // After a send: what went out is watched for, off the round trip's path.
+      if (sock) WatchFor(sock, true);
       const bool budget_left = inline_send ? runs == 0 : runs < kLoopRunsPerTurn;
       if (sock && pending_send_.empty() && budget_left) {
         send_again_ = false;
@@ -226,6 +232,8 @@ void TcpConnection::Flush(SendBudget budget) {
           continue;
         }
         sending_ = false;
+        sock->awaits_output = true;
+        WatchFor(sock, true);
         return;
       }
       // Failed meanwhile: the rest of the run must not go out on a later socket.
@@ -296,7 +304,7 @@ void TcpConnection::Connect() {
     sock->counted = GaugeHold(options_.connections);
     sock->loop_id = loop_->NewId();
     s = loop_->Add(owner_, sock->loop_id, sock->fd.get(),
-                   std::make_shared<Watcher>(weak_from_this(), sock));
+                   std::make_shared<Watcher>(weak_from_this(), sock), kFirstEvents);
   }
   Slice* failed = nullptr;
   bool flush = false;
@@ -366,6 +374,7 @@ void TcpConnection::OnSocketEvents(const std::shared_ptr<Socket>& sock, uint32_t
   {
     MutexLock lock(&mu_);
     if (socket_ != sock) return;  // an old socket on its way out
+    if (events & EPOLLOUT) sock->awaits_output = false;
   }
   if (events & EPOLLOUT) FlushFromLoop();
   if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) ReadFromLoop();
@@ -397,6 +406,7 @@ bool TcpConnection::ReleaseReader(const std::shared_ptr<Socket>& sock) {
   {
     MutexLock lock(&mu_);
     reader_ = Reader::kNone;
+    if (socket_ == sock) WatchFor(sock, true);  // input again, if a waiter read
     if (socket_ != sock) {
       // The socket failed while this reader held a response half received.
       orphan = pending_receive_.slice;
@@ -415,14 +425,19 @@ bool TcpConnection::ReleaseReader(const std::shared_ptr<Socket>& sock) {
 }
 
 TcpConnection::ReadResult TcpConnection::ReadAvailable(const std::shared_ptr<Socket>& sock,
-                                                       const std::function<bool()>& stop) {
+                                                       const std::function<bool()>& stop,
+                                                       bool wait_for_header) {
   PendingReceive& r = pending_receive_;
   for (;;) {
     Status s;
     if (!r.slice) {
       if (r.have < sizeof(r.header)) {  // else it came with the previous payload
         size_t got = 0;
-        s = RecvSome(sock->fd.get(), r.header + r.have, sizeof(r.header) - r.have, &got);
+        uint8_t* to = r.header + r.have;
+        const size_t want = sizeof(r.header) - r.have;
+        s = wait_for_header ? RecvWaiting(sock->fd.get(), to, want, &got)
+                            : RecvSome(sock->fd.get(), to, want, &got);
+        wait_for_header = false;
         if (s.ok() && got == 0) return ReadResult::kWouldBlock;
         r.have += got;
         if (s.ok() && r.have < sizeof(r.header)) continue;
@@ -526,17 +541,23 @@ bool TcpConnection::ReceiveFor(const std::function<bool()>& done, Clock::time_po
     if (in_flight_.empty() && !pending_receive_.slice) return false;
     reader_ = Reader::kWaiter;
     sock = socket_;
+    WatchFor(sock, true);
   }
   bool received = false;
+  const auto receive_timeout = std::chrono::milliseconds(options_.io_timeout_ms);
   while (!done()) {
     const auto left = deadline - Clock::now();
     if (left <= Clock::duration::zero()) break;
+    // Between responses, with the deadline past the socket's receive timeout, the
+    // header's recv itself waits: a system call less than poll and then recv.
+    const bool wait_in_recv = options_.io_timeout_ms > 0 && left >= receive_timeout &&
+                              !pending_receive_.slice && !HeaderBuffered();
     const auto ms = std::chrono::ceil<std::chrono::milliseconds>(left).count();
-    if (!HeaderBuffered() &&
+    if (!wait_in_recv && !HeaderBuffered() &&
         !WaitReadable(sock->fd.get(), ms > 1000000 ? 1000000 : static_cast<int>(ms))) {
       continue;
     }
-    const ReadResult result = ReadAvailable(sock, done);
+    const ReadResult result = ReadAvailable(sock, done, wait_in_recv);
     received = true;
     if (result == ReadResult::kFailed) break;
     MutexLock lock(&mu_);
@@ -545,6 +566,35 @@ bool TcpConnection::ReceiveFor(const std::function<bool()>& done, Clock::time_po
   SpareLoopWakeUp(sock);
   if (ReleaseReader(sock)) PostToLoop(sock->loop_id, &TcpConnection::ReadFromLoop);
   return received;
+}
+
+void TcpConnection::WatchFor(const std::shared_ptr<Socket>& sock, bool retry) {
+  bool input = sock->events & EPOLLIN;
+  if (reader_ == Reader::kWaiter) {
+    input = false;
+  } else if (!in_flight_.empty() || pending_receive_.slice) {
+    input = true;
+  }  // else nothing is due: as it is (the next request raises it, after its send)
+  const uint32_t want = (input ? uint32_t{EPOLLIN} : 0u) |
+                        (sock->awaits_output ? uint32_t{EPOLLOUT} : 0u) | EPOLLRDHUP | EPOLLET;
+  if (want == sock->events) return;
+  const Status s = loop_->Watch(sock->loop_id, sock->fd.get(), want);
+  if (s.ok()) {
+    sock->events = want;
+  } else if (s.code() == Status::Code::kNotFound && retry) {
+    // Connect's Add has not reached the loop thread yet; a task runs after it has.
+    std::weak_ptr<TcpConnection> weak = weak_from_this();
+    loop_->Post(sock->loop_id, [weak, sock] {
+      if (auto conn = weak.lock()) {
+        MutexLock lock(&conn->mu_);
+        if (conn->socket_ == sock) conn->WatchFor(sock, false);
+      }
+    });
+  } else if (s.code() != Status::Code::kNotFound) {
+    // Not seen in practice (the fd is ours and open); the io timeout still ends a
+    // slice that waits for an event that no longer comes.
+    TE_LOG(Error) << "tcp: " << PeerText() << ": " << s.ToString();
+  }
 }
 
 void TcpConnection::SpareLoopWakeUp(const std::shared_ptr<Socket>& sock) {

@@ -12,6 +12,11 @@
 // on an idle connection, else an I/O thread), and one reader at a time (an I/O thread,
 // or a thread waiting for its own response: ReceiveFor). Both shortcuts keep a small
 // round trip at what a plain TCP ping-pong costs: no thread hand-off on either side.
+// While a waiter reads, the loop stops watching for input, so the response does not
+// also wake an I/O thread (a context switch per round trip); it watches again once a
+// request is on the wire with no waiter reading (raised after its send, so neither
+// change is on the round trip's path). Output is watched only while a send waits for
+// room.
 #pragma once
 
 #include <atomic>
@@ -96,6 +101,9 @@ class TcpConnection : public std::enable_shared_from_this<TcpConnection> {
     uint8_t next[wire::kHeaderSize];
     size_t next_have = 0;
   };
+  // What a new socket is watched for: no output until a send waits for room, as
+  // re-arming output on a writable socket would report it at once.
+  static constexpr uint32_t kFirstEvents = EPOLLIN | EPOLLRDHUP | EPOLLET;
   enum class Reader { kNone, kLoop, kWaiter };
   enum class SendBudget { kInline, kLoop };
   enum class ReadResult { kWouldBlock, kStopped, kFailed };
@@ -114,15 +122,20 @@ class TcpConnection : public std::enable_shared_from_this<TcpConnection> {
   void OnSocketEvents(const std::shared_ptr<Socket>& sock, uint32_t events) EXCLUDES(mu_);
   void OnTick(const std::shared_ptr<Socket>& sock, std::chrono::steady_clock::time_point now)
       EXCLUDES(mu_);
+  // Under mu_: has the loop watch sock for input while a response is due and no waiter
+  // reads it, and for output while a send waits for room. `retry`: once more from the loop thread when
+  // the socket's Add has not reached it yet.
+  void WatchFor(const std::shared_ptr<Socket>& sock, bool retry) REQUIRES(mu_);
   // A waiter done reading: the I/O thread saw the input it read and asked to read
   // again; when nothing is left on an otherwise idle socket, the loop is spared that.
   void SpareLoopWakeUp(const std::shared_ptr<Socket>& sock) EXCLUDES(mu_);
   // Gives the reader role back; true when input came meanwhile that nobody read.
   bool ReleaseReader(const std::shared_ptr<Socket>& sock) EXCLUDES(mu_);
   // The reader's work: receives what the socket has until it would block, `stop` says
-  // so after a completed response, or the socket fails.
-  ReadResult ReadAvailable(const std::shared_ptr<Socket>& sock, const std::function<bool()>& stop)
-      EXCLUDES(mu_);
+  // so after a completed response, or the socket fails. `wait_for_header`: the first
+  // header's recv waits for it (up to the socket's receive timeout).
+  ReadResult ReadAvailable(const std::shared_ptr<Socket>& sock, const std::function<bool()>& stop,
+                           bool wait_for_header = false) EXCLUDES(mu_);
   // Receives what the socket has of the current response's payload; *complete once
   // all came, with *outcome the response's verdict. An error fails the socket.
   Status ReadPayload(const std::shared_ptr<Socket>& sock, bool* complete, Status* outcome)

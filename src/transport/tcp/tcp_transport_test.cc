@@ -12,6 +12,7 @@
 #include <fstream>
 #include <future>
 #include <memory>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -198,6 +199,73 @@ TEST(TcpTransportTest, ThreadCountDoesNotGrowWithPeersOrConnections) {
     peers.push_back(peer);
   }
   EXPECT_EQ(ThreadCount(), before) << "64 connections to 16 peers added threads";
+}
+
+// A thread waiting for its own response reads it itself (ReceiveFor); the response
+// must not wake an I/O thread as well: that is a context switch per round trip, which
+// on a busy CPU costs about as much as the round trip. The target's I/O threads are
+// held up 2 ms before each request, so that the waiter surely reads before the
+// response comes (a response that beats the waiter is the loop's to read). The
+// initiator has a loop of its own (one thread), told from the target's by when it
+// started.
+TEST(TcpTransportTest, AWaiterReadingItsOwnResponsesLeavesTheIoThreadAsleep) {
+  Target target("target");
+  ASSERT_TRUE(target.Start().ok());
+  std::shared_ptr<IoLoop> targets_loop;  // what TcpTransport::Start picked for it
+  ASSERT_TRUE(IoLoop::Shared(target.config.tcp_io_threads, std::chrono::milliseconds(100),
+                             &targets_loop)
+                  .ok());
+  std::set<std::string> targets_threads;
+  te_test::ForThreadsNamed(IoLoop::kThreadName,
+                           [&](const std::string& task) { targets_threads.insert(task); });
+  ASSERT_EQ(targets_threads.size(), target.config.tcp_io_threads) << "not the target's loop";
+  Endpoint initiator("initiator");
+  initiator.config.tcp_io_threads = 1;
+  ASSERT_TRUE(initiator.Start().ok());
+  auto initiators_switches = [&] {
+    long switches = 0;
+    te_test::ForThreadsNamed(IoLoop::kThreadName, [&](const std::string& task) {
+      if (targets_threads.count(task) == 0) switches += te_test::ContextSwitchesOf(task);
+    });
+    return switches;
+  };
+  std::shared_ptr<TransportPeer> peer;
+  ASSERT_TRUE(initiator.transport.GetPeer(target.descriptor, &peer).ok());
+  std::vector<char> local(4096);
+  ASSERT_TRUE(Read(*peer, target.info.base, &local).ok());  // connected
+  constexpr int kRoundTrips = 200;
+  int read_by_waiter = 0;
+  const long before = initiators_switches();
+  for (int i = 0; i < kRoundTrips; ++i) {
+    for (uint64_t id = 0; id < target.config.tcp_io_threads; ++id) {  // one per thread
+      targets_loop->Post(id, [] { std::this_thread::sleep_for(std::chrono::milliseconds(2)); });
+    }
+    std::atomic<bool> done{false};
+    Slice slice;
+    slice.opcode = Request::READ;
+    slice.local = local.data();
+    slice.remote = target.info.base;
+    slice.length = local.size();
+    slice.owner = &done;
+    slice.on_done = [](Slice* s, const Status& status) {
+      EXPECT_TRUE(status.ok()) << status.ToString();
+      static_cast<std::atomic<bool>*>(s->owner)->store(true);
+    };
+    Slice* slices[] = {&slice};
+    peer->Submit(slices, 1);
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    bool by_waiter = false;
+    while (!done && std::chrono::steady_clock::now() < deadline) {
+      by_waiter |= peer->ReceiveFor(slice, [&done] { return done.load(); }, deadline);
+    }
+    ASSERT_TRUE(done) << "round trip " << i << " never completed";
+    read_by_waiter += by_waiter;
+  }
+  const long switches = initiators_switches() - before;
+  EXPECT_GT(read_by_waiter, kRoundTrips * 3 / 4);
+  EXPECT_LT(switches, kRoundTrips / 4)
+      << "the initiator's I/O thread switched " << switches << " times in " << kRoundTrips
+      << " round trips (" << read_by_waiter << " read by the waiter): the responses woke it";
 }
 
 TEST(TcpTransportTest, ConnectionsOpenOnFirstUseAndCloseWhenIdle) {
