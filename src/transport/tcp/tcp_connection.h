@@ -123,8 +123,8 @@ class TcpConnection : public std::enable_shared_from_this<TcpConnection> {
   void OnTick(const std::shared_ptr<Socket>& sock, std::chrono::steady_clock::time_point now)
       EXCLUDES(mu_);
   // Under mu_: has the loop watch sock for input while a response is due and no waiter
-  // reads it, and for output while a send waits for room. `retry`: once more from the loop thread when
-  // the socket's Add has not reached it yet.
+  // reads it, and for output while a send waits for room. `retry`: once more from the
+  // loop thread when the socket's Add has not reached it yet.
   void WatchFor(const std::shared_ptr<Socket>& sock, bool retry) REQUIRES(mu_);
   // A waiter done reading: the I/O thread saw the input it read and asked to read
   // again; when nothing is left on an otherwise idle socket, the loop is spared that.
