@@ -212,9 +212,9 @@ TEST(TcpTransportTest, AWaiterReadingItsOwnResponsesLeavesTheIoThreadAsleep) {
   Target target("target");
   ASSERT_TRUE(target.Start().ok());
   std::shared_ptr<IoLoop> targets_loop;  // what TcpTransport::Start picked for it
-  ASSERT_TRUE(IoLoop::Shared(target.config.tcp_io_threads, std::chrono::milliseconds(100),
-                             &targets_loop)
-                  .ok());
+  ASSERT_TRUE(
+      IoLoop::Shared(target.config.tcp_io_threads, std::chrono::milliseconds(100), &targets_loop)
+          .ok());
   std::set<std::string> targets_threads;
   te_test::ForThreadsNamed(IoLoop::kThreadName,
                            [&](const std::string& task) { targets_threads.insert(task); });
@@ -256,7 +256,8 @@ TEST(TcpTransportTest, AWaiterReadingItsOwnResponsesLeavesTheIoThreadAsleep) {
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
     bool by_waiter = false;
     while (!done && std::chrono::steady_clock::now() < deadline) {
-      by_waiter |= peer->ReceiveFor(slice, [&done] { return done.load(); }, deadline);
+      by_waiter |= peer->ReceiveFor(
+          slice, [&done] { return done.load(); }, deadline);
     }
     ASSERT_TRUE(done) << "round trip " << i << " never completed";
     read_by_waiter += by_waiter;
