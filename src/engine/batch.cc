@@ -93,7 +93,11 @@ void Batch::OnSliceDone(Slice* slice, const te::Status& status) {
                       std::memory_order_release);
     // seq_cst on both sides: either the sleeper sees this task done, or we see it.
     batch_done = batch->done_tasks_.fetch_add(1, std::memory_order_seq_cst) + 1 == batch->size();
-    if (batch->sleepers_.load(std::memory_order_seq_cst) > 0) wake = batch->shared_from_this();
+    // Only the last task's completion wakes a sleeper: it waits for Done(), and a
+    // wake-up per task (a context switch each) cost a batch of 16 as many.
+    if (batch_done && batch->sleepers_.load(std::memory_order_seq_cst) > 0) {
+      wake = batch->shared_from_this();
+    }
   }
   if (batch->metrics_) batch->CountDone(task, status, batch_done);
   // Last touch of the batch unless `wake` holds it: once in-flight reaches zero,

@@ -1,9 +1,11 @@
 #include "engine/batch.h"
 
 #include <gtest/gtest.h>
+#include <sys/resource.h>
 
 #include <atomic>
 #include <chrono>
+#include <memory>
 #include <string>
 #include <thread>
 #include <vector>
@@ -308,6 +310,35 @@ TEST(BatchTest, ConcurrentSliceCompletions) {
   EXPECT_EQ(st.error.rfind("IoError: slice ", 0), 0u) << st.error;  // exactly one, whole
   EXPECT_EQ(batch.in_flight(), 0);
   EXPECT_EQ(batch.task(0).pending_slices.load(), 0u);
+}
+
+// A sleeping waiter waits for the whole batch: it is woken by the completion of the
+// last task, not by every task (each wake-up a context switch).
+TEST(BatchTest, ASleepingWaiterIsWokenOnceForTheWholeBatch) {
+  constexpr size_t kTasks = 16;
+  auto owned = std::make_shared<Batch>(kTasks);  // a waker holds it by shared_from_this
+  Batch& batch = *owned;
+  size_t first;
+  ASSERT_TRUE(batch.Reserve(kTasks, &first));
+  std::vector<Slice*> slices;
+  for (size_t i = 0; i < kTasks; ++i) slices.push_back(PrepareTask(&batch, i, {64}));
+  batch.Publish(kTasks);
+  std::atomic<long> switches{-1};
+  std::thread waiter([&] {
+    rusage before{}, after{};
+    ::getrusage(RUSAGE_THREAD, &before);
+    SpinBudget budget;
+    EXPECT_TRUE(batch.WaitDone(Clock::now() + std::chrono::seconds(30), &budget));
+    ::getrusage(RUSAGE_THREAD, &after);
+    switches = after.ru_nvcsw - before.ru_nvcsw;
+  });
+  for (Slice* slice : slices) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));  // the waiter sleeps
+    Done(slice);
+  }
+  waiter.join();
+  EXPECT_LT(switches.load(), static_cast<long>(kTasks / 2))
+      << "the waiter slept and woke " << switches.load() << " times for " << kTasks << " tasks";
 }
 
 // ---- retries on the next route ----
