@@ -4,8 +4,9 @@
 # tests/netns_transfer_test.cc. Needs root and iproute2 (iptables for a loss).
 #
 #   bench/netns_link.sh up [LOSS_PERCENT]   make them (again); LOSS_PERCENT (e.g. 0.1
-#                                           or 1) of the packets B receives and sends
-#                                           are dropped at random (iptables in B)
+#                                           or 1) of the packets each way are dropped
+#                                           at random as they arrive (iptables INPUT
+#                                           in A and in B)
 #   bench/netns_link.sh down                remove them
 #   bench/netns_link.sh status              print the addresses and the loss rules
 #
@@ -42,11 +43,14 @@ probability() {
     die "loss '$1' is not a percentage in [0, 100]"
 }
 
-# set_loss PROBABILITY: drop that share of B's incoming and outgoing packets at random.
+# set_loss PROBABILITY: drop that share of the packets each way at random, as they
+# arrive (INPUT in A and in B). Not in the sender's OUTPUT: a packet dropped there is a
+# local send failure, which TCP retries on its probe timer (at least 200 ms, whatever
+# the socket's minimum RTO), not a loss in the network.
 set_loss() {
-  local chain
-  for chain in INPUT OUTPUT; do
-    ip netns exec "$NETNS_B" iptables -A "$chain" -m statistic --mode random \
+  local ns
+  for ns in "$NETNS_A" "$NETNS_B"; do
+    ip netns exec "$ns" iptables -A INPUT -m statistic --mode random \
       --probability "$1" -j DROP
   done
 }
@@ -72,11 +76,14 @@ status() {
   { exists "$NETNS_A" && exists "$NETNS_B"; } || die "not up (bench/netns_link.sh up)"
   echo "A: namespace $NETNS_A, $VETH_A $ADDR_A, mtu $(ip -n "$NETNS_A" -o link show "$VETH_A" | grep -o 'mtu [0-9]*' | cut -d' ' -f2)"
   echo "B: namespace $NETNS_B, $VETH_B $ADDR_B, mtu $(ip -n "$NETNS_B" -o link show "$VETH_B" | grep -o 'mtu [0-9]*' | cut -d' ' -f2)"
-  local rules=""
-  if command -v iptables >/dev/null; then
-    rules=$(ip netns exec "$NETNS_B" iptables -S | grep statistic || true)
-  fi
-  echo "loss rules in B: ${rules:-none}"
+  local rules ns
+  for ns in "$NETNS_A" "$NETNS_B"; do
+    rules=""
+    if command -v iptables >/dev/null; then
+      rules=$(ip netns exec "$ns" iptables -S | grep statistic || true)
+    fi
+    echo "loss rules in $ns: ${rules:-none}"
+  done
   cat <<EOF
 examples (target in B, initiator in A):
   ip netns exec $NETNS_B iperf3 -s -B $ADDR_B

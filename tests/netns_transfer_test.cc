@@ -268,7 +268,9 @@ TEST_F(NetnsLinkDownTest, TheSameEngineTransfersAgainOnItsOwnOnceTheLinkIsBack) 
       ExpectWriteIntact(*peer_, seg_, local_write_, peer_->buffers()[1].base, kSize, kMiB, 710));
 }
 
-// 1% of the packets B receives and sends dropped (iptables' statistic match in B).
+// 1% of the packets each way dropped as they arrive (iptables' statistic match on INPUT
+// in A and in B): a loss in the network. A drop in the sender's OUTPUT would be a local
+// send failure instead, which TCP retries on its probe timer (bench/netns_link.sh).
 class NetnsLossTest : public NetnsTransferTest {
  protected:
   void SetUp() override {
@@ -277,28 +279,30 @@ class NetnsLossTest : public NetnsTransferTest {
     if (FindProgram("iptables").empty()) {
       GTEST_SKIP() << "no iptables (scripts/install_deps.sh installs it)";
     }
-    for (const char* chain : {"INPUT", "OUTPUT"}) {
+    for (const std::string& host : {hosts_.a(), hosts_.b()}) {
       std::string out;
-      if (hosts_.Exec(hosts_.b(),
-                      {FindProgram("iptables"), "-A", chain, "-m", "statistic", "--mode", "random",
-                       "--probability", "0.01", "-j", "DROP"},
+      if (hosts_.Exec(host,
+                      {FindProgram("iptables"), "-A", "INPUT", "-m", "statistic", "--mode",
+                       "random", "--probability", "0.01", "-j", "DROP"},
                       &out) != 0) {
         GTEST_SKIP() << "iptables cannot drop packets at random here: " << out;
       }
     }
   }
 
-  // Packets the rules in B dropped so far.
+  // Packets the rules in A and B dropped so far.
   uint64_t Dropped() {
-    std::string out;
-    EXPECT_EQ(hosts_.Exec(hosts_.b(), {FindProgram("iptables"), "-L", "-n", "-v", "-x"}, &out), 0)
-        << out;
-    std::istringstream lines(out);
-    std::string line;
     uint64_t dropped = 0;
-    while (std::getline(lines, line)) {
-      if (line.find("statistic") != std::string::npos) {
-        dropped += std::strtoull(line.c_str(), nullptr, 10);  // the first column: pkts
+    for (const std::string& host : {hosts_.a(), hosts_.b()}) {
+      std::string out;
+      EXPECT_EQ(hosts_.Exec(host, {FindProgram("iptables"), "-L", "-n", "-v", "-x"}, &out), 0)
+          << out;
+      std::istringstream lines(out);
+      std::string line;
+      while (std::getline(lines, line)) {
+        if (line.find("statistic") != std::string::npos) {
+          dropped += std::strtoull(line.c_str(), nullptr, 10);  // the first column: pkts
+        }
       }
     }
     return dropped;

@@ -59,6 +59,12 @@ struct Config {
   // a 1500-MTU link between busy hosts; docs/performance.md). "system": the kernel's
   // default always. Any other value names one (net.ipv4.tcp_allowed_congestion_control).
   std::string tcp_congestion = "auto";
+  // Minimum retransmission timeout of the TCP data connections, in microseconds (Linux
+  // >= 6.15; elsewhere the kernel's, 200 ms, applies). A request/response protocol
+  // loses its tail packets where no later packet signals the loss, and each such loss
+  // waits this long: 200 ms is made for the Internet, not for a cluster. The kernel
+  // rounds it up to its timer ticks. 0: the kernel's. At most 200000.
+  uint32_t tcp_rto_min_us = 5000;
   uint64_t slice_size = 1 << 20;        // requests above this are split
   uint32_t transfer_timeout_ms = 5000;  // a slice without progress this long fails
   uint32_t connect_timeout_ms = 3000;

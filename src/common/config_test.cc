@@ -95,7 +95,8 @@ TEST_F(ConfigTest, FromJsonAllFields) {
     "ucx_tls": "rc,ud",
     "ucx_net_devices": "mlx5_0:1",
     "ucx_workers": 2,
-    "tcp_congestion": "reno"
+    "tcp_congestion": "reno",
+    "tcp_rto_min_us": 10000
   })",
                               &c);
   ASSERT_TRUE(s.ok()) << s.ToString();
@@ -112,6 +113,7 @@ TEST_F(ConfigTest, FromJsonAllFields) {
   EXPECT_EQ(c.transfer_timeout_ms, 1234u);
   EXPECT_EQ(c.connect_timeout_ms, 567u);
   EXPECT_EQ(c.metadata_ttl_s, 30u);
+  EXPECT_EQ(c.tcp_rto_min_us, 10000u);
   EXPECT_EQ(c.ucx_tls, "rc,ud");
   EXPECT_EQ(c.ucx_net_devices, "mlx5_0:1");
   EXPECT_EQ(c.ucx_workers, 2u);
@@ -472,6 +474,20 @@ TEST_F(ConfigTest, ValidateTcpCongestion) {
     EXPECT_EQ(s.code(), Status::Code::kInvalidArgument);
     EXPECT_NE(s.message().find("tcp_congestion"), std::string::npos) << s.message();
   }
+}
+
+TEST_F(ConfigTest, ValidateTcpRtoMin) {
+  EXPECT_EQ(Config().tcp_rto_min_us, 5000u);
+  for (uint32_t good : {0u, 1u, 5000u, 200000u}) {
+    Config c;
+    c.tcp_rto_min_us = good;
+    EXPECT_TRUE(c.Validate().ok()) << good;
+  }
+  Config c;
+  c.tcp_rto_min_us = 200001;
+  Status s = c.Validate();
+  EXPECT_EQ(s.code(), Status::Code::kInvalidArgument);
+  EXPECT_NE(s.message().find("tcp_rto_min_us"), std::string::npos) << s.message();
 }
 
 TEST_F(ConfigTest, ValidateLogLevel) {

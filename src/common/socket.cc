@@ -15,6 +15,7 @@
 #include <cstring>
 #include <fstream>
 
+#include "common/logging.h"
 #include "common/tsan_annotations.h"
 
 namespace te {
@@ -216,6 +217,46 @@ Status ResolveCongestionControl(const std::string& configured, std::string* name
 
 void SetCongestionControl(int fd, const std::string& name) {
   if (!name.empty()) ::setsockopt(fd, IPPROTO_TCP, TCP_CONGESTION, name.data(), name.size());
+}
+
+namespace {
+
+// Linux >= 6.15 (uapi linux/tcp.h); Debian 12's headers predate it.
+constexpr int kTcpRtoMinUs = 45;
+
+void SetMinRetransmitTimeout(int fd, uint32_t us) {
+  if (us == 0) return;
+  const int value = static_cast<int>(us);
+  ::setsockopt(fd, IPPROTO_TCP, kTcpRtoMinUs, &value, sizeof(value));
+}
+
+}  // namespace
+
+Status ResolveDataSocketTuning(const std::string& congestion, uint32_t rto_min_us,
+                               DataSocketTuning* out) {
+  TE_RETURN_IF_ERROR(ResolveCongestionControl(congestion, &out->congestion));
+  out->rto_min_us = 0;
+  if (rto_min_us == 0) return Status::OK();
+  UniqueFd probe(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (probe.get() < 0) return Status::FromErrno("socket", errno);
+  const int value = static_cast<int>(rto_min_us);
+  if (::setsockopt(probe.get(), IPPROTO_TCP, kTcpRtoMinUs, &value, sizeof(value)) == 0) {
+    out->rto_min_us = rto_min_us;
+  } else if (errno == ENOPROTOOPT) {
+    TE_LOG(Info) << "tcp_rto_min_us: this kernel sets no minimum RTO per socket (Linux >= "
+                    "6.15 does); its own applies (ip route ... rto_min sets one per route)";
+  } else {
+    TE_LOG(Warning) << "tcp_rto_min_us " << rto_min_us << " refused by the kernel ("
+                    << std::strerror(errno) << "; it takes two timer ticks to 200 ms); its own "
+                    << "minimum applies";
+  }
+  return Status::OK();
+}
+
+void TuneDataSocket(int fd, const DataSocketTuning& tuning) {
+  SetBulkBuffers(fd);
+  SetCongestionControl(fd, tuning.congestion);
+  SetMinRetransmitTimeout(fd, tuning.rto_min_us);
 }
 
 void SetBulkBuffers(int fd) {

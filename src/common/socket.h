@@ -54,6 +54,19 @@ std::string KernelCongestionControl();
 Status ResolveCongestionControl(const std::string& configured, std::string* name);
 // Sets a resolved congestion control on a TCP socket; nothing when name is empty.
 void SetCongestionControl(int fd, const std::string& name);
+// How the TCP transport's data sockets are tuned: resolved once (ResolveDataSocketTuning)
+// and set on each socket (TuneDataSocket).
+struct DataSocketTuning {
+  std::string congestion;   // empty: the kernel's default
+  uint32_t rto_min_us = 0;  // 0: the kernel's minimum retransmission timeout (200 ms)
+};
+// Config::tcp_congestion as ResolveCongestionControl reads it, and tcp_rto_min_us: a
+// minimum this kernel cannot set per socket (before Linux 6.15, or below two of its
+// timer ticks) is logged and left to the kernel.
+Status ResolveDataSocketTuning(const std::string& congestion, uint32_t rto_min_us,
+                               DataSocketTuning* out);
+// Bulk buffers, the congestion control and the minimum retransmission timeout.
+void TuneDataSocket(int fd, const DataSocketTuning& tuning);
 
 // Sends every byte of iov (modified in place). kUnavailable when the peer is gone.
 Status SendAll(int fd, struct iovec* iov, int iovcnt);

@@ -298,8 +298,7 @@ void TcpConnection::Connect() {
   if (s.ok()) s = wire::ClientHello(fd.get(), wire::kChannelTcpData, options_.self);
   auto sock = std::make_shared<Socket>();
   if (s.ok()) {
-    SetBulkBuffers(fd.get());
-    SetCongestionControl(fd.get(), options_.congestion);
+    TuneDataSocket(fd.get(), options_.tuning);
     sock->fd = std::move(fd);
     sock->counted = GaugeHold(options_.connections);
     sock->loop_id = loop_->NewId();

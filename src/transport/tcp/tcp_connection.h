@@ -48,7 +48,7 @@ struct TcpConnectionOptions {
   uint32_t io_timeout_ms = 5000;
   uint32_t idle_timeout_ms = 0;                 // 0: never close an idle socket
   std::atomic<int64_t>* connections = nullptr;  // the engine's open-connection gauge
-  std::string congestion;                       // ResolveCongestionControl's
+  DataSocketTuning tuning;                      // ResolveDataSocketTuning's
 };
 
 class TcpConnection : public std::enable_shared_from_this<TcpConnection> {

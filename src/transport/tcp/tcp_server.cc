@@ -373,8 +373,7 @@ void Welcome(std::shared_ptr<UniqueFd> fd, const std::shared_ptr<TcpServer::Shar
     wire::LogRefusedHandshake("tcp", fd->get(), s);
     return;
   }
-  SetBulkBuffers(fd->get());
-  SetCongestionControl(fd->get(), o.congestion);
+  TuneDataSocket(fd->get(), o.tuning);
   const int raw = fd->get();
   const uint64_t id = shared->loop->NewId();
   auto conn = std::make_shared<DataConnection>(id, std::move(*fd), std::move(peer), shared);

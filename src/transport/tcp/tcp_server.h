@@ -28,7 +28,7 @@ struct TcpServerOptions {
   // Beyond this many data connections, new ones are refused with a reason.
   uint32_t max_connections = 0;
   EngineMetrics* metrics = nullptr;  // served requests, refusals, connections; may be null
-  std::string congestion;            // of data connections (ResolveCongestionControl)
+  DataSocketTuning tuning;           // of data connections (ResolveDataSocketTuning)
 };
 
 class TcpServer {

@@ -93,7 +93,8 @@ Status TcpTransport::Start(const TransportContext& context, SegmentDescriptor* l
   // A tick a tenth of the I/O timeout finds a stalled slice within 1.1 timeouts.
   const auto tick =
       std::chrono::milliseconds(std::clamp<uint32_t>(config.transfer_timeout_ms / 10, 1, 100));
-  TE_RETURN_IF_ERROR(ResolveCongestionControl(config.tcp_congestion, &congestion_));
+  TE_RETURN_IF_ERROR(
+      ResolveDataSocketTuning(config.tcp_congestion, config.tcp_rto_min_us, &tuning_));
   std::shared_ptr<IoLoop> loop;
   TE_RETURN_IF_ERROR(IoLoop::Shared(config.tcp_io_threads, tick, &loop));
   io_owner_ = loop->NewOwner();
@@ -110,7 +111,7 @@ Status TcpTransport::Start(const TransportContext& context, SegmentDescriptor* l
   server.io_timeout_ms = config.transfer_timeout_ms;
   server.max_connections = TcpServer::ConnectionLimit();
   server.metrics = context.metrics;
-  server.congestion = congestion_;
+  server.tuning = tuning_;
   TE_RETURN_IF_ERROR(
       server_.Start(context.bind_host, std::move(server), loop.get(), io_owner_, &welcomes_));
   local->transports[name()] = TcpEndpoint::Format(
@@ -160,7 +161,7 @@ Status TcpTransport::GetPeer(const SegmentDescriptor& peer, std::shared_ptr<Tran
   options.connect_timeout_ms = config.connect_timeout_ms;
   options.io_timeout_ms = config.transfer_timeout_ms;
   options.idle_timeout_ms = config.tcp_idle_timeout_ms;
-  options.congestion = congestion_;
+  options.tuning = tuning_;
   if (context_.metrics) options.connections = context_.metrics->Connections("tcp", false);
   std::vector<std::shared_ptr<TcpPeer>> unused;  // destroyed after the lock
   MutexLock lock(&mu_);

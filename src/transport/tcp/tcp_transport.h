@@ -47,7 +47,7 @@ class TcpTransport : public Transport {
   void TakeUnusedPeers(std::vector<std::shared_ptr<TcpPeer>>* unused) REQUIRES(mu_);
 
   TransportContext context_;
-  std::string congestion_;  // of data connections, resolved at Start
+  DataSocketTuning tuning_;  // of data connections, resolved at Start
   // Connects (this engine's HELLOs) and welcomes (its peers'), apart: a connect waits
   // for a welcome, and an engine may connect to itself.
   HandshakePool connects_;

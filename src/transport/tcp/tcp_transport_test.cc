@@ -539,24 +539,32 @@ TEST(TcpTransportTest, ARestartedTransportServesAndReachesPeersAgain) {
   EXPECT_EQ(local, target.memory);
 }
 
-// The congestion control of every established TCP socket of this process.
-std::vector<std::string> EstablishedCongestionControls() {
-  std::vector<std::string> names;
+// This process's established TCP sockets.
+std::vector<int> EstablishedTcpSockets() {
+  std::vector<int> fds;
   DIR* dir = ::opendir("/proc/self/fd");
-  if (!dir) return names;
+  if (!dir) return fds;
   while (dirent* entry = ::readdir(dir)) {
     const int fd = std::atoi(entry->d_name);
     tcp_info info{};
     socklen_t len = sizeof(info);
-    if (fd <= 2 || ::getsockopt(fd, IPPROTO_TCP, TCP_INFO, &info, &len) != 0 ||
-        info.tcpi_state != 1 /* TCP_ESTABLISHED */) {
-      continue;
+    if (fd > 2 && ::getsockopt(fd, IPPROTO_TCP, TCP_INFO, &info, &len) == 0 &&
+        info.tcpi_state == 1 /* TCP_ESTABLISHED */) {
+      fds.push_back(fd);
     }
-    char name[16] = {};
-    len = sizeof(name);
-    if (::getsockopt(fd, IPPROTO_TCP, TCP_CONGESTION, name, &len) == 0) names.push_back(name);
   }
   ::closedir(dir);
+  return fds;
+}
+
+// The congestion control of every established TCP socket of this process.
+std::vector<std::string> EstablishedCongestionControls() {
+  std::vector<std::string> names;
+  for (int fd : EstablishedTcpSockets()) {
+    char name[16] = {};
+    socklen_t len = sizeof(name);
+    if (::getsockopt(fd, IPPROTO_TCP, TCP_CONGESTION, name, &len) == 0) names.push_back(name);
+  }
   return names;
 }
 
@@ -613,6 +621,39 @@ TEST(TcpCongestionTest, AnUnknownOneFailsTheStartWithItsName) {
   Status s = endpoint.Start();
   EXPECT_EQ(s.code(), Status::Code::kInvalidArgument);
   EXPECT_NE(s.message().find("no_such_cc"), std::string::npos) << s.message();
+}
+
+// Both ends' data connections take the configured minimum retransmission timeout
+// (TCP_RTO_MIN_US, Linux >= 6.15; the kernel reports it rounded to its timer ticks).
+TEST(TcpRtoMinTest, DataConnectionsUseTheConfiguredMinimum) {
+  constexpr int kTcpRtoMinUs = 45;
+  {
+    UniqueFd probe(::socket(AF_INET, SOCK_STREAM, 0));
+    int value = 0;
+    socklen_t len = sizeof(value);
+    if (::getsockopt(probe.get(), IPPROTO_TCP, kTcpRtoMinUs, &value, &len) != 0) {
+      GTEST_SKIP() << "this kernel has no per-socket minimum RTO (Linux >= 6.15)";
+    }
+  }
+  constexpr uint32_t kMinUs = 40000;  // a whole number of ticks at HZ 100, 250 and 1000
+  Endpoint initiator("initiator");
+  initiator.config.tcp_rto_min_us = kMinUs;
+  ASSERT_TRUE(initiator.Start().ok());
+  Target target("target");
+  target.config.tcp_rto_min_us = kMinUs;
+  ASSERT_TRUE(target.Start().ok());
+  std::shared_ptr<TransportPeer> peer;
+  ASSERT_TRUE(initiator.transport.GetPeer(target.descriptor, &peer).ok());
+  std::vector<char> local(target.memory.size());
+  ASSERT_TRUE(Read(*peer, target.info.base, &local).ok());
+  const std::vector<int> sockets = EstablishedTcpSockets();
+  ASSERT_GE(sockets.size(), 2u) << "no connection, or not both of its ends";
+  for (int fd : sockets) {
+    int value = 0;
+    socklen_t len = sizeof(value);
+    ASSERT_EQ(::getsockopt(fd, IPPROTO_TCP, kTcpRtoMinUs, &value, &len), 0);
+    EXPECT_EQ(value, static_cast<int>(kMinUs)) << "fd " << fd;
+  }
 }
 
 }  // namespace
