@@ -409,10 +409,10 @@ TEST_F(NetnsTwoInterfacesTest, WithoutRpcHostTransfersReachTheTargetOpenedByARea
 // after the default route's interface, not after whichever comes first.
 TEST_F(NetnsTwoInterfacesTest, WithoutRpcHostTheSegmentNameTheTargetReportsOpensAndTransfers) {
   std::string out;
-  ASSERT_EQ(hosts_.Exec(hosts_.b(),
-                        {FindProgram("ip"), "route", "add", "default", "via", NetnsPair::kAddrA},
-                        &out),
-            0)
+  ASSERT_EQ(
+      hosts_.Exec(hosts_.b(),
+                  {FindProgram("ip"), "route", "add", "default", "via", NetnsPair::kAddrA}, &out),
+      0)
       << out;
   PeerProcess* peer;
   ASSERT_NO_FATAL_FAILURE(StartHostB(2, 4 * kMiB, 66, &peer, ""));
