@@ -176,7 +176,8 @@ te::Status BuildConfig(te::Config* config) {
   if (FlagGiven("local_segment")) config->local_segment_name = FLAGS_local_segment;
   if (FlagGiven("cluster_secret")) config->cluster_secret = FLAGS_cluster_secret;
   if (FlagGiven("metrics_port")) {
-    if (FLAGS_metrics_port > 65535) return te::Status::InvalidArgument("--metrics_port must be <= 65535");
+    if (FLAGS_metrics_port > 65535)
+      return te::Status::InvalidArgument("--metrics_port must be <= 65535");
     config->metrics_port = static_cast<uint16_t>(FLAGS_metrics_port);
   }
   // Pinning one transport on both sides measures it alone; "local" stays so a target

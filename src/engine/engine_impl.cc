@@ -171,7 +171,7 @@ Status EngineImpl::Init(const Config& config) {
                                                  std::to_string(engines++)));
       static_descriptor_.pin_table = registry_.pin_table_name();
     }
-    TransportContext context{&config_,   &registry_, segment_name_, advertise_host_,
+    TransportContext context{&config_,   &registry_,     segment_name_, advertise_host_,
                              bind_host_, metrics_.get(), advertise_any_};
     for (const std::string& name : config.transports) {
       std::unique_ptr<Transport> t;

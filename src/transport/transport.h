@@ -49,7 +49,7 @@ struct TransportContext {
   const Config* config = nullptr;
   BufferRegistry* registry = nullptr;
   std::string local_name;
-  std::string advertise_host;  // host peers reach this engine at
+  std::string advertise_host;        // host peers reach this engine at
   std::string bind_host;             // host the engine's servers bind
   EngineMetrics* metrics = nullptr;  // served requests, refusals, connections; may be null
   // No host was configured: advertise_host is the engine's own pick, and a transport may
