@@ -427,10 +427,14 @@ TcpConnection::ReadResult TcpConnection::ReadAvailable(const std::shared_ptr<Soc
                                                        const std::function<bool()>& stop,
                                                        bool wait_for_header) {
   PendingReceive& r = pending_receive_;
+  // A receive came back short: the socket has no more now, and input arriving later
+  // brings an event (or the waiter's next wait), so asking again would only hear EAGAIN.
+  bool drained = false;
   for (;;) {
     Status s;
     if (!r.slice) {
       if (r.have < sizeof(r.header)) {  // else it came with the previous payload
+        if (drained) return ReadResult::kWouldBlock;
         size_t got = 0;
         uint8_t* to = r.header + r.have;
         const size_t want = sizeof(r.header) - r.have;
@@ -438,6 +442,7 @@ TcpConnection::ReadResult TcpConnection::ReadAvailable(const std::shared_ptr<Soc
                             : RecvSome(sock->fd.get(), to, want, &got);
         wait_for_header = false;
         if (s.ok() && got == 0) return ReadResult::kWouldBlock;
+        drained = got < want;
         r.have += got;
         if (s.ok() && r.have < sizeof(r.header)) continue;
       }
@@ -449,7 +454,7 @@ TcpConnection::ReadResult TcpConnection::ReadAvailable(const std::shared_ptr<Soc
     }
     bool complete = false;
     Status outcome;
-    if (s.ok()) s = ReadPayload(sock, &complete, &outcome);
+    if (s.ok()) s = ReadPayload(sock, &complete, &outcome, &drained);
     if (!s.ok()) {
       Fail(sock, s);
       return ReadResult::kFailed;
@@ -475,7 +480,7 @@ Status TcpConnection::TakeResponse() {
 }
 
 Status TcpConnection::ReadPayload(const std::shared_ptr<Socket>& sock, bool* complete,
-                                  Status* outcome) {
+                                  Status* outcome, bool* drained) {
   PendingReceive& r = pending_receive_;
   const wire::FrameHeader& h = r.frame;
   Slice* slice = r.slice;
@@ -505,12 +510,14 @@ Status TcpConnection::ReadPayload(const std::shared_ptr<Socket>& sock, bool* com
     size_t got = 0;
     TE_RETURN_IF_ERROR(RecvSome(fd, iov, 2, &got));
     if (got == 0) return Status::OK();  // would block: *complete stays false
+    *drained = got < left + sizeof(r.next);
     if (got > left) {
       r.next_have = got - left;
       got = left;
     }
     r.done += got;
     progress_ns_.store(SteadyNowNs(), std::memory_order_relaxed);
+    if (*drained && r.done < h.payload_len) return Status::OK();
   }
   *complete = true;
   if (h.status != 0) *outcome = wire::ResponseStatus(h, r.text);

@@ -137,9 +137,10 @@ class TcpConnection : public std::enable_shared_from_this<TcpConnection> {
   ReadResult ReadAvailable(const std::shared_ptr<Socket>& sock, const std::function<bool()>& stop,
                            bool wait_for_header = false) EXCLUDES(mu_);
   // Receives what the socket has of the current response's payload; *complete once
-  // all came, with *outcome the response's verdict. An error fails the socket.
-  Status ReadPayload(const std::shared_ptr<Socket>& sock, bool* complete, Status* outcome)
-      EXCLUDES(mu_);
+  // all came, with *outcome the response's verdict; *drained when a receive came back
+  // short (the socket had no more). An error fails the socket.
+  Status ReadPayload(const std::shared_ptr<Socket>& sock, bool* complete, Status* outcome,
+                     bool* drained) EXCLUDES(mu_);
   // The reader's (or, under mu_, anyone's): a whole response header waits in
   // pending_receive_, read with the previous response's payload.
   bool HeaderBuffered() const {
