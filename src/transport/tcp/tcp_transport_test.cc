@@ -10,6 +10,7 @@
 #include <chrono>
 #include <cstring>
 #include <fstream>
+#include <functional>
 #include <future>
 #include <memory>
 #include <set>
@@ -539,6 +540,22 @@ TEST(TcpTransportTest, ARestartedTransportServesAndReachesPeersAgain) {
   EXPECT_EQ(local, target.memory);
 }
 
+// An initiator and a target, both configured by `tune`, after one READ between them;
+// `check` runs while their connection is open.
+void AfterOneRead(const std::function<void(Config*)>& tune, const std::function<void()>& check) {
+  Endpoint initiator("initiator");
+  tune(&initiator.config);
+  ASSERT_TRUE(initiator.Start().ok());
+  Target target("target");
+  tune(&target.config);
+  ASSERT_TRUE(target.Start().ok());
+  std::shared_ptr<TransportPeer> peer;
+  ASSERT_TRUE(initiator.transport.GetPeer(target.descriptor, &peer).ok());
+  std::vector<char> local(target.memory.size());
+  ASSERT_TRUE(Read(*peer, target.info.base, &local).ok());
+  check();
+}
+
 // This process's established TCP sockets.
 std::vector<int> EstablishedTcpSockets() {
   std::vector<int> fds;
@@ -600,19 +617,12 @@ TEST(TcpCongestionTest, DataConnectionsUseTheConfiguredOne) {
   const std::string system = KernelCongestionControl();
   ASSERT_FALSE(system.empty());
   const std::string chosen = system == "reno" ? "cubic" : "reno";
-  Endpoint initiator("initiator");
-  initiator.config.tcp_congestion = chosen;
-  ASSERT_TRUE(initiator.Start().ok());
-  Target target("target");
-  target.config.tcp_congestion = chosen;
-  ASSERT_TRUE(target.Start().ok());
-  std::shared_ptr<TransportPeer> peer;
-  ASSERT_TRUE(initiator.transport.GetPeer(target.descriptor, &peer).ok());
-  std::vector<char> local(target.memory.size());
-  ASSERT_TRUE(Read(*peer, target.info.base, &local).ok());
-  const std::vector<std::string> names = EstablishedCongestionControls();
-  ASSERT_GE(names.size(), 2u) << "no connection, or not both of its ends";
-  for (const std::string& name : names) EXPECT_EQ(name, chosen);
+  AfterOneRead([&](Config* config) { config->tcp_congestion = chosen; },
+               [&] {
+                 const std::vector<std::string> names = EstablishedCongestionControls();
+                 ASSERT_GE(names.size(), 2u) << "no connection, or not both of its ends";
+                 for (const std::string& name : names) EXPECT_EQ(name, chosen);
+               });
 }
 
 TEST(TcpCongestionTest, AnUnknownOneFailsTheStartWithItsName) {
@@ -636,24 +646,17 @@ TEST(TcpRtoMinTest, DataConnectionsUseTheConfiguredMinimum) {
     }
   }
   constexpr uint32_t kMinUs = 40000;  // a whole number of ticks at HZ 100, 250 and 1000
-  Endpoint initiator("initiator");
-  initiator.config.tcp_rto_min_us = kMinUs;
-  ASSERT_TRUE(initiator.Start().ok());
-  Target target("target");
-  target.config.tcp_rto_min_us = kMinUs;
-  ASSERT_TRUE(target.Start().ok());
-  std::shared_ptr<TransportPeer> peer;
-  ASSERT_TRUE(initiator.transport.GetPeer(target.descriptor, &peer).ok());
-  std::vector<char> local(target.memory.size());
-  ASSERT_TRUE(Read(*peer, target.info.base, &local).ok());
-  const std::vector<int> sockets = EstablishedTcpSockets();
-  ASSERT_GE(sockets.size(), 2u) << "no connection, or not both of its ends";
-  for (int fd : sockets) {
-    int value = 0;
-    socklen_t len = sizeof(value);
-    ASSERT_EQ(::getsockopt(fd, IPPROTO_TCP, kTcpRtoMinUs, &value, &len), 0);
-    EXPECT_EQ(value, static_cast<int>(kMinUs)) << "fd " << fd;
-  }
+  AfterOneRead([](Config* config) { config->tcp_rto_min_us = kMinUs; },
+               [] {
+                 const std::vector<int> sockets = EstablishedTcpSockets();
+                 ASSERT_GE(sockets.size(), 2u) << "no connection, or not both of its ends";
+                 for (int fd : sockets) {
+                   int value = 0;
+                   socklen_t len = sizeof(value);
+                   ASSERT_EQ(::getsockopt(fd, IPPROTO_TCP, kTcpRtoMinUs, &value, &len), 0);
+                   EXPECT_EQ(value, static_cast<int>(kMinUs)) << "fd " << fd;
+                 }
+               });
 }
 
 }  // namespace
