@@ -581,8 +581,12 @@ void TcpConnection::WatchFor(const std::shared_ptr<Socket>& sock, bool retry) {
   } else if (!in_flight_.empty() || pending_receive_.slice) {
     input = true;
   }  // else nothing is due: as it is (the next request raises it, after its send)
-  const uint32_t want = (input ? uint32_t{EPOLLIN} : 0u) |
-                        (sock->awaits_output ? uint32_t{EPOLLOUT} : 0u) | EPOLLRDHUP | EPOLLET;
+  // Output no send waits for is dropped with the next change of input, not by a call of
+  // its own: until a send fills the socket again it reports nothing.
+  const bool output = sock->awaits_output ||
+                      ((sock->events & EPOLLOUT) && input == ((sock->events & EPOLLIN) != 0));
+  const uint32_t want =
+      (input ? uint32_t{EPOLLIN} : 0u) | (output ? uint32_t{EPOLLOUT} : 0u) | EPOLLRDHUP | EPOLLET;
   if (want == sock->events) return;
   const Status s = loop_->Watch(sock->loop_id, sock->fd.get(), want);
   if (s.ok()) {
