@@ -37,6 +37,9 @@ struct TcpConnection::Socket {
   // whether a send waits for room.
   uint32_t events = kFirstEvents;
   bool awaits_output = false;
+  // The loop saw the peer hang up: its end of stream brings no later event, so a short
+  // receive no longer means there is nothing more to read.
+  std::atomic<bool> hung_up{false};
 };
 
 // The loop's handle on one socket: it keeps the socket (and so its fd) open until the
@@ -375,6 +378,7 @@ void TcpConnection::OnSocketEvents(const std::shared_ptr<Socket>& sock, uint32_t
     if (socket_ != sock) return;  // an old socket on its way out
     if (events & EPOLLOUT) sock->awaits_output = false;
   }
+  if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) sock->hung_up.store(true);
   if (events & EPOLLOUT) FlushFromLoop();
   if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) ReadFromLoop();
 }
@@ -434,7 +438,7 @@ TcpConnection::ReadResult TcpConnection::ReadAvailable(const std::shared_ptr<Soc
     Status s;
     if (!r.slice) {
       if (r.have < sizeof(r.header)) {  // else it came with the previous payload
-        if (drained) return ReadResult::kWouldBlock;
+        if (drained && !sock->hung_up.load()) return ReadResult::kWouldBlock;
         size_t got = 0;
         uint8_t* to = r.header + r.have;
         const size_t want = sizeof(r.header) - r.have;
@@ -517,7 +521,7 @@ Status TcpConnection::ReadPayload(const std::shared_ptr<Socket>& sock, bool* com
     }
     r.done += got;
     progress_ns_.store(SteadyNowNs(), std::memory_order_relaxed);
-    if (*drained && r.done < h.payload_len) return Status::OK();
+    if (*drained && !sock->hung_up.load() && r.done < h.payload_len) return Status::OK();
   }
   *complete = true;
   if (h.status != 0) *outcome = wire::ResponseStatus(h, r.text);

@@ -89,8 +89,10 @@ class DataConnection : public IoHandler, public std::enable_shared_from_this<Dat
   int64_t progress_ns_ = 0;
   // A receive came back short: the socket had nothing more then, and input arriving
   // since brings an event (edge-triggered), so the next receive waits for that rather
-  // than asking the socket only to hear EAGAIN (a system call per request).
+  // than asking the socket only to hear EAGAIN (a system call per request). Not once the
+  // peer hung up: its end of stream came with that event and brings no other.
   bool input_drained_ = false;
+  bool hung_up_ = false;
 
   Phase phase_ = Phase::kHeader;
   // Input read ahead, so that pipelined requests' headers come in one recv; a WRITE's
@@ -113,6 +115,7 @@ void DataConnection::OnEvents(uint32_t events) {
   // Every event means: go on reading, or writing, as far as it goes.
   if (closed_) return;
   if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) input_drained_ = false;
+  if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) hung_up_ = true;
   bool more = false;
   Status s = Serve(&more);
   if (!s.ok()) {
@@ -190,7 +193,7 @@ size_t DataConnection::TakeInput(char* to, uint64_t n) {
 
 Status DataConnection::Receive(void* to, size_t len, size_t* got) {
   *got = 0;
-  if (input_drained_) return Status::OK();
+  if (input_drained_ && !hung_up_) return Status::OK();
   TE_RETURN_IF_ERROR(RecvSome(fd_.get(), to, len, got));
   input_drained_ = *got < len;
   return Status::OK();

@@ -21,7 +21,10 @@
 #include "common/socket.h"
 #include "memory/buffer_registry.h"
 #include "metrics/engine_metrics.h"
+#include "rpc/handshake.h"
+#include "rpc/wire.h"
 #include "test_util.h"
+#include "transport/tcp/tcp_endpoint.h"
 
 namespace te {
 namespace {
@@ -268,6 +271,34 @@ TEST(TcpTransportTest, AWaiterReadingItsOwnResponsesLeavesTheIoThreadAsleep) {
   EXPECT_LT(switches, kRoundTrips / 4)
       << "the initiator's I/O thread switched " << switches << " times in " << kRoundTrips
       << " round trips (" << read_by_waiter << " read by the waiter): the responses woke it";
+}
+
+// A client that sends its last request and its end of stream at once (both there before
+// the target first reads) is answered and closed at once: the target's short read must
+// not make it wait for an event that its peer's hang-up, already reported, never sends.
+TEST(TcpTransportTest, ARequestAndTheEndOfStreamArrivingTogetherAreAnsweredAndClosed) {
+  Target target("target");
+  target.config.transfer_timeout_ms = 30000;  // an io-timeout close would come far later
+  ASSERT_TRUE(target.Start().ok());
+  TcpEndpoint endpoint;
+  ASSERT_TRUE(TcpEndpoint::Parse(target.descriptor.transports.at("tcp"), &endpoint).ok());
+  UniqueFd fd;
+  ASSERT_TRUE(Connect(endpoint.addresses[0].host, endpoint.addresses[0].port, 3000, &fd).ok());
+  ASSERT_TRUE(wire::ClientHello(fd.get(), wire::kChannelTcpData, {"raw-client", ""}).ok());
+  wire::FrameHeader read;
+  read.opcode = wire::Opcode::kRead;
+  read.request_id = 1;
+  read.addr = target.info.base;
+  read.length = 4096;
+  uint8_t header[wire::kHeaderSize];
+  wire::EncodeHeader(read, header);
+  ASSERT_TRUE(SendAll(fd.get(), header, sizeof(header)).ok());
+  ASSERT_EQ(::shutdown(fd.get(), SHUT_WR), 0);
+  ASSERT_TRUE(SetIoTimeout(fd.get(), 5000).ok());
+  std::vector<char> reply(wire::kHeaderSize + read.length);
+  ASSERT_TRUE(RecvAll(fd.get(), reply.data(), reply.size()).ok()) << "no answer";
+  char extra;
+  EXPECT_EQ(::recv(fd.get(), &extra, 1, 0), 0) << "the target did not close within 5 s";
 }
 
 TEST(TcpTransportTest, ConnectionsOpenOnFirstUseAndCloseWhenIdle) {
