@@ -224,10 +224,11 @@ namespace {
 // Linux >= 6.15 (uapi linux/tcp.h); Debian 12's headers predate it.
 constexpr int kTcpRtoMinUs = 45;
 
-void SetMinRetransmitTimeout(int fd, uint32_t us) {
-  if (us == 0) return;
+// 0, or the errno of the refusal.
+int SetMinRetransmitTimeout(int fd, uint32_t us) {
+  if (us == 0) return 0;
   const int value = static_cast<int>(us);
-  ::setsockopt(fd, IPPROTO_TCP, kTcpRtoMinUs, &value, sizeof(value));
+  return ::setsockopt(fd, IPPROTO_TCP, kTcpRtoMinUs, &value, sizeof(value)) == 0 ? 0 : errno;
 }
 
 }  // namespace
@@ -239,15 +240,15 @@ Status ResolveDataSocketTuning(const std::string& congestion, uint32_t rto_min_u
   if (rto_min_us == 0) return Status::OK();
   UniqueFd probe(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
   if (probe.get() < 0) return Status::FromErrno("socket", errno);
-  const int value = static_cast<int>(rto_min_us);
-  if (::setsockopt(probe.get(), IPPROTO_TCP, kTcpRtoMinUs, &value, sizeof(value)) == 0) {
+  const int refused = SetMinRetransmitTimeout(probe.get(), rto_min_us);
+  if (refused == 0) {
     out->rto_min_us = rto_min_us;
-  } else if (errno == ENOPROTOOPT) {
+  } else if (refused == ENOPROTOOPT) {
     TE_LOG(Info) << "tcp_rto_min_us: this kernel sets no minimum RTO per socket (Linux >= "
                     "6.15 does); its own applies (ip route ... rto_min sets one per route)";
   } else {
     TE_LOG(Warning) << "tcp_rto_min_us " << rto_min_us << " refused by the kernel ("
-                    << std::strerror(errno) << "; it takes two timer ticks to 200 ms); its own "
+                    << std::strerror(refused) << "; it takes two timer ticks to 200 ms); its own "
                     << "minimum applies";
   }
   return Status::OK();
@@ -256,7 +257,7 @@ Status ResolveDataSocketTuning(const std::string& congestion, uint32_t rto_min_u
 void TuneDataSocket(int fd, const DataSocketTuning& tuning) {
   SetBulkBuffers(fd);
   SetCongestionControl(fd, tuning.congestion);
-  SetMinRetransmitTimeout(fd, tuning.rto_min_us);
+  (void)SetMinRetransmitTimeout(fd, tuning.rto_min_us);  // resolved: the kernel takes it
 }
 
 void SetBulkBuffers(int fd) {

@@ -409,8 +409,9 @@ bool TcpConnection::ReleaseReader(const std::shared_ptr<Socket>& sock) {
   {
     MutexLock lock(&mu_);
     reader_ = Reader::kNone;
-    if (socket_ == sock) WatchFor(sock, true);  // input again, if a waiter read
-    if (socket_ != sock) {
+    if (socket_ == sock) {
+      WatchFor(sock, true);  // input again, if a waiter read
+    } else {
       // The socket failed while this reader held a response half received.
       orphan = pending_receive_.slice;
       pending_receive_ = PendingReceive{};
