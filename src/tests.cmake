@@ -16,6 +16,7 @@ te_add_test(segment_refresh_test src/engine/segment_refresh_test.cc)
 te_add_test(engine_test src/engine/engine_test.cc)
 te_add_test(transport_registry_test src/transport/transport_registry_test.cc)
 te_add_test(tcp_transport_test src/transport/tcp/tcp_transport_test.cc)
+te_add_test(tcp_connection_test src/transport/tcp/tcp_connection_test.cc)
 te_add_test(tcp_endpoint_test src/transport/tcp/tcp_endpoint_test.cc)
 te_add_test(io_loop_test src/transport/tcp/io_loop_test.cc)
 # Both count the I/O threads by name (tests/test_util.h).

@@ -135,6 +135,20 @@ const Slice* Batch::LoneSlice(std::shared_ptr<const SegmentRoutes>* routes) cons
   return *routes ? &t.inline_slice : nullptr;
 }
 
+void Batch::LeaveUnattended() {
+  // Task 0 is set up once size() says so; only its single slice is ever awaited.
+  if (size() == 0 || left_unattended_.load(std::memory_order_relaxed) ||
+      left_unattended_.exchange(true)) {
+    return;
+  }
+  Task& t = tasks_[0];
+  if (!t.inline_slice.awaited.exchange(false)) return;
+  if (std::shared_ptr<const SegmentRoutes> routes = t.routes.lock()) {
+    // Each route is told: a retry may have moved the slice; only its carrier acts.
+    for (const Route& route : routes->routes) route.peer->Unattended(t.inline_slice);
+  }
+}
+
 bool Batch::WaitDone(std::chrono::steady_clock::time_point deadline, SpinBudget* budget) {
   using Clock = std::chrono::steady_clock;
   const auto start = Clock::now();

@@ -112,6 +112,11 @@ class Batch : public std::enable_shared_from_this<Batch> {
   // The slice in flight of a batch of one single-slice request, with the routes of
   // its segment; else nullptr. Only for a thread that keeps the batch alive.
   const Slice* LoneSlice(std::shared_ptr<const SegmentRoutes>* routes) const;
+  // For a thread that will not receive the lone slice's response itself (a status
+  // read, a wait that could not, freeBatch): if the slice was submitted as awaited
+  // (Slice::awaited), its transport is told to receive it (TransportPeer::Unattended).
+  // Once per batch; a load after that.
+  void LeaveUnattended();
   // True once every published task is done.
   bool Done() const {
     return done_tasks_.load(std::memory_order_seq_cst) >= size_.load(std::memory_order_acquire);
@@ -137,6 +142,7 @@ class Batch : public std::enable_shared_from_this<Batch> {
   std::atomic<size_t> size_{0};
   std::atomic<int64_t> in_flight_{0};
   std::atomic<bool> cancelled_{false};
+  std::atomic<bool> left_unattended_{false};  // see LeaveUnattended
   std::atomic<size_t> done_tasks_{0};
   std::atomic<uint32_t> sleepers_{0};  // threads in WaitDone's sleeping phase
   std::mutex wait_mu_;

@@ -577,6 +577,7 @@ Status EngineImpl::FreeBatch(BatchID id) {
   std::shared_ptr<Batch> batch = batches_.Take(id);
   if (!batch) return Status::NotFound("unknown batch " + std::to_string(id));
   batch->Cancel();
+  batch->LeaveUnattended();
   // Slices on the wire end within the transfer timeout (or sooner, cancelled); wait
   // so that no byte lands in the caller's memory after we return.
   const auto freed = std::chrono::steady_clock::now();
@@ -707,6 +708,10 @@ Status EngineImpl::Submit(BatchID id, const std::vector<Request>& requests) {
         s.on_done = &Batch::OnSliceDone;
         s.owner = &task;
         s.route = routed[j].route;
+        // A batch of one single-slice request: its submitter most likely waits for it
+        // next (waitTransferStatus), and reads the response itself (LoneSlice).
+        s.awaited.store(first == 0 && requests.size() == 1 && count == 1,
+                        std::memory_order_relaxed);
         run.push_back(&s);
       }
       metrics_->CountRequest(route.transport_index, r.opcode, r.length);
@@ -727,6 +732,7 @@ Status EngineImpl::TaskStatus(BatchID id, size_t task, TransferStatus* status) {
                               std::to_string(id));
   }
   *status = batch->task(task).Status();
+  if (status->state == TransferState::kPending) batch->LeaveUnattended();
   return Status::OK();
 }
 
@@ -737,6 +743,7 @@ Status EngineImpl::TaskStatuses(BatchID id, std::vector<TransferStatus>* statuse
   const size_t n = batch->size();
   statuses->resize(n);
   for (size_t i = 0; i < n; ++i) (*statuses)[i] = batch->task(i).Status();
+  if (!batch->Done()) batch->LeaveUnattended();
   return Status::OK();
 }
 
@@ -745,6 +752,7 @@ Status EngineImpl::BatchStatus(BatchID id, TransferStatus* overall) {
   std::shared_ptr<Batch> batch = batches_.Find(id);
   if (!batch) return Status::NotFound("unknown batch " + std::to_string(id));
   *overall = batch->Overall();
+  if (overall->state == TransferState::kPending) batch->LeaveUnattended();
   return Status::OK();
 }
 
@@ -770,6 +778,7 @@ Status EngineImpl::WaitBatch(BatchID id, TransferStatus* overall, uint32_t timeo
                           receive(*lone, *routes);) {
     if (std::chrono::steady_clock::now() >= deadline) break;
   }
+  if (!batch->Done()) batch->LeaveUnattended();
   // Per thread: a thread's waits are alike (its batches), other threads' need not be.
   thread_local SpinBudget spin;
   batch->WaitDone(deadline, &spin);

@@ -16,6 +16,7 @@
 #include <chrono>
 #include <cstdint>
 #include <cstring>
+#include <functional>
 #include <memory>
 #include <string>
 #include <thread>
@@ -762,6 +763,70 @@ TEST_F(TcpEnginesTest, WaitTransferStatus) {
   ASSERT_OK(initiator_->waitTransferStatus(batch, &st, 30000));
   EXPECT_EQ(st.state, TransferState::kCompleted);
   ASSERT_OK(initiator_->freeBatch(batch));
+}
+
+// A batch of one small request is submitted as one its caller will wait for and read
+// itself (Slice::awaited), so the transport leaves the response alone until told
+// otherwise: every other way of watching it must still see it complete, with its bytes.
+TEST_F(TcpEnginesTest, ALoneRequestCompletesHoweverItsCallerWatchesIt) {
+  constexpr uint64_t kLen = 4096;
+  const std::vector<std::pair<std::string, std::function<bool(BatchID, TransferStatus*)>>> watches =
+      {
+          {"waitTransferStatus",
+           [&](BatchID b, TransferStatus* st) {
+             return initiator_->waitTransferStatus(b, st, 10000).ok() &&
+                    st->state != TransferState::kPending;
+           }},
+          {"short waits",
+           [&](BatchID b, TransferStatus* st) {
+             for (int i = 0; i < 10000; ++i) {
+               if (!initiator_->waitTransferStatus(b, st, 1).ok()) return false;
+               if (st->state != TransferState::kPending) return true;
+             }
+             return false;
+           }},
+          {"the batch's status",
+           [&](BatchID b, TransferStatus* st) { return WaitBatch(*initiator_, b, st); }},
+          {"the task's status",
+           [&](BatchID b, TransferStatus* st) {
+             for (auto end = Clock::now() + 10s; Clock::now() < end;) {
+               if (!initiator_->getTransferStatus(b, 0, st).ok()) return false;
+               if (st->state != TransferState::kPending) return true;
+             }
+             return false;
+           }},
+          {"every task's status",
+           [&](BatchID b, TransferStatus* st) {
+             std::vector<TransferStatus> all;
+             for (auto end = Clock::now() + 10s; Clock::now() < end;) {
+               if (!initiator_->getTransferStatus(b, &all).ok() || all.size() != 1) return false;
+               *st = all[0];
+               if (st->state != TransferState::kPending) return true;
+             }
+             return false;
+           }},
+          {"nothing until freeBatch",
+           [&](BatchID, TransferStatus* st) {
+             st->state = TransferState::kCompleted;  // freeBatch waits for it
+             return true;
+           }},
+      };
+  uint32_t seed = 300;
+  for (const auto& [how, watch] : watches) {
+    SCOPED_TRACE(how);
+    const uint64_t remote = FreshRemote(kLen);
+    Fill(At(remote_, remote), kLen, seed++);
+    std::memset(local_, 0, kLen);
+    BatchID batch;
+    ASSERT_OK(initiator_->allocateBatch(1, &batch));
+    ASSERT_OK(initiator_->submitTransfer(
+        batch, {Request{Request::READ, local_, handle_, Remote(remote), kLen}}));
+    TransferStatus st;
+    EXPECT_TRUE(watch(batch, &st)) << "still pending";
+    EXPECT_EQ(st.state, TransferState::kCompleted) << st.error;
+    ASSERT_OK(initiator_->freeBatch(batch));
+    EXPECT_EQ(FirstMismatch(local_, At(remote_, remote), kLen), -1);
+  }
 }
 
 TEST_F(TcpEnginesTest, SubmissionsContinueTaskIds) {

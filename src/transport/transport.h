@@ -40,6 +40,11 @@ struct Slice {
   // E.g. the connection it went out on; atomic, as a waiter may look while a retry
   // moves the slice elsewhere.
   std::atomic<void*> carrier{nullptr};
+  // Set by the owner when the submitting thread will likely wait for this slice in
+  // ReceiveFor: the transport may then leave its response to that thread, its own
+  // threads not even watching for it. Cleared (then TransportPeer::Unattended) when
+  // no thread will after all.
+  std::atomic<bool> awaited{false};
 
   bool IsCancelled() const { return cancelled && cancelled->load(std::memory_order_relaxed); }
 };
@@ -86,6 +91,11 @@ class TransportPeer {
     (void)deadline;
     return false;
   }
+  // No thread waits (or will wait) in ReceiveFor for `slice` after all: its owner
+  // cleared slice.awaited, and the transport's threads must now receive its response
+  // (and any other it left to a waiter) themselves. Cheap; any thread, any number of
+  // times, also once the slice is done.
+  virtual void Unattended(const Slice& slice) { (void)slice; }
 };
 
 class Transport {

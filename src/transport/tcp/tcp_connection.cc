@@ -172,6 +172,7 @@ void TcpConnection::TakeRun(size_t max_slices, uint64_t max_payload, bool first_
     bytes += payload;
     if (in_flight_.empty()) progress_ns_.store(SteadyNowNs(), std::memory_order_relaxed);
     in_flight_.push_back(s);
+    if (s->awaited.load(std::memory_order_relaxed)) ++awaited_in_flight_;
     ++count;
     if (device_payload) {
       p.staged = s;
@@ -349,6 +350,7 @@ void TcpConnection::Fail(const std::shared_ptr<Socket>& sock, const Status& stat
     if (socket_ != sock) return;
     Detach(sock);
     failed.swap(in_flight_);
+    awaited_in_flight_ = 0;
     if (!sending_ && !pending_send_.empty()) {
       // A run cut short, waiting for the socket: nobody sends the rest.
       released_id_.store(pending_send_.last_id, std::memory_order_release);
@@ -409,6 +411,7 @@ bool TcpConnection::ReleaseReader(const std::shared_ptr<Socket>& sock) {
   {
     MutexLock lock(&mu_);
     reader_ = Reader::kNone;
+    awaited_in_flight_ = 0;  // a waiter leaving leaves what is on the wire to the loop
     if (socket_ == sock) {
       WatchFor(sock, true);  // input again, if a waiter read
     } else {
@@ -480,6 +483,9 @@ Status TcpConnection::TakeResponse() {
   // report the slice done while this reader still writes into its destination.
   r.slice = in_flight_.front();
   in_flight_.pop_front();
+  if (r.slice->awaited.load(std::memory_order_relaxed) && awaited_in_flight_ > 0) {
+    --awaited_in_flight_;
+  }
   progress_ns_.store(SteadyNowNs(), std::memory_order_relaxed);
   return Status::OK();
 }
@@ -581,11 +587,12 @@ bool TcpConnection::ReceiveFor(const std::function<bool()>& done, Clock::time_po
 
 void TcpConnection::WatchFor(const std::shared_ptr<Socket>& sock, bool retry) {
   bool input = sock->events & EPOLLIN;
-  if (reader_ == Reader::kWaiter) {
-    input = false;
+  if (reader_ == Reader::kWaiter || (awaited_in_flight_ > 0 && !pending_receive_.slice &&
+                                     in_flight_.size() == awaited_in_flight_)) {
+    input = false;  // a waiter reads, or is expected to read all that is due
   } else if (!in_flight_.empty() || pending_receive_.slice) {
     input = true;
-  }  // else nothing is due: as it is (the next request raises it, after its send)
+  }  // else nothing is due: as it is (the next request decides, after its send)
   // Output no send waits for is dropped with the next change of input, not by a call of
   // its own: until a send fills the socket again it reports nothing.
   const bool output = sock->awaits_output ||
@@ -636,6 +643,11 @@ void TcpConnection::OnTick(const std::shared_ptr<Socket>& sock, Clock::time_poin
   {
     MutexLock lock(&mu_);
     if (socket_ != sock) return;
+    if (awaited_in_flight_ > 0 && reader_ == Reader::kNone) {
+      // A waiter was expected and none has come by this tick: no response waits longer.
+      awaited_in_flight_ = 0;
+      WatchFor(sock, false);
+    }
     const bool waiting = !in_flight_.empty() || pending_receive_.slice != nullptr;
     if (waiting) {
       stalled = now_ns - progress_ns_.load(std::memory_order_relaxed) > io_timeout_ns;
@@ -654,6 +666,12 @@ void TcpConnection::OnTick(const std::shared_ptr<Socket>& sock, Clock::time_poin
   }
 }
 
+void TcpConnection::Unattended() {
+  MutexLock lock(&mu_);
+  awaited_in_flight_ = 0;
+  if (socket_) WatchFor(socket_, true);
+}
+
 bool TcpConnection::Idle() {
   MutexLock lock(&mu_);
   return queue_head_ == nullptr && in_flight_.empty() && !sending_ && reader_ != Reader::kWaiter &&
@@ -670,6 +688,7 @@ void TcpConnection::Close() {
     queued = queue_head_;
     queue_head_ = queue_tail_ = nullptr;
     failed.swap(in_flight_);
+    awaited_in_flight_ = 0;
     failure_ = Status::Cancelled("transport stopped");
     if (socket_) {
       if (!sending_) released_id_.store(next_request_id_ - 1, std::memory_order_release);

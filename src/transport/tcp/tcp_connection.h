@@ -14,9 +14,12 @@
 // round trip at what a plain TCP ping-pong costs: no thread hand-off on either side.
 // While a waiter reads, the loop stops watching for input, so the response does not
 // also wake an I/O thread (a context switch per round trip); it watches again once a
-// request is on the wire with no waiter reading (raised after its send, so neither
-// change is on the round trip's path). Output is watched only while a send waits for
-// room.
+// request is on the wire with no waiter reading (raised after its send), except when
+// every request on the wire is one a waiter is expected for (Slice::awaited): then
+// not until it turns out that none comes (Unattended, a reader leaving, or the tick).
+// A lone round trip thus changes no watch at all, and its response, which on one CPU
+// is often back before the send returns, wakes nobody but its waiter. Output is
+// watched only while a send waits for room.
 #pragma once
 
 #include <atomic>
@@ -69,6 +72,8 @@ class TcpConnection : public std::enable_shared_from_this<TcpConnection> {
       EXCLUDES(mu_);
   // Nothing queued, on the wire, being sent or being read by a waiter.
   bool Idle() EXCLUDES(mu_);
+  // No waiter comes for the awaited requests on the wire: the loop receives them.
+  void Unattended() EXCLUDES(mu_);
   // Fails queued and in-flight slices with kCancelled and closes the socket; later
   // submissions fail the same way, and the loop is never used again. Called before the
   // last reference goes or the loop does.
@@ -172,6 +177,10 @@ class TcpConnection : public std::enable_shared_from_this<TcpConnection> {
   Slice* queue_head_ GUARDED_BY(mu_) = nullptr;
   Slice* queue_tail_ GUARDED_BY(mu_) = nullptr;
   std::deque<Slice*> in_flight_ GUARDED_BY(mu_);  // sent or being sent, awaiting response
+  // How many of in_flight_ a waiter is expected to receive (Slice::awaited): a lower
+  // bound, reset whenever that expectation may have gone; equal to in_flight_.size(),
+  // the loop need not watch for input.
+  size_t awaited_in_flight_ GUARDED_BY(mu_) = 0;
   std::shared_ptr<Socket> socket_ GUARDED_BY(mu_);
   bool connecting_ GUARDED_BY(mu_) = false;
   bool closed_ GUARDED_BY(mu_) = false;

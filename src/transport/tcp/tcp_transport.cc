@@ -75,6 +75,13 @@ class TcpPeer : public TransportPeer {
     return false;
   }
 
+  void Unattended(const Slice& slice) override {
+    const void* carrier = slice.carrier.load(std::memory_order_relaxed);
+    for (const auto& c : connections_) {
+      if (c.get() == carrier) c->Unattended();
+    }
+  }
+
   bool Idle() const {
     for (const auto& c : connections_) {
       if (!c->Idle()) return false;
