@@ -3,6 +3,7 @@
 #include <sys/epoll.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <thread>
@@ -441,20 +442,26 @@ TcpConnection::ReadResult TcpConnection::ReadAvailable(const std::shared_ptr<Soc
   for (;;) {
     Status s;
     if (!r.slice) {
-      if (r.have < sizeof(r.header)) {  // else it came with the previous payload
+      if (r.buffered() < wire::kHeaderSize) {  // else it came with earlier bytes
         if (drained && !sock->hung_up.load()) return ReadResult::kWouldBlock;
+        std::memmove(r.input, r.input + r.at, r.buffered());
+        r.end -= r.at;
+        r.at = 0;
         size_t got = 0;
-        uint8_t* to = r.header + r.have;
-        const size_t want = sizeof(r.header) - r.have;
-        s = wait_for_header ? RecvWaiting(sock->fd.get(), to, want, &got)
-                            : RecvSome(sock->fd.get(), to, want, &got);
+        uint8_t* to = r.input + r.end;
+        const size_t room = sizeof(r.input) - r.end;
+        s = wait_for_header ? RecvWaiting(sock->fd.get(), to, room, &got)
+                            : RecvSome(sock->fd.get(), to, room, &got);
         wait_for_header = false;
         if (s.ok() && got == 0) return ReadResult::kWouldBlock;
-        drained = got < want;
-        r.have += got;
-        if (s.ok() && r.have < sizeof(r.header)) continue;
+        drained = got < room;
+        r.end += got;
+        if (s.ok() && r.buffered() < wire::kHeaderSize) continue;
       }
-      if (s.ok()) s = wire::DecodeHeader(r.header, &r.frame);
+      if (s.ok()) {
+        s = wire::DecodeHeader(r.input + r.at, &r.frame);
+        r.at += wire::kHeaderSize;
+      }
       if (s.ok()) {
         MutexLock lock(&mu_);
         s = TakeResponse();
@@ -505,25 +512,37 @@ Status TcpConnection::ReadPayload(const std::shared_ptr<Socket>& sock, bool* com
     if (h.payload_len != slice->length) {
       return Status::ProtocolError("READ response length differs from the request");
     }
-    if (slice->local_device != kHostMemory) {
-      // Staged through pinned host chunks, with blocking receives (payload_io.h).
-      TE_RETURN_IF_ERROR(RecvPayload(fd, slice->local_device, slice->local, slice->length));
-      r.done = h.payload_len;
-    }
     into = slice->local;
   } else if (h.payload_len != 0) {
     return Status::ProtocolError("WRITE response with a payload");
   }
+  const bool device = into == slice->local && slice->local_device != kHostMemory;
+  if (r.done < h.payload_len && r.buffered() > 0) {  // what came with the header
+    const size_t n = std::min<uint64_t>(r.buffered(), h.payload_len - r.done);
+    if (device) {
+      TE_RETURN_IF_ERROR(CopyMemory(into + r.done, r.input + r.at, n));
+    } else {
+      std::memcpy(into + r.done, r.input + r.at, n);
+    }
+    r.at += n;
+    r.done += n;
+  }
+  if (device && r.done < h.payload_len) {
+    // Staged through pinned host chunks, with blocking receives (payload_io.h).
+    TE_RETURN_IF_ERROR(RecvPayload(fd, slice->local_device, into + r.done, h.payload_len - r.done));
+    r.done = h.payload_len;
+  }
+  if (r.done < h.payload_len) r.at = r.end = 0;  // all of it went into the payload
   while (r.done < h.payload_len) {
     // With the rest of the payload, the next response's header: one recv a response.
     const uint64_t left = h.payload_len - r.done;
-    iovec iov[2] = {{into + r.done, left}, {r.next, sizeof(r.next)}};
+    iovec iov[2] = {{into + r.done, left}, {r.input, wire::kHeaderSize}};
     size_t got = 0;
     TE_RETURN_IF_ERROR(RecvSome(fd, iov, 2, &got));
     if (got == 0) return Status::OK();  // would block: *complete stays false
-    *drained = got < left + sizeof(r.next);
+    *drained = got < left + wire::kHeaderSize;
     if (got > left) {
-      r.next_have = got - left;
+      r.end = got - left;
       got = left;
     }
     r.done += got;
@@ -536,14 +555,14 @@ Status TcpConnection::ReadPayload(const std::shared_ptr<Socket>& sock, bool* com
 }
 
 void TcpConnection::FinishResponse(const Status& status) {
-  Slice* slice = pending_receive_.slice;
-  PendingReceive next;
-  std::memcpy(next.header, pending_receive_.next, pending_receive_.next_have);
-  next.have = pending_receive_.next_have;
+  PendingReceive& r = pending_receive_;
+  Slice* slice = r.slice;
+  r.done = 0;
+  r.text.clear();
   {
     // Under mu_, since the tick and Idle() read .slice to tell whether a response is due.
     MutexLock lock(&mu_);
-    pending_receive_ = std::move(next);
+    r.slice = nullptr;
   }
   // A READ request's send reads only its header, never the caller's buffer.
   if (slice->opcode == Request::WRITE) AwaitReleased(slice);
@@ -623,7 +642,7 @@ void TcpConnection::SpareLoopWakeUp(const std::shared_ptr<Socket>& sock) {
   {
     MutexLock lock(&mu_);
     if (!read_again_ || socket_ != sock || !in_flight_.empty() || pending_receive_.slice ||
-        pending_receive_.have > 0) {
+        pending_receive_.buffered() > 0) {
       return;
     }
     read_again_ = false;  // first, so that input arriving from now on sets it again

@@ -96,15 +96,19 @@ class TcpConnection : public std::enable_shared_from_this<TcpConnection> {
   };
   // The response being received, owned by the reader of the moment.
   struct PendingReceive {
-    uint8_t header[wire::kHeaderSize];
-    size_t have = 0;         // header bytes so far
+    // Bytes received ahead of the response they belong to, consumed from `at`: a
+    // header's receive takes what the socket has up to the buffer's size, i.e. with
+    // the header a small payload (a 4 KiB READ's: one receive a round trip) or the
+    // headers of the responses behind it (a run of WRITEs: one receive for all); a
+    // payload's receive, the next response's header.
+    static constexpr size_t kInputSize = 4096 + 2 * wire::kHeaderSize;
+    uint8_t input[kInputSize];
+    size_t at = 0, end = 0;
+    size_t buffered() const { return end - at; }
     Slice* slice = nullptr;  // off the in-flight list once its header came
     wire::FrameHeader frame;
     uint64_t done = 0;  // payload bytes so far
     std::string text;   // a failed response's message
-    // The next response's first header bytes, read with the end of this payload.
-    uint8_t next[wire::kHeaderSize];
-    size_t next_have = 0;
   };
   // What a new socket is watched for: no output until a send waits for room, as
   // re-arming output on a writable socket would report it at once.
@@ -147,9 +151,9 @@ class TcpConnection : public std::enable_shared_from_this<TcpConnection> {
   Status ReadPayload(const std::shared_ptr<Socket>& sock, bool* complete, Status* outcome,
                      bool* drained) EXCLUDES(mu_);
   // The reader's (or, under mu_, anyone's): a whole response header waits in
-  // pending_receive_, read with the previous response's payload.
+  // pending_receive_, received with earlier bytes.
   bool HeaderBuffered() const {
-    return !pending_receive_.slice && pending_receive_.have == sizeof(pending_receive_.header);
+    return !pending_receive_.slice && pending_receive_.buffered() >= wire::kHeaderSize;
   }
   // Under mu_: matches a received header to the oldest request on the wire.
   Status TakeResponse() REQUIRES(mu_);

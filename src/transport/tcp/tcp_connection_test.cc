@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstring>
 #include <memory>
 #include <thread>
 #include <vector>
@@ -155,6 +156,53 @@ TEST(TcpConnectionTest, AnAwaitedResponseNobodyAsksForIsReceivedByTheNextTick) {
   Probe probe(target, true);
   conn->Enqueue(&probe.slice, &probe.slice);
   EXPECT_TRUE(probe.Eventually() && probe.ok) << "left unreceived";
+}
+
+// Responses are received ahead into a small buffer (a header with what follows it: a
+// small payload, a refusal's text, the next headers); each byte must still land in
+// its own slice, whatever the sizes and however the stream splits between receives.
+TEST(TcpConnectionTest, ResponsesReceivedAheadLandWhereTheyBelong) {
+  constexpr size_t kTargetSize = 1 << 20;
+  Target target("target", kTargetSize);
+  for (size_t i = 0; i < kTargetSize; ++i) target.memory[i] = static_cast<char>(i * 131 + 7);
+  ASSERT_TRUE(target.Start().ok());
+  LoneConnection conn(target, kNoTick);
+  const std::vector<uint64_t> sizes = {1,    7,    24,   100,  4072,  4096, 4097,
+                                       4120, 4144, 4145, 8192, 65536, 3,    70000};
+  struct Expect {
+    uint64_t remote;
+    bool refused;
+  };
+  std::vector<Expect> expects;
+  std::vector<std::unique_ptr<Probe>> probes;
+  uint64_t offset = 0;
+  for (int round = 0; round < 2; ++round) {
+    for (size_t i = 0; i < sizes.size(); ++i) {
+      auto probe = std::make_unique<Probe>(target, false);
+      probe->local.assign(sizes[i], 0);
+      probe->slice.local = probe->local.data();
+      probe->slice.length = sizes[i];
+      // Every third one out of the buffer: refused, with a text as its payload.
+      const bool refused = i % 3 == 2;
+      const uint64_t remote = refused ? target.info.base + kTargetSize : target.info.base + offset;
+      if (!refused) offset += sizes[i];
+      probe->slice.remote = remote;
+      expects.push_back({remote - target.info.base, refused});
+      if (!probes.empty()) probes.back()->slice.next = &probe->slice;
+      probes.push_back(std::move(probe));
+    }
+  }
+  ASSERT_LE(offset, kTargetSize);
+  conn->Enqueue(&probes.front()->slice, &probes.back()->slice);
+  for (size_t i = 0; i < probes.size(); ++i) {
+    SCOPED_TRACE(testing::Message() << "slice " << i << " of " << probes[i]->local.size());
+    ASSERT_TRUE(probes[i]->Eventually());
+    ASSERT_EQ(probes[i]->ok, !expects[i].refused);
+    if (expects[i].refused) continue;
+    EXPECT_EQ(std::memcmp(probes[i]->local.data(), target.memory.data() + expects[i].remote,
+                          probes[i]->local.size()),
+              0);
+  }
 }
 
 }  // namespace
