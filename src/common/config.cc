@@ -102,6 +102,8 @@ Status Config::FromJson(const std::string& json_text, Config* config) {
       s = ReadUnsigned(j, "tcp_idle_timeout_ms", &config->tcp_idle_timeout_ms);
     else if (key == "tcp_congestion")
       s = ReadField(j, "tcp_congestion", &config->tcp_congestion);
+    else if (key == "tcp_busy_poll_us")
+      s = ReadUnsigned(j, "tcp_busy_poll_us", &config->tcp_busy_poll_us);
     else if (key == "tcp_rto_min_us")
       s = ReadUnsigned(j, "tcp_rto_min_us", &config->tcp_rto_min_us);
     else if (key == "slice_size")
@@ -162,6 +164,7 @@ Status Config::FromEnv(Config* config) {
   TE_RETURN_IF_ERROR(ApplyEnvUnsigned("TE_TCP_IO_THREADS", &config->tcp_io_threads));
   TE_RETURN_IF_ERROR(ApplyEnvUnsigned("TE_TCP_IDLE_TIMEOUT_MS", &config->tcp_idle_timeout_ms));
   TE_RETURN_IF_ERROR(ApplyEnvUnsigned("TE_TCP_RTO_MIN_US", &config->tcp_rto_min_us));
+  TE_RETURN_IF_ERROR(ApplyEnvUnsigned("TE_TCP_BUSY_POLL_US", &config->tcp_busy_poll_us));
   TE_RETURN_IF_ERROR(ApplyEnvUnsigned("TE_SLICE_SIZE", &config->slice_size));
   TE_RETURN_IF_ERROR(ApplyEnvUnsigned("TE_TRANSFER_TIMEOUT_MS", &config->transfer_timeout_ms));
   TE_RETURN_IF_ERROR(ApplyEnvUnsigned("TE_METADATA_TTL_S", &config->metadata_ttl_s));
@@ -209,6 +212,9 @@ Status Config::Validate() const {
           std::string::npos) {
     return Status::InvalidArgument("tcp_congestion '" + tcp_congestion +
                                    "' is not auto, system or a congestion control's name");
+  }
+  if (tcp_busy_poll_us > 10000) {
+    return Status::InvalidArgument("tcp_busy_poll_us must be at most 10000");
   }
   if (tcp_rto_min_us > 200000) {
     return Status::InvalidArgument("tcp_rto_min_us must be at most 200000 (the kernel's 200 ms)");

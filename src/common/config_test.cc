@@ -30,6 +30,7 @@ const char* const kEnvVars[] = {
     "TE_RPC_BIND_HOST",    "TE_METRICS_PORT",
     "TE_UCX_TLS",          "TE_UCX_NET_DEVICES",
     "TE_UCX_WORKERS",      "TE_TCP_CONGESTION",
+    "TE_TCP_BUSY_POLL_US",
 };
 
 class ConfigTest : public testing::Test {
@@ -96,7 +97,8 @@ TEST_F(ConfigTest, FromJsonAllFields) {
     "ucx_net_devices": "mlx5_0:1",
     "ucx_workers": 2,
     "tcp_congestion": "reno",
-    "tcp_rto_min_us": 10000
+    "tcp_rto_min_us": 10000,
+    "tcp_busy_poll_us": 20
   })",
                               &c);
   ASSERT_TRUE(s.ok()) << s.ToString();
@@ -114,6 +116,7 @@ TEST_F(ConfigTest, FromJsonAllFields) {
   EXPECT_EQ(c.connect_timeout_ms, 567u);
   EXPECT_EQ(c.metadata_ttl_s, 30u);
   EXPECT_EQ(c.tcp_rto_min_us, 10000u);
+  EXPECT_EQ(c.tcp_busy_poll_us, 20u);
   EXPECT_EQ(c.ucx_tls, "rc,ud");
   EXPECT_EQ(c.ucx_net_devices, "mlx5_0:1");
   EXPECT_EQ(c.ucx_workers, 2u);
@@ -319,6 +322,7 @@ TEST_F(ConfigTest, FromEnvAllVariables) {
   setenv("TE_UCX_NET_DEVICES", "lo", 1);
   setenv("TE_UCX_WORKERS", "3", 1);
   setenv("TE_TCP_CONGESTION", "system", 1);
+  setenv("TE_TCP_BUSY_POLL_US", "0", 1);
   Config c;
   Status s = Config::FromEnv(&c);
   ASSERT_TRUE(s.ok()) << s.ToString();
@@ -340,6 +344,7 @@ TEST_F(ConfigTest, FromEnvAllVariables) {
   EXPECT_EQ(c.ucx_net_devices, "lo");
   EXPECT_EQ(c.ucx_workers, 3u);
   EXPECT_EQ(c.tcp_congestion, "system");
+  EXPECT_EQ(c.tcp_busy_poll_us, 0u);
   EXPECT_EQ(c.connect_timeout_ms, 3000u);  // not read from the environment
 }
 
@@ -488,6 +493,20 @@ TEST_F(ConfigTest, ValidateTcpRtoMin) {
   Status s = c.Validate();
   EXPECT_EQ(s.code(), Status::Code::kInvalidArgument);
   EXPECT_NE(s.message().find("tcp_rto_min_us"), std::string::npos) << s.message();
+}
+
+TEST_F(ConfigTest, ValidateTcpBusyPoll) {
+  EXPECT_EQ(Config().tcp_busy_poll_us, 50u);
+  for (uint32_t good : {0u, 1u, 50u, 10000u}) {
+    Config c;
+    c.tcp_busy_poll_us = good;
+    EXPECT_TRUE(c.Validate().ok()) << good;
+  }
+  Config c;
+  c.tcp_busy_poll_us = 10001;
+  Status s = c.Validate();
+  EXPECT_EQ(s.code(), Status::Code::kInvalidArgument);
+  EXPECT_NE(s.message().find("tcp_busy_poll_us"), std::string::npos) << s.message();
 }
 
 TEST_F(ConfigTest, ValidateLogLevel) {

@@ -1,6 +1,7 @@
 #include "transport/tcp/io_loop.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
@@ -26,7 +27,7 @@ thread_local const void* current_loop_thread = nullptr;
 // static may let go of its loop after this file's statics are gone.
 struct SharedLoops {
   Mutex mu;
-  std::map<std::pair<uint32_t, int64_t>, std::weak_ptr<IoLoop>> loops GUARDED_BY(mu);
+  std::map<IoLoopSettings, std::weak_ptr<IoLoop>> loops GUARDED_BY(mu);
 };
 SharedLoops& TheSharedLoops() {
   static SharedLoops* loops = new SharedLoops;
@@ -34,23 +35,22 @@ SharedLoops& TheSharedLoops() {
 }
 }  // namespace
 
-Status IoLoop::Shared(uint32_t threads, std::chrono::milliseconds tick,
-                      std::shared_ptr<IoLoop>* out) {
+Status IoLoop::Shared(const IoLoopSettings& settings, std::shared_ptr<IoLoop>* out) {
   SharedLoops& shared = TheSharedLoops();
   MutexLock lock(&shared.mu);
-  std::weak_ptr<IoLoop>& slot = shared.loops[{threads, tick.count()}];
+  std::weak_ptr<IoLoop>& slot = shared.loops[settings];
   // Expired while its last holder stops it: that one goes on ending, a new one starts.
   *out = slot.lock();
   if (*out) return Status::OK();
   auto loop = std::make_shared<IoLoop>();
-  TE_RETURN_IF_ERROR(loop->Start(threads, tick));
+  TE_RETURN_IF_ERROR(loop->Start(settings));
   slot = loop;
   *out = std::move(loop);
   return Status::OK();
 }
 
-Status IoLoop::Start(uint32_t threads, std::chrono::milliseconds tick) {
-  for (uint32_t i = 0; i < threads; ++i) {
+Status IoLoop::Start(const IoLoopSettings& settings) {
+  for (uint32_t i = 0; i < settings.threads; ++i) {
     auto t = std::make_shared<Thread>();
     t->epoll = UniqueFd(::epoll_create1(EPOLL_CLOEXEC));
     t->wake = UniqueFd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
@@ -66,7 +66,7 @@ Status IoLoop::Start(uint32_t threads, std::chrono::milliseconds tick) {
     threads_.push_back(std::move(t));
   }
   for (auto& t : threads_) {
-    t->thread = std::thread(Run, t, tick);
+    t->thread = std::thread(Run, t, settings);
     pthread_setname_np(t->thread.native_handle(), kThreadName);  // named once Start returns
   }
   running_ = true;
@@ -280,15 +280,32 @@ void IoLoop::Tick(Thread* t, Clock::time_point now) {
   }
 }
 
-void IoLoop::Run(std::shared_ptr<Thread> owned, std::chrono::milliseconds tick) {
+int IoLoop::WaitForEvents(Thread* t, epoll_event* events, Clock::time_point next_tick,
+                          Clock::time_point poll_until) {
+  for (;;) {
+    const auto now = Clock::now();
+    if (now >= poll_until) {
+      const auto wait = std::chrono::ceil<std::chrono::milliseconds>(next_tick - now);
+      return ::epoll_wait(t->epoll.get(), events, kMaxEventsPerWait,
+                          wait.count() > 0 ? static_cast<int>(wait.count()) : 0);
+    }
+    const int n = ::epoll_wait(t->epoll.get(), events, kMaxEventsPerWait, 0);
+    if (n != 0) return n;
+    // Yielding, not pausing: the thread that sends this loop's next message (a
+    // submitter, a peer's engine on this host) may need this very CPU.
+    sched_yield();
+  }
+}
+
+void IoLoop::Run(std::shared_ptr<Thread> owned, IoLoopSettings settings) {
   Thread* t = owned.get();
   current_loop_thread = t;
   epoll_event events[kMaxEventsPerWait];
-  auto next_tick = Clock::now() + tick;
+  auto next_tick = Clock::now() + settings.tick;
+  auto poll_until = Clock::time_point::min();
   for (;;) {
-    const auto wait = std::chrono::ceil<std::chrono::milliseconds>(next_tick - Clock::now());
-    const int n = ::epoll_wait(t->epoll.get(), events, kMaxEventsPerWait,
-                               wait.count() > 0 ? static_cast<int>(wait.count()) : 0);
+    const int n = WaitForEvents(t, events, next_tick, poll_until);
+    if (n > 0 && settings.busy_poll.count() > 0) poll_until = Clock::now() + settings.busy_poll;
     if (n < 0 && errno != EINTR) {
       TE_LOG(Error) << "tcp: epoll_wait: " << std::strerror(errno);
       return;
@@ -307,7 +324,7 @@ void IoLoop::Run(std::shared_ptr<Thread> owned, std::chrono::milliseconds tick) 
     const auto now = Clock::now();
     if (now >= next_tick) {
       Tick(t, now);
-      next_tick = now + tick;
+      next_tick = now + settings.tick;
     }
   }
 }

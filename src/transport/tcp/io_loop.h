@@ -40,6 +40,19 @@ inline int64_t SteadyNs(std::chrono::steady_clock::time_point t) {
 }
 inline int64_t SteadyNowNs() { return SteadyNs(std::chrono::steady_clock::now()); }
 
+// What a loop is: a process shares one loop per distinct setting (IoLoop::Shared).
+struct IoLoopSettings {
+  uint32_t threads = 1;
+  std::chrono::milliseconds tick{100};  // how often handlers' OnTick runs
+  // How long a thread goes on polling (epoll_wait without sleeping, yielding the CPU
+  // between tries) after events before it sleeps. The next message of a busy socket
+  // then finds the thread awake: no wake-up, which costs a context switch and, on a
+  // virtual machine whose idle CPU halted, a hypervisor's wake of that CPU (tens of
+  // microseconds). 0: sleep at once.
+  std::chrono::microseconds busy_poll{0};
+  auto operator<=>(const IoLoopSettings&) const = default;
+};
+
 class IoHandler {
  public:
   virtual ~IoHandler() = default;
@@ -59,12 +72,11 @@ class IoLoop {
   // What the loop's threads are named (pthread_setname_np): `top -H` and tests see them.
   static constexpr char kThreadName[] = "te-tcp-io";
 
-  // The process's started loop of `threads` threads and this tick, shared with every
-  // other holder of the same settings; it stops when the last holder lets it go.
-  static Status Shared(uint32_t threads, std::chrono::milliseconds tick,
-                       std::shared_ptr<IoLoop>* out);
+  // The process's started loop of these settings, shared with every other holder of
+  // the same; it stops when the last holder lets it go.
+  static Status Shared(const IoLoopSettings& settings, std::shared_ptr<IoLoop>* out);
 
-  Status Start(uint32_t threads, std::chrono::milliseconds tick);
+  Status Start(const IoLoopSettings& settings);
   // Joins the threads and drops every handler. Later calls do nothing. On one of the
   // loop's own threads (its last holder let go in a handler) that thread is left to
   // end by itself once the handler returns, as it cannot join itself.
@@ -124,7 +136,11 @@ class IoLoop {
 
   // A thread's work. It reaches only its Thread, which it co-owns, so that a thread
   // left to end by itself (Stop) outlives the IoLoop safely.
-  static void Run(std::shared_ptr<Thread> t, std::chrono::milliseconds tick);
+  static void Run(std::shared_ptr<Thread> t, IoLoopSettings settings);
+  // Waits for t's events until next_tick, polling instead of sleeping until poll_until.
+  static int WaitForEvents(Thread* t, epoll_event* events,
+                           std::chrono::steady_clock::time_point next_tick,
+                           std::chrono::steady_clock::time_point poll_until);
   // Registers the Adds and runs the tasks posted so far; false once the thread is to stop.
   static bool RunTasks(Thread* t);
   static void Register(Thread* t, std::vector<Registration>* adds);

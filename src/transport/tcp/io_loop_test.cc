@@ -3,9 +3,12 @@
 #include <gtest/gtest.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <atomic>
+#include <fstream>
 #include <future>
+#include <string>
 #include <thread>
 
 #include "test_util.h"
@@ -70,7 +73,7 @@ struct SocketPair {
 
 TEST(IoLoopTest, EventsTicksAndTasksOfAHandlerRunOnItsOneThread) {
   IoLoop loop;
-  ASSERT_TRUE(loop.Start(3, std::chrono::milliseconds(5)).ok());
+  ASSERT_TRUE(loop.Start({3, std::chrono::milliseconds(5)}).ok());
   int pair[2];
   ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM, 0, pair), 0);
   UniqueFd writer(pair[1]);
@@ -91,7 +94,7 @@ TEST(IoLoopTest, EventsTicksAndTasksOfAHandlerRunOnItsOneThread) {
 // a registration is not found, and a task posted then finds it.
 TEST(IoLoopTest, WatchChangesTheEventsAndReportsWhatWaitsAtOnce) {
   IoLoop loop;
-  ASSERT_TRUE(loop.Start(1, std::chrono::milliseconds(5)).ok());
+  ASSERT_TRUE(loop.Start({1, std::chrono::milliseconds(5)}).ok());
   SocketPair pair;
   auto handler = std::make_shared<Recorder>(pair.handler_end);
   const uint64_t id = loop.NewId();
@@ -113,7 +116,7 @@ TEST(IoLoopTest, WatchChangesTheEventsAndReportsWhatWaitsAtOnce) {
 
 TEST(IoLoopTest, RemovedHandlersAreDroppedAndStopDropsTheRest) {
   IoLoop loop;
-  ASSERT_TRUE(loop.Start(2, std::chrono::milliseconds(5)).ok());
+  ASSERT_TRUE(loop.Start({2, std::chrono::milliseconds(5)}).ok());
   int a[2], b[2];
   ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM, 0, a), 0);
   ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM, 0, b), 0);
@@ -134,21 +137,56 @@ TEST(IoLoopTest, RemovedHandlersAreDroppedAndStopDropsTheRest) {
   loop.Post(kept_id, [] { FAIL() << "a stopped loop ran a task"; });
 }
 
+// Voluntary context switches of the calling thread: how often it slept.
+long SleepsSoFar() {
+  std::ifstream status("/proc/self/task/" + std::to_string(::gettid()) + "/status");
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.rfind("voluntary_ctxt_switches:", 0) == 0) return std::stol(line.substr(24));
+  }
+  return -1;
+}
+
+// How often the loop's one thread slept between two tasks, the second posted `after`
+// the first ran: 0 while it still polled, 1 once it slept. Each task counts itself.
+long SleepsBetweenTasks(std::chrono::microseconds busy_poll, std::chrono::milliseconds after) {
+  IoLoop loop;
+  EXPECT_TRUE(loop.Start({1, std::chrono::seconds(10), busy_poll}).ok());
+  std::promise<long> first, second;
+  loop.Post(0, [&] { first.set_value(SleepsSoFar()); });
+  const long before = first.get_future().get();
+  std::this_thread::sleep_for(after);
+  loop.Post(0, [&] { second.set_value(SleepsSoFar()); });
+  return second.get_future().get() - before;
+}
+
+TEST(IoLoopTest, AThreadPollsForItsBusyPollTimeAfterEventsThenSleeps) {
+  EXPECT_EQ(SleepsBetweenTasks(std::chrono::seconds(5), std::chrono::milliseconds(20)), 0)
+      << "slept although events came within its busy-poll time";
+  EXPECT_EQ(SleepsBetweenTasks(std::chrono::milliseconds(5), std::chrono::milliseconds(200)), 1)
+      << "still polling long after its busy-poll time";
+  EXPECT_EQ(SleepsBetweenTasks(std::chrono::microseconds(0), std::chrono::milliseconds(20)), 1)
+      << "polled without a busy-poll time";
+}
+
 TEST(IoLoopTest, SharedLoopsAreOnePerSettingAndStopWithTheirLastHolder) {
   ASSERT_TRUE(Within([] { return IoThreads() == 0; }, std::chrono::seconds(10)));
   const auto tick = std::chrono::milliseconds(5);
-  std::shared_ptr<IoLoop> a, b, more_threads, other_tick;
-  ASSERT_TRUE(IoLoop::Shared(2, tick, &a).ok());
-  ASSERT_TRUE(IoLoop::Shared(2, tick, &b).ok());
-  ASSERT_TRUE(IoLoop::Shared(3, tick, &more_threads).ok());
-  ASSERT_TRUE(IoLoop::Shared(2, tick * 2, &other_tick).ok());
+  std::shared_ptr<IoLoop> a, b, more_threads, other_tick, other_poll;
+  ASSERT_TRUE(IoLoop::Shared({2, tick}, &a).ok());
+  ASSERT_TRUE(IoLoop::Shared({2, tick}, &b).ok());
+  ASSERT_TRUE(IoLoop::Shared({3, tick}, &more_threads).ok());
+  ASSERT_TRUE(IoLoop::Shared({2, tick * 2}, &other_tick).ok());
+  ASSERT_TRUE(IoLoop::Shared({2, tick, std::chrono::microseconds(7)}, &other_poll).ok());
   EXPECT_EQ(a, b);
   EXPECT_NE(a, more_threads);
   EXPECT_NE(a, other_tick);
-  EXPECT_EQ(IoThreads(), 7);
+  EXPECT_NE(a, other_poll);
+  EXPECT_EQ(IoThreads(), 9);
   a.reset();
   more_threads.reset();
   other_tick.reset();
+  other_poll.reset();
   EXPECT_TRUE(Within([] { return IoThreads() == 2; }, std::chrono::seconds(10)))
       << IoThreads() << " I/O threads: the loop b still holds stopped, or the others did not";
   b.reset();
@@ -156,7 +194,7 @@ TEST(IoLoopTest, SharedLoopsAreOnePerSettingAndStopWithTheirLastHolder) {
       << "the last holder's release left threads running";
 
   // The same settings again: a new loop, started.
-  ASSERT_TRUE(IoLoop::Shared(2, tick, &a).ok());
+  ASSERT_TRUE(IoLoop::Shared({2, tick}, &a).ok());
   SocketPair pair;
   auto handler = std::make_shared<Recorder>(pair.handler_end);
   ASSERT_TRUE(a->Add(a->NewOwner(), a->NewId(), pair.handler_end, handler).ok());
@@ -183,7 +221,7 @@ class Blocker : public IoHandler {
 
 TEST(IoLoopTest, RemoveAllEndsOneOwnerAndWaitsForItsRunningHandler) {
   IoLoop loop;
-  ASSERT_TRUE(loop.Start(2, std::chrono::milliseconds(5)).ok());
+  ASSERT_TRUE(loop.Start({2, std::chrono::milliseconds(5)}).ok());
   const uint64_t ending = loop.NewOwner(), kept_owner = loop.NewOwner();
   SocketPair a, b, c;
   auto blocker = std::make_shared<Blocker>(a.handler_end);
@@ -237,7 +275,7 @@ class Ender : public IoHandler {
 
 TEST(IoLoopTest, RemoveAllOnTheLoopsOwnThreadDropsAtOnceWithoutWaitingForItself) {
   IoLoop loop;
-  ASSERT_TRUE(loop.Start(2, std::chrono::milliseconds(5)).ok());
+  ASSERT_TRUE(loop.Start({2, std::chrono::milliseconds(5)}).ok());
   const uint64_t ending = loop.NewOwner(), kept_owner = loop.NewOwner();
   SocketPair a, b, c, d;
   auto ender = std::make_shared<Ender>(a.handler_end, &loop, ending);
@@ -265,7 +303,7 @@ TEST(IoLoopTest, RemoveAllOnTheLoopsOwnThreadDropsAtOnceWithoutWaitingForItself)
 TEST(IoLoopTest, ALoopDestroyedOnItsOwnThreadLetsThatThreadEnd) {
   ASSERT_TRUE(Within([] { return IoThreads() == 0; }, std::chrono::seconds(10)));
   auto loop = std::make_unique<IoLoop>();
-  ASSERT_TRUE(loop->Start(2, std::chrono::milliseconds(5)).ok());
+  ASSERT_TRUE(loop->Start({2, std::chrono::milliseconds(5)}).ok());
   SocketPair pair;
   auto handler = std::make_shared<Recorder>(pair.handler_end);
   const uint64_t id = loop->NewId();

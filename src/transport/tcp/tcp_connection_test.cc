@@ -22,7 +22,7 @@ using Clock = std::chrono::steady_clock;
 class LoneConnection {
  public:
   LoneConnection(const Target& target, std::chrono::milliseconds tick) {
-    EXPECT_TRUE(loop_.Start(1, tick).ok());
+    EXPECT_TRUE(loop_.Start({1, tick}).ok());
     handshakes_.Start(1, 4);
     TcpConnectionOptions options;
     options.endpoint = std::make_shared<TcpEndpoint>();

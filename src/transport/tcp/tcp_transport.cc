@@ -97,13 +97,16 @@ class TcpPeer : public TransportPeer {
 Status TcpTransport::Start(const TransportContext& context, SegmentDescriptor* local) {
   context_ = context;
   const Config& config = *context.config;
+  IoLoopSettings loop_settings;
+  loop_settings.threads = config.tcp_io_threads;
   // A tick a tenth of the I/O timeout finds a stalled slice within 1.1 timeouts.
-  const auto tick =
+  loop_settings.tick =
       std::chrono::milliseconds(std::clamp<uint32_t>(config.transfer_timeout_ms / 10, 1, 100));
+  loop_settings.busy_poll = std::chrono::microseconds(config.tcp_busy_poll_us);
   TE_RETURN_IF_ERROR(
       ResolveDataSocketTuning(config.tcp_congestion, config.tcp_rto_min_us, &tuning_));
   std::shared_ptr<IoLoop> loop;
-  TE_RETURN_IF_ERROR(IoLoop::Shared(config.tcp_io_threads, tick, &loop));
+  TE_RETURN_IF_ERROR(IoLoop::Shared(loop_settings, &loop));
   io_owner_ = loop->NewOwner();
   {
     MutexLock lock(&mu_);

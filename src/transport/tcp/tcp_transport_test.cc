@@ -178,9 +178,10 @@ TEST(TcpTransportTest, AWaiterReadingItsOwnResponsesLeavesTheIoThreadAsleep) {
   Target target("target");
   ASSERT_TRUE(target.Start().ok());
   std::shared_ptr<IoLoop> targets_loop;  // what TcpTransport::Start picked for it
-  ASSERT_TRUE(
-      IoLoop::Shared(target.config.tcp_io_threads, std::chrono::milliseconds(100), &targets_loop)
-          .ok());
+  ASSERT_TRUE(IoLoop::Shared({target.config.tcp_io_threads, std::chrono::milliseconds(100),
+                              std::chrono::microseconds(target.config.tcp_busy_poll_us)},
+                             &targets_loop)
+                  .ok());
   std::set<std::string> targets_threads;
   te_test::ForThreadsNamed(IoLoop::kThreadName,
                            [&](const std::string& task) { targets_threads.insert(task); });
