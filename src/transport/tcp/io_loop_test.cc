@@ -148,7 +148,7 @@ long SleepsSoFar() {
 }
 
 // How often the loop's one thread slept between two tasks, the second posted `after`
-// the first ran: 0 while it still polled, 1 once it slept. Each task counts itself.
+// the first ran: 0 while it still polled, 1 (or more) once it slept. Each task counts itself.
 long SleepsBetweenTasks(std::chrono::microseconds busy_poll, std::chrono::milliseconds after) {
   IoLoop loop;
   EXPECT_TRUE(loop.Start({1, std::chrono::seconds(10), busy_poll}).ok());
@@ -163,9 +163,10 @@ long SleepsBetweenTasks(std::chrono::microseconds busy_poll, std::chrono::millis
 TEST(IoLoopTest, AThreadPollsForItsBusyPollTimeAfterEventsThenSleeps) {
   EXPECT_EQ(SleepsBetweenTasks(std::chrono::seconds(5), std::chrono::milliseconds(20)), 0)
       << "slept although events came within its busy-poll time";
-  EXPECT_EQ(SleepsBetweenTasks(std::chrono::milliseconds(5), std::chrono::milliseconds(200)), 1)
+  // At least once: a sanitizer's own locks may make it sleep once more.
+  EXPECT_GE(SleepsBetweenTasks(std::chrono::milliseconds(5), std::chrono::milliseconds(200)), 1)
       << "still polling long after its busy-poll time";
-  EXPECT_EQ(SleepsBetweenTasks(std::chrono::microseconds(0), std::chrono::milliseconds(20)), 1)
+  EXPECT_GE(SleepsBetweenTasks(std::chrono::microseconds(0), std::chrono::milliseconds(20)), 1)
       << "polled without a busy-poll time";
 }
 
