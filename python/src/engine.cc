@@ -103,6 +103,19 @@ bool TransferFuture::Poll() {
   TransferStatus overall;
   Status status = engine_->getTransferStatus(batch_, &overall);
   if (status.ok() && overall.state == TransferState::kPending) return false;
+  return Settle(status);
+}
+
+bool TransferFuture::WaitSlice(std::chrono::milliseconds slice) {
+  if (finished_.load(std::memory_order_acquire)) return true;
+  TransferStatus overall;
+  Status status =
+      engine_->waitTransferStatus(batch_, &overall, static_cast<uint32_t>(slice.count()));
+  if (status.ok() && overall.state == TransferState::kPending) return false;
+  return Settle(status);
+}
+
+bool TransferFuture::Settle(const Status& status) {
   std::lock_guard<std::mutex> lock(mu_);
   // Another thread may have finished (and freed the batch) since the check above.
   if (!finished_.load(std::memory_order_relaxed)) {
@@ -130,7 +143,8 @@ bool TransferFuture::Done() {
 }
 
 WaitResult TransferFuture::Wait(std::optional<double> timeout_s) {
-  return WaitWithoutGil([this] { return Poll(); }, timeout_s);
+  return WaitInSlicesWithoutGil(
+      [this](std::chrono::milliseconds slice) { return WaitSlice(slice); }, timeout_s);
 }
 
 uint64_t TransferFuture::Result() {

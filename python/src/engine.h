@@ -99,6 +99,11 @@ class TransferFuture {
 
  private:
   bool Poll();
+  // Waits in the engine (waitTransferStatus) for up to `slice`: a batch of one small
+  // request then has its response read by this very thread. True once finished.
+  bool WaitSlice(std::chrono::milliseconds slice);
+  // After a status read that was not pending: finishes the future (once).
+  bool Settle(const Status& status);
   void FinishLocked();
 
   EnginePtr engine_;

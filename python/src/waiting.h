@@ -67,4 +67,30 @@ WaitResult WaitWithoutGil(Ready&& ready, std::optional<double> timeout_s) {
   }
 }
 
+// Like WaitWithoutGil, for a wait that blocks by itself: wait_for(slice) waits up to
+// `slice` and returns true once ready. Slices end at the signal-check period, so
+// Ctrl-C still ends a long wait, and at the deadline.
+template <typename WaitFor>
+WaitResult WaitInSlicesWithoutGil(WaitFor&& wait_for, std::optional<double> timeout_s) {
+  using Clock = std::chrono::steady_clock;
+  constexpr auto kSignalCheckPeriod = std::chrono::milliseconds(50);
+  const auto deadline =
+      timeout_s ? Clock::now() + std::chrono::duration_cast<Clock::duration>(
+                                     std::chrono::duration<double>(std::max(0.0, *timeout_s)))
+                : Clock::time_point::max();
+  GilRelease release;
+  for (;;) {
+    const auto now = Clock::now();
+    const auto left = deadline - now;
+    const auto slice =
+        left < kSignalCheckPeriod
+            ? std::chrono::ceil<std::chrono::milliseconds>(std::max(left, Clock::duration::zero()))
+            : kSignalCheckPeriod;
+    if (wait_for(slice)) return WaitResult::kReady;
+    if (Clock::now() >= deadline) return WaitResult::kTimeout;
+    GilAcquire acquire;
+    if (PyErr_CheckSignals() != 0) return WaitResult::kInterrupted;
+  }
+}
+
 }  // namespace te::python
