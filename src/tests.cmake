@@ -19,9 +19,10 @@ te_add_test(tcp_transport_test src/transport/tcp/tcp_transport_test.cc)
 te_add_test(tcp_connection_test src/transport/tcp/tcp_connection_test.cc)
 te_add_test(tcp_endpoint_test src/transport/tcp/tcp_endpoint_test.cc)
 te_add_test(io_loop_test src/transport/tcp/io_loop_test.cc)
-# Both count the I/O threads by name (tests/test_util.h).
+# These count the I/O threads by name and poll conditions (tests/test_util.h).
 target_include_directories(tcp_transport_test PRIVATE ${PROJECT_SOURCE_DIR}/tests)
 target_include_directories(io_loop_test PRIVATE ${PROJECT_SOURCE_DIR}/tests)
+target_include_directories(tcp_connection_test PRIVATE ${PROJECT_SOURCE_DIR}/tests)
 te_add_test(engine_metrics_test src/metrics/engine_metrics_test.cc)
 if(TE_HAVE_METRICS)
   te_add_test(metrics_server_test src/metrics/metrics_server_test.cc)

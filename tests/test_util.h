@@ -5,12 +5,14 @@
 
 #include <dirent.h>
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
 #include <fstream>
 #include <string>
 #include <string_view>
+#include <thread>
 
 namespace te_test {
 
@@ -148,18 +150,35 @@ inline int ThreadsNamed(const std::string& name) {
   return ForThreadsNamed(name, [](const std::string&) {});
 }
 
-// How often the thread of /proc task directory `task` went to sleep or was preempted
-// (voluntary and nonvoluntary context switches): what waking it costs.
-inline long ContextSwitchesOf(const std::string& task) {
-  long total = 0;
+// The number after `field:` in /proc task directory `task`'s status file; -1 without.
+inline long StatusNumberOf(const std::string& task, const std::string& field) {
   std::ifstream status(task + "/status");
   std::string line;
   while (std::getline(status, line)) {
-    if (line.find("ctxt_switches:") != std::string::npos) {
-      total += std::stol(line.substr(line.find(':') + 1));
+    if (line.size() > field.size() && line.compare(0, field.size(), field) == 0 &&
+        line[field.size()] == ':') {
+      return std::stol(line.substr(field.size() + 1));
     }
   }
-  return total;
+  return -1;
+}
+
+// How often the thread of /proc task directory `task` went to sleep or was preempted
+// (voluntary and nonvoluntary context switches): what waking it costs.
+inline long ContextSwitchesOf(const std::string& task) {
+  return StatusNumberOf(task, "voluntary_ctxt_switches") +
+         StatusNumberOf(task, "nonvoluntary_ctxt_switches");
+}
+
+// Polls cond every millisecond until it holds (true) or `limit` passed (false).
+template <typename Cond, typename Rep, typename Period>
+bool Eventually(Cond cond, std::chrono::duration<Rep, Period> limit) {
+  const auto end = std::chrono::steady_clock::now() + limit;
+  while (!cond()) {
+    if (std::chrono::steady_clock::now() > end) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  return true;
 }
 
 }  // namespace te_test

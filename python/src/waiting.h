@@ -38,6 +38,18 @@ class Backoff {
 
 enum class WaitResult { kReady, kTimeout, kInterrupted };
 
+// How often a wait takes the GIL to run Python's signal handlers (Ctrl-C).
+constexpr auto kSignalCheckPeriod = std::chrono::milliseconds(50);
+
+// `timeout_s` (none: no limit; negative: none left) after `start`.
+inline std::chrono::steady_clock::time_point DeadlineAfter(
+    std::chrono::steady_clock::time_point start, std::optional<double> timeout_s) {
+  using Clock = std::chrono::steady_clock;
+  if (!timeout_s) return Clock::time_point::max();
+  return start + std::chrono::duration_cast<Clock::duration>(
+                     std::chrono::duration<double>(std::max(0.0, *timeout_s)));
+}
+
 // Call with the GIL held. Polls ready() without the GIL until it returns true or
 // `timeout_s` (none: no limit) passes. Every 50 ms it takes the GIL to run Python's
 // signal handlers, so Ctrl-C ends a long wait: kInterrupted leaves the handler's
@@ -45,12 +57,8 @@ enum class WaitResult { kReady, kTimeout, kInterrupted };
 template <typename Ready>
 WaitResult WaitWithoutGil(Ready&& ready, std::optional<double> timeout_s) {
   using Clock = std::chrono::steady_clock;
-  constexpr auto kSignalCheckPeriod = std::chrono::milliseconds(50);
   const auto start = Clock::now();
-  const auto deadline = timeout_s
-                            ? start + std::chrono::duration_cast<Clock::duration>(
-                                          std::chrono::duration<double>(std::max(0.0, *timeout_s)))
-                            : Clock::time_point::max();
+  const auto deadline = DeadlineAfter(start, timeout_s);
   auto next_signal_check = start + kSignalCheckPeriod;
   GilRelease release;
   Backoff backoff;
@@ -73,11 +81,7 @@ WaitResult WaitWithoutGil(Ready&& ready, std::optional<double> timeout_s) {
 template <typename WaitFor>
 WaitResult WaitInSlicesWithoutGil(WaitFor&& wait_for, std::optional<double> timeout_s) {
   using Clock = std::chrono::steady_clock;
-  constexpr auto kSignalCheckPeriod = std::chrono::milliseconds(50);
-  const auto deadline =
-      timeout_s ? Clock::now() + std::chrono::duration_cast<Clock::duration>(
-                                     std::chrono::duration<double>(std::max(0.0, *timeout_s)))
-                : Clock::time_point::max();
+  const auto deadline = DeadlineAfter(Clock::now(), timeout_s);
   GilRelease release;
   for (;;) {
     const auto now = Clock::now();

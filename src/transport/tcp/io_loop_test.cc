@@ -6,7 +6,6 @@
 #include <unistd.h>
 
 #include <atomic>
-#include <fstream>
 #include <future>
 #include <string>
 #include <thread>
@@ -46,16 +45,6 @@ class Recorder : public IoHandler {
   std::atomic<int> ticks{0};
 };
 
-template <typename Cond>
-bool Within(Cond cond, std::chrono::seconds limit) {
-  const auto end = std::chrono::steady_clock::now() + limit;
-  while (!cond()) {
-    if (std::chrono::steady_clock::now() > end) return false;
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  }
-  return true;
-}
-
 int IoThreads() { return te_test::ThreadsNamed(IoLoop::kThreadName); }
 
 // A connected pair of sockets: `handler_end` for a handler to own, `writer` the test's.
@@ -81,8 +70,10 @@ TEST(IoLoopTest, EventsTicksAndTasksOfAHandlerRunOnItsOneThread) {
   const uint64_t id = loop.NewId();
   ASSERT_TRUE(loop.Add(loop.NewOwner(), id, pair[0], handler).ok());
   ASSERT_EQ(::send(writer.get(), "abc", 3, 0), 3);
-  ASSERT_TRUE(Within([&] { return handler->bytes.load() == 3; }, std::chrono::seconds(10)));
-  ASSERT_TRUE(Within([&] { return handler->ticks.load() >= 2; }, std::chrono::seconds(10)));
+  ASSERT_TRUE(
+      te_test::Eventually([&] { return handler->bytes.load() == 3; }, std::chrono::seconds(10)));
+  ASSERT_TRUE(
+      te_test::Eventually([&] { return handler->ticks.load() >= 2; }, std::chrono::seconds(10)));
   std::promise<std::thread::id> posted;
   loop.Post(id, [&] { posted.set_value(std::this_thread::get_id()); });
   EXPECT_EQ(posted.get_future().get(), handler->thread.load());
@@ -110,7 +101,8 @@ TEST(IoLoopTest, WatchChangesTheEventsAndReportsWhatWaitsAtOnce) {
   std::this_thread::sleep_for(std::chrono::milliseconds(50));
   EXPECT_FALSE(handler->input.load()) << "input was reported while not watched";
   ASSERT_TRUE(loop.Watch(id, pair.handler_end, EPOLLIN | EPOLLET).ok());
-  EXPECT_TRUE(Within([&] { return handler->bytes.load() == 1; }, std::chrono::seconds(10)))
+  EXPECT_TRUE(
+      te_test::Eventually([&] { return handler->bytes.load() == 1; }, std::chrono::seconds(10)))
       << "the waiting byte was not reported once input was watched again";
 }
 
@@ -128,7 +120,8 @@ TEST(IoLoopTest, RemovedHandlersAreDroppedAndStopDropsTheRest) {
   ASSERT_TRUE(loop.Add(owner, removed_id, a[0], removed).ok());
   ASSERT_TRUE(loop.Add(owner, kept_id, b[0], kept).ok());
   loop.Remove(removed_id);
-  ASSERT_TRUE(Within([&] { return removed.use_count() == 1; }, std::chrono::seconds(10)));
+  ASSERT_TRUE(
+      te_test::Eventually([&] { return removed.use_count() == 1; }, std::chrono::seconds(10)));
   EXPECT_GT(kept.use_count(), 1);
   loop.Stop();
   EXPECT_EQ(kept.use_count(), 1);
@@ -139,12 +132,8 @@ TEST(IoLoopTest, RemovedHandlersAreDroppedAndStopDropsTheRest) {
 
 // Voluntary context switches of the calling thread: how often it slept.
 long SleepsSoFar() {
-  std::ifstream status("/proc/self/task/" + std::to_string(::gettid()) + "/status");
-  std::string line;
-  while (std::getline(status, line)) {
-    if (line.rfind("voluntary_ctxt_switches:", 0) == 0) return std::stol(line.substr(24));
-  }
-  return -1;
+  return te_test::StatusNumberOf("/proc/self/task/" + std::to_string(::gettid()),
+                                 "voluntary_ctxt_switches");
 }
 
 // How often the loop's one thread slept between two tasks, the second posted `after`
@@ -171,7 +160,7 @@ TEST(IoLoopTest, AThreadPollsForItsBusyPollTimeAfterEventsThenSleeps) {
 }
 
 TEST(IoLoopTest, SharedLoopsAreOnePerSettingAndStopWithTheirLastHolder) {
-  ASSERT_TRUE(Within([] { return IoThreads() == 0; }, std::chrono::seconds(10)));
+  ASSERT_TRUE(te_test::Eventually([] { return IoThreads() == 0; }, std::chrono::seconds(10)));
   const auto tick = std::chrono::milliseconds(5);
   std::shared_ptr<IoLoop> a, b, more_threads, other_tick, other_poll;
   ASSERT_TRUE(IoLoop::Shared({2, tick}, &a).ok());
@@ -188,10 +177,10 @@ TEST(IoLoopTest, SharedLoopsAreOnePerSettingAndStopWithTheirLastHolder) {
   more_threads.reset();
   other_tick.reset();
   other_poll.reset();
-  EXPECT_TRUE(Within([] { return IoThreads() == 2; }, std::chrono::seconds(10)))
+  EXPECT_TRUE(te_test::Eventually([] { return IoThreads() == 2; }, std::chrono::seconds(10)))
       << IoThreads() << " I/O threads: the loop b still holds stopped, or the others did not";
   b.reset();
-  EXPECT_TRUE(Within([] { return IoThreads() == 0; }, std::chrono::seconds(10)))
+  EXPECT_TRUE(te_test::Eventually([] { return IoThreads() == 0; }, std::chrono::seconds(10)))
       << "the last holder's release left threads running";
 
   // The same settings again: a new loop, started.
@@ -200,7 +189,8 @@ TEST(IoLoopTest, SharedLoopsAreOnePerSettingAndStopWithTheirLastHolder) {
   auto handler = std::make_shared<Recorder>(pair.handler_end);
   ASSERT_TRUE(a->Add(a->NewOwner(), a->NewId(), pair.handler_end, handler).ok());
   pair.Send();
-  EXPECT_TRUE(Within([&] { return handler->bytes.load() == 1; }, std::chrono::seconds(10)));
+  EXPECT_TRUE(
+      te_test::Eventually([&] { return handler->bytes.load() == 1; }, std::chrono::seconds(10)));
 }
 
 // Holds its thread in OnEvents, once input came, until released.
@@ -233,7 +223,8 @@ TEST(IoLoopTest, RemoveAllEndsOneOwnerAndWaitsForItsRunningHandler) {
   ASSERT_TRUE(loop.Add(ending, loop.NewId(), b.handler_end, other).ok());
   ASSERT_TRUE(loop.Add(kept_owner, loop.NewId(), c.handler_end, kept).ok());
   a.Send();
-  ASSERT_TRUE(Within([&] { return blocker->entered.load(); }, std::chrono::seconds(10)));
+  ASSERT_TRUE(
+      te_test::Eventually([&] { return blocker->entered.load(); }, std::chrono::seconds(10)));
 
   auto removing = std::async(std::launch::async, [&] { loop.RemoveAll(ending); });
   EXPECT_EQ(removing.wait_for(std::chrono::milliseconds(50)), std::future_status::timeout)
@@ -251,7 +242,8 @@ TEST(IoLoopTest, RemoveAllEndsOneOwnerAndWaitsForItsRunningHandler) {
       << "an ended owner's Add was taken";
 
   c.Send();
-  EXPECT_TRUE(Within([&] { return kept->bytes.load() == 1; }, std::chrono::seconds(10)))
+  EXPECT_TRUE(
+      te_test::Eventually([&] { return kept->bytes.load() == 1; }, std::chrono::seconds(10)))
       << "the other owner's handler stopped running";
 }
 
@@ -289,20 +281,21 @@ TEST(IoLoopTest, RemoveAllOnTheLoopsOwnThreadDropsAtOnceWithoutWaitingForItself)
   ASSERT_TRUE(loop.Add(ending, loop.NewId(), c.handler_end, same_thread).ok());
   ASSERT_TRUE(loop.Add(kept_owner, loop.NewId(), d.handler_end, kept).ok());
   a.Send();
-  ASSERT_TRUE(Within([&] { return ender->ended.load(); }, std::chrono::seconds(10)))
+  ASSERT_TRUE(te_test::Eventually([&] { return ender->ended.load(); }, std::chrono::seconds(10)))
       << "RemoveAll on an I/O thread did not return";
   EXPECT_EQ(other_thread.use_count(), 1);
   EXPECT_EQ(same_thread.use_count(), 1);
-  EXPECT_TRUE(Within([&] { return ender.use_count() == 1; }, std::chrono::seconds(10)))
+  EXPECT_TRUE(te_test::Eventually([&] { return ender.use_count() == 1; }, std::chrono::seconds(10)))
       << "the handler that ended its owner was kept after it returned";
   d.Send();
-  EXPECT_TRUE(Within([&] { return kept->bytes.load() == 1; }, std::chrono::seconds(10)));
+  EXPECT_TRUE(
+      te_test::Eventually([&] { return kept->bytes.load() == 1; }, std::chrono::seconds(10)));
 }
 
 // The last holder of a shared loop may let go in one of its handlers: that thread
 // cannot join itself, and must not touch the loop once it is gone (ASan sees it).
 TEST(IoLoopTest, ALoopDestroyedOnItsOwnThreadLetsThatThreadEnd) {
-  ASSERT_TRUE(Within([] { return IoThreads() == 0; }, std::chrono::seconds(10)));
+  ASSERT_TRUE(te_test::Eventually([] { return IoThreads() == 0; }, std::chrono::seconds(10)));
   auto loop = std::make_unique<IoLoop>();
   ASSERT_TRUE(loop->Start({2, std::chrono::milliseconds(5)}).ok());
   SocketPair pair;
@@ -317,7 +310,7 @@ TEST(IoLoopTest, ALoopDestroyedOnItsOwnThreadLetsThatThreadEnd) {
   auto done = destroyed.get_future();
   ASSERT_EQ(done.wait_for(std::chrono::seconds(10)), std::future_status::ready);
   EXPECT_EQ(handler.use_count(), 1) << "the destroyed loop kept a handler";
-  EXPECT_TRUE(Within([] { return IoThreads() == 0; }, std::chrono::seconds(10)))
+  EXPECT_TRUE(te_test::Eventually([] { return IoThreads() == 0; }, std::chrono::seconds(10)))
       << "a thread of the destroyed loop did not end";
 }
 

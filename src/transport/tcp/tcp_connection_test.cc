@@ -10,6 +10,7 @@
 #include <thread>
 #include <vector>
 
+#include "test_util.h"
 #include "transport/tcp/tcp_endpoint.h"
 #include "transport/tcp/tcp_test_endpoints.h"
 
@@ -72,9 +73,7 @@ struct Probe {
     };
   }
   bool Eventually() const {
-    const auto end = Clock::now() + std::chrono::seconds(10);
-    while (!done && Clock::now() < end) std::this_thread::sleep_for(std::chrono::milliseconds(1));
-    return done;
+    return te_test::Eventually([this] { return done.load(); }, std::chrono::seconds(10));
   }
   std::vector<char> local;
   Slice slice;

@@ -68,18 +68,12 @@ class TcpPeer : public TransportPeer {
 
   bool ReceiveFor(const Slice& slice, const std::function<bool()>& done,
                   std::chrono::steady_clock::time_point deadline) override {
-    const void* carrier = slice.carrier.load(std::memory_order_relaxed);
-    for (const auto& c : connections_) {
-      if (c.get() == carrier) return c->ReceiveFor(done, deadline);
-    }
-    return false;
+    TcpConnection* c = CarrierOf(slice);
+    return c && c->ReceiveFor(done, deadline);
   }
 
   void Unattended(const Slice& slice) override {
-    const void* carrier = slice.carrier.load(std::memory_order_relaxed);
-    for (const auto& c : connections_) {
-      if (c.get() == carrier) c->Unattended();
-    }
+    if (TcpConnection* c = CarrierOf(slice)) c->Unattended();
   }
 
   bool Idle() const {
@@ -90,6 +84,15 @@ class TcpPeer : public TransportPeer {
   }
 
  private:
+  // The connection of this peer that carries slice, or null (not, or no longer, ours).
+  TcpConnection* CarrierOf(const Slice& slice) const {
+    const void* carrier = slice.carrier.load(std::memory_order_relaxed);
+    for (const auto& c : connections_) {
+      if (c.get() == carrier) return c.get();
+    }
+    return nullptr;
+  }
+
   std::vector<std::shared_ptr<TcpConnection>> connections_;
   std::atomic<size_t> next_{0};
 };

@@ -31,6 +31,7 @@ namespace te {
 namespace {
 using tcp_test::Endpoint;
 using tcp_test::Target;
+using te_test::Eventually;
 
 int ThreadCount() {
   std::ifstream status("/proc/self/status");
@@ -39,17 +40,6 @@ int ThreadCount() {
     if (line.rfind("Threads:", 0) == 0) return std::stoi(line.substr(8));
   }
   return -1;
-}
-
-// Polls cond every 10 ms until it holds or `limit` passed.
-template <typename Cond>
-bool Eventually(Cond cond, std::chrono::milliseconds limit) {
-  const auto end = std::chrono::steady_clock::now() + limit;
-  while (!cond()) {
-    if (std::chrono::steady_clock::now() > end) return false;
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  return true;
 }
 
 // Reads `length` bytes of the target's buffer at `remote` into `local` through `peer`.
