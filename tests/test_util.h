@@ -4,6 +4,7 @@
 #pragma once
 
 #include <dirent.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <cstddef>
@@ -168,6 +169,12 @@ inline long StatusNumberOf(const std::string& task, const std::string& field) {
 inline long ContextSwitchesOf(const std::string& task) {
   return StatusNumberOf(task, "voluntary_ctxt_switches") +
          StatusNumberOf(task, "nonvoluntary_ctxt_switches");
+}
+
+// Voluntary context switches of the calling thread: how often it slept (a
+// sched_yield counts as nonvoluntary).
+inline long SleepsSoFar() {
+  return StatusNumberOf("/proc/self/task/" + std::to_string(::gettid()), "voluntary_ctxt_switches");
 }
 
 // Polls cond every millisecond until it holds (true) or `limit` passed (false).

@@ -130,22 +130,16 @@ TEST(IoLoopTest, RemovedHandlersAreDroppedAndStopDropsTheRest) {
   loop.Post(kept_id, [] { FAIL() << "a stopped loop ran a task"; });
 }
 
-// Voluntary context switches of the calling thread: how often it slept.
-long SleepsSoFar() {
-  return te_test::StatusNumberOf("/proc/self/task/" + std::to_string(::gettid()),
-                                 "voluntary_ctxt_switches");
-}
-
 // How often the loop's one thread slept between two tasks, the second posted `after`
 // the first ran: 0 while it still polled, 1 (or more) once it slept. Each task counts itself.
 long SleepsBetweenTasks(std::chrono::microseconds busy_poll, std::chrono::milliseconds after) {
   IoLoop loop;
   EXPECT_TRUE(loop.Start({1, std::chrono::seconds(10), busy_poll}).ok());
   std::promise<long> first, second;
-  loop.Post(0, [&] { first.set_value(SleepsSoFar()); });
+  loop.Post(0, [&] { first.set_value(te_test::SleepsSoFar()); });
   const long before = first.get_future().get();
   std::this_thread::sleep_for(after);
-  loop.Post(0, [&] { second.set_value(SleepsSoFar()); });
+  loop.Post(0, [&] { second.set_value(te_test::SleepsSoFar()); });
   return second.get_future().get() - before;
 }
 
