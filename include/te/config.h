@@ -86,6 +86,11 @@ struct Config {
   std::string ucx_net_devices;
   // UCP workers, each progressed by one thread; peers are spread over them.
   uint32_t ucx_workers = 1;  // 1..16
+  // After progress a worker thread goes on polling for this long (yielding between
+  // tries) before it sleeps: a wake-up costs more than the gaps between UCX's
+  // messages, which are longer than TCP's (emulated RMA waits on the far side's
+  // worker). 0: sleep at once. At most 10000.
+  uint32_t ucx_busy_poll_us = 1000;
 
   // Central metadata (redis, etcd, http). The published entry of a redis or etcd
   // engine lives this many seconds without a keep-alive, which the engine sends every
@@ -112,7 +117,8 @@ struct Config {
   // TE_RPC_HOST, TE_RPC_BIND_HOST, TE_RPC_PORT, TE_TRANSPORTS (comma-separated), TE_LOG_LEVEL,
   // TE_MACHINE_ID, TE_TCP_CONNECTIONS, TE_TCP_IO_THREADS, TE_TCP_IDLE_TIMEOUT_MS, TE_SLICE_SIZE,
   // TE_TRANSFER_TIMEOUT_MS, TE_METADATA_TTL_S, TE_MAX_REGISTERED_BUFFERS, TE_METRICS_PORT,
-  // TE_CLUSTER_SECRET, TE_UCX_TLS, TE_UCX_NET_DEVICES, TE_UCX_WORKERS; TE_CONFIG names a JSON file
+  // TE_CLUSTER_SECRET, TE_UCX_TLS, TE_UCX_NET_DEVICES, TE_UCX_WORKERS,
+  // TE_UCX_BUSY_POLL_US; TE_CONFIG names a JSON file
   // applied first.
   static Status FromEnv(Config* config);
   // Checks ranges and names; the engine calls it before starting.

@@ -124,6 +124,8 @@ Status Config::FromJson(const std::string& json_text, Config* config) {
       s = ReadField(j, "ucx_net_devices", &config->ucx_net_devices);
     else if (key == "ucx_workers")
       s = ReadUnsigned(j, "ucx_workers", &config->ucx_workers);
+    else if (key == "ucx_busy_poll_us")
+      s = ReadUnsigned(j, "ucx_busy_poll_us", &config->ucx_busy_poll_us);
     else if (key == "cluster_secret")
       s = ReadField(j, "cluster_secret", &config->cluster_secret);
     else
@@ -158,6 +160,7 @@ Status Config::FromEnv(Config* config) {
   ApplyEnvString("TE_UCX_NET_DEVICES", &config->ucx_net_devices);
   ApplyEnvString("TE_TCP_CONGESTION", &config->tcp_congestion);
   TE_RETURN_IF_ERROR(ApplyEnvUnsigned("TE_UCX_WORKERS", &config->ucx_workers));
+  TE_RETURN_IF_ERROR(ApplyEnvUnsigned("TE_UCX_BUSY_POLL_US", &config->ucx_busy_poll_us));
   if (const char* v = std::getenv("TE_TRANSPORTS")) config->transports = SplitList(v);
   TE_RETURN_IF_ERROR(ApplyEnvUnsigned("TE_RPC_PORT", &config->rpc_port));
   TE_RETURN_IF_ERROR(ApplyEnvUnsigned("TE_TCP_CONNECTIONS", &config->tcp_connections_per_peer));
@@ -215,6 +218,9 @@ Status Config::Validate() const {
   }
   if (tcp_busy_poll_us > 10000) {
     return Status::InvalidArgument("tcp_busy_poll_us must be at most 10000");
+  }
+  if (ucx_busy_poll_us > 10000) {
+    return Status::InvalidArgument("ucx_busy_poll_us must be at most 10000");
   }
   if (tcp_rto_min_us > 200000) {
     return Status::InvalidArgument("tcp_rto_min_us must be at most 200000 (the kernel's 200 ms)");

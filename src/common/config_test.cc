@@ -30,7 +30,7 @@ const char* const kEnvVars[] = {
     "TE_RPC_BIND_HOST",    "TE_METRICS_PORT",
     "TE_UCX_TLS",          "TE_UCX_NET_DEVICES",
     "TE_UCX_WORKERS",      "TE_TCP_CONGESTION",
-    "TE_TCP_BUSY_POLL_US",
+    "TE_TCP_BUSY_POLL_US", "TE_UCX_BUSY_POLL_US",
 };
 
 class ConfigTest : public testing::Test {
@@ -98,7 +98,8 @@ TEST_F(ConfigTest, FromJsonAllFields) {
     "ucx_workers": 2,
     "tcp_congestion": "reno",
     "tcp_rto_min_us": 10000,
-    "tcp_busy_poll_us": 20
+    "tcp_busy_poll_us": 20,
+    "ucx_busy_poll_us": 30
   })",
                               &c);
   ASSERT_TRUE(s.ok()) << s.ToString();
@@ -120,6 +121,7 @@ TEST_F(ConfigTest, FromJsonAllFields) {
   EXPECT_EQ(c.ucx_tls, "rc,ud");
   EXPECT_EQ(c.ucx_net_devices, "mlx5_0:1");
   EXPECT_EQ(c.ucx_workers, 2u);
+  EXPECT_EQ(c.ucx_busy_poll_us, 30u);
   EXPECT_EQ(c.tcp_congestion, "reno");
   EXPECT_TRUE(c.Validate().ok()) << c.Validate().ToString();
 }
@@ -323,6 +325,7 @@ TEST_F(ConfigTest, FromEnvAllVariables) {
   setenv("TE_UCX_WORKERS", "3", 1);
   setenv("TE_TCP_CONGESTION", "system", 1);
   setenv("TE_TCP_BUSY_POLL_US", "0", 1);
+  setenv("TE_UCX_BUSY_POLL_US", "7", 1);
   Config c;
   Status s = Config::FromEnv(&c);
   ASSERT_TRUE(s.ok()) << s.ToString();
@@ -345,6 +348,7 @@ TEST_F(ConfigTest, FromEnvAllVariables) {
   EXPECT_EQ(c.ucx_workers, 3u);
   EXPECT_EQ(c.tcp_congestion, "system");
   EXPECT_EQ(c.tcp_busy_poll_us, 0u);
+  EXPECT_EQ(c.ucx_busy_poll_us, 7u);
   EXPECT_EQ(c.connect_timeout_ms, 3000u);  // not read from the environment
 }
 
@@ -501,9 +505,11 @@ TEST_F(ConfigTest, ValidateTcpRtoMin) {
   ExpectUpperBound(&Config::tcp_rto_min_us, "tcp_rto_min_us", 200000);
 }
 
-TEST_F(ConfigTest, ValidateTcpBusyPoll) {
+TEST_F(ConfigTest, ValidateBusyPolls) {
   EXPECT_EQ(Config().tcp_busy_poll_us, 50u);
   ExpectUpperBound(&Config::tcp_busy_poll_us, "tcp_busy_poll_us", 10000);
+  EXPECT_EQ(Config().ucx_busy_poll_us, 1000u);
+  ExpectUpperBound(&Config::ucx_busy_poll_us, "ucx_busy_poll_us", 10000);
 }
 
 TEST_F(ConfigTest, ValidateLogLevel) {

@@ -107,7 +107,7 @@ Status UcxContextImpl::Init(const UcxOptions& options) {
   }
   for (uint32_t i = 0; i < options.workers; ++i) {
     auto worker = std::make_shared<UcxWorker>();
-    TE_RETURN_IF_ERROR(worker->Start(context_->context, options.transfer_timeout_ms));
+    TE_RETURN_IF_ERROR(worker->Start(context_->context, options));
     workers_.push_back(std::move(worker));
   }
   return Status::OK();

@@ -34,6 +34,8 @@ struct UcxOptions {
   // nothing completed for as long, fails (Timeout) with all it carries: UCX cannot
   // cancel one RMA operation, only close the endpoint carrying it.
   uint32_t transfer_timeout_ms = 5000;
+  // How long a worker thread polls after progress before it sleeps.
+  uint32_t busy_poll_us = 0;
 };
 
 // What UCX offers on this machine.

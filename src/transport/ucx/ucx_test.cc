@@ -8,8 +8,10 @@
 #include <chrono>
 #include <condition_variable>
 #include <deque>
+#include <future>
 #include <mutex>
 #include <sstream>
+#include <thread>
 #include <vector>
 
 #include "child_process.h"
@@ -228,6 +230,59 @@ TEST_P(UcxTransferTest, UcxRangesAreNotCheckedOverTcpOrShm) {
 
 INSTANTIATE_TEST_SUITE_P(Tcp, UcxTransferTest, ::testing::Values("tcp"));
 INSTANTIATE_TEST_SUITE_P(Shm, UcxTransferTest, ::testing::Values("posix,sysv,cma"));
+
+// How often the initiator's worker thread slept between two GETs over `tls`, the
+// second posted `after` the first completed. Completions run on that thread, so each
+// reads the thread's count itself.
+long WorkerSleepsBetweenGets(const char* tls, uint32_t busy_poll_us, milliseconds after) {
+  struct Get {
+    UcxOp op;
+    std::promise<long> sleeps;
+  };
+  UcxOptions options;
+  options.tls = tls;
+  std::unique_ptr<UcxContext> a, b;
+  EXPECT_TRUE(UcxContext::Create(options, &b).ok());
+  options.busy_poll_us = busy_poll_us;
+  EXPECT_TRUE(UcxContext::Create(options, &a).ok());
+  std::shared_ptr<UcxEndpoint> ep;
+  std::vector<char> target(4096), local(4096);
+  std::unique_ptr<UcxMemory> memory;
+  if (!a || !b || !a->Connect(b->worker_address(0), &ep).ok() ||
+      !b->Map(target.data(), target.size(), false, &memory).ok()) {
+    ADD_FAILURE() << "no UCX endpoint or mapping over " << tls;
+    return -1;
+  }
+  auto sleeps_at_completion = [&] {
+    Get get;
+    get.op.local = local.data();
+    get.op.remote = reinterpret_cast<uintptr_t>(target.data());
+    get.op.length = target.size();
+    get.op.rkey = memory->packed_rkey();
+    get.op.owner = &get;
+    get.op.done = [](UcxOp* op, const Status& status) {
+      EXPECT_TRUE(status.ok()) << status.ToString();
+      static_cast<Get*>(op->owner)->sleeps.set_value(te_test::SleepsSoFar());
+    };
+    UcxOp* ops[] = {&get.op};
+    std::future<long> sleeps = get.sleeps.get_future();
+    ep->Post(ops, 1);
+    EXPECT_EQ(sleeps.wait_for(kHangGuard), std::future_status::ready);
+    return sleeps.get();
+  };
+  const long before = sleeps_at_completion();
+  std::this_thread::sleep_for(after);
+  return sleeps_at_completion() - before;
+}
+
+TEST_P(UcxTransferTest, UcxWorkerPollsForItsBusyPollTimeAfterProgressThenSleeps) {
+  EXPECT_EQ(WorkerSleepsBetweenGets(GetParam(), 5'000'000, milliseconds(20)), 0)
+      << "slept although the next operation came within its busy-poll time";
+  EXPECT_GE(WorkerSleepsBetweenGets(GetParam(), 5'000, milliseconds(200)), 1)
+      << "still polling long after its busy-poll time";
+  EXPECT_GE(WorkerSleepsBetweenGets(GetParam(), 0, milliseconds(20)), 1)
+      << "polled without a busy-poll time";
+}
 
 TEST(UcxQueryTest, UcxReportsVersionAndTransports) {
   SKIP_WITHOUT_UCX();

@@ -150,6 +150,7 @@ UcxOptions UcxTransport::OptionsFor(const Config& config) {
   options.net_devices = config.ucx_net_devices;
   options.workers = config.ucx_workers;
   options.transfer_timeout_ms = config.transfer_timeout_ms;
+  options.busy_poll_us = config.ucx_busy_poll_us;
   return options;
 }
 

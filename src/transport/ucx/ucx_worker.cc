@@ -1,5 +1,6 @@
 #include "transport/ucx/ucx_worker.h"
 
+#include <sched.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
@@ -55,8 +56,9 @@ Status UcxStatus(std::string_view what, ucs_status_t status) {
   }
 }
 
-Status UcxWorker::Start(ucp_context_h context, uint32_t transfer_timeout_ms) {
-  timeout_ns_ = int64_t{transfer_timeout_ms} * 1'000'000;
+Status UcxWorker::Start(ucp_context_h context, const UcxOptions& options) {
+  timeout_ns_ = int64_t{options.transfer_timeout_ms} * 1'000'000;
+  busy_poll_ns_ = int64_t{options.busy_poll_us} * 1'000;
   ucp_worker_params_t params{};
   params.field_mask = UCP_WORKER_PARAM_FIELD_THREAD_MODE;
   params.thread_mode = UCS_THREAD_MODE_SINGLE;  // only our thread touches it
@@ -88,6 +90,7 @@ void UcxWorker::Stop() {
   {
     std::lock_guard<std::mutex> lock(mu_);
     stopping_ = true;
+    queued_.store(true, std::memory_order_release);  // a polling thread looks then
   }
   if (thread_.joinable()) {
     uint64_t one = 1;
@@ -114,13 +117,15 @@ void UcxWorker::Enqueue(Command command) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (!stopping_) {
-      // The first command wakes the thread; under mu_, so Stop cannot close the fd
-      // in between.
-      if (queue_.empty()) {
+      queue_.push_back(std::move(command));
+      // Only a sleeping thread needs the fd; under mu_, so Stop cannot close it in
+      // between. A polling one sees the flag.
+      if (sleeping_) {
+        sleeping_ = false;
         uint64_t one = 1;
         (void)!write(wake_fd_, &one, sizeof(one));
       }
-      queue_.push_back(std::move(command));
+      queued_.store(true, std::memory_order_release);
       return;
     }
   }
@@ -134,13 +139,23 @@ void UcxWorker::Enqueue(Command command) {
 
 void UcxWorker::Run() {
   current_worker = this;
-  while (RunCommands()) {
+  int64_t poll_until_ns = 0;
+  bool active = false;
+  while (RunCommands(&active)) {
     // Bounded, so queued work is not starved while traffic flows.
-    for (int i = 0; i < kProgressRounds && ucp_worker_progress(worker_) != 0; ++i) {
-    }
+    for (int i = 0; i < kProgressRounds && ucp_worker_progress(worker_) != 0; ++i) active = true;
     Sweep();
     int timeout_ms = ExpireDeadlines();
-    if (timeout_ms != 0) Sleep(timeout_ms);
+    if (timeout_ms == 0) continue;
+    if (busy_poll_ns_ > 0) {
+      int64_t now = NowNs();
+      if (active) poll_until_ns = now + busy_poll_ns_;
+      if (now < poll_until_ns) {
+        sched_yield();  // the CPU's other threads (the target's, the caller) go first
+        continue;
+      }
+    }
+    Sleep(timeout_ms);
   }
   Shutdown();
 }
@@ -149,11 +164,16 @@ void UcxWorker::Sleep(int timeout_ms) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (!queue_.empty() || stopping_) return;
+    sleeping_ = true;
   }
   // Arming fails with BUSY when events are pending: progress again instead.
-  if (ucp_worker_arm(worker_) == UCS_ERR_BUSY) return;
+  int n = 0;
   epoll_event events[2];
-  int n = epoll_wait(epoll_fd_, events, 2, timeout_ms);
+  if (ucp_worker_arm(worker_) != UCS_ERR_BUSY) n = epoll_wait(epoll_fd_, events, 2, timeout_ms);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    sleeping_ = false;
+  }
   for (int i = 0; i < n; ++i) {
     if (events[i].data.fd != wake_fd_) continue;
     uint64_t count;
@@ -161,14 +181,20 @@ void UcxWorker::Sleep(int timeout_ms) {
   }
 }
 
-bool UcxWorker::RunCommands() {
+bool UcxWorker::RunCommands(bool* ran) {
+  *ran = false;
+  // Without the lock while nothing is queued: a polling thread taking mu_ on every
+  // round would make posters (and itself) wait on it.
+  if (!queued_.load(std::memory_order_acquire)) return true;
   std::vector<Command> commands;
   bool stopping;
   {
     std::lock_guard<std::mutex> lock(mu_);
     commands.swap(queue_);
+    queued_.store(false, std::memory_order_relaxed);
     stopping = stopping_;
   }
+  *ran = !commands.empty();
   for (Command& command : commands) {
     if (command.ops) {
       if (stopping && !command.ep->failed.load())
@@ -428,7 +454,8 @@ bool UcxWorker::SweepOne(UcxEndpointState* ep) {
 }
 
 void UcxWorker::Shutdown() {
-  RunCommands();  // fails what was queued
+  bool ran;
+  RunCommands(&ran);  // fails what was queued
   for (const auto& ep : endpoints_)
     Fail(ep.get(), Status::Cancelled("ucx: the UCX context was stopped"));
   int64_t give_up = NowNs() + kShutdownNs;

@@ -1,6 +1,8 @@
 // A UCP worker and the one thread that progresses it (internal to the UCX layer).
 // The thread sleeps in epoll on the worker's event fd and an eventfd that callers
-// write after queueing work, so an idle worker costs no CPU. Everything UCX is done
+// write after queueing work, so an idle worker costs no CPU; after progress it polls
+// for busy_poll_us first, since waking a sleeping thread costs more (tens of
+// microseconds, more on a VM) than the gap between operations under load. Everything UCX is done
 // on that thread; its state below is that thread's alone unless marked otherwise.
 #pragma once
 
@@ -55,7 +57,7 @@ class UcxWorker {
   UcxWorker(const UcxWorker&) = delete;
   UcxWorker& operator=(const UcxWorker&) = delete;
 
-  Status Start(ucp_context_h context, uint32_t transfer_timeout_ms);
+  Status Start(ucp_context_h context, const UcxOptions& options);
   // Fails what is in flight and queued (Cancelled), closes the endpoints, joins the
   // thread and destroys the UCP worker; later Posts fail at once.
   void Stop();
@@ -73,7 +75,8 @@ class UcxWorker {
 
   void Enqueue(Command command);
   void Run();
-  bool RunCommands();  // false once stopping
+  // Runs the queued commands; false once stopping. *ran: whether there were any.
+  bool RunCommands(bool* ran);
   void Sleep(int timeout_ms);
   // Milliseconds until the next deadline (-1: none); fails endpoints past theirs.
   int ExpireDeadlines();
@@ -107,11 +110,16 @@ class UcxWorker {
   int wake_fd_ = -1;   // ours: written when work is queued
   int epoll_fd_ = -1;
   int64_t timeout_ns_ = 0;
+  int64_t busy_poll_ns_ = 0;
   std::thread thread_;
 
   std::mutex mu_;
   std::vector<Command> queue_;  // guarded by mu_
   bool stopping_ = false;       // guarded by mu_
+  bool sleeping_ = false;       // guarded by mu_: the thread is (about to be) in epoll_wait
+  // Set under mu_ when queue_ grows or stopping_ is set; cleared by the thread as it
+  // takes the queue.
+  std::atomic<bool> queued_{false};
 
   // The worker thread's alone:
   std::vector<std::shared_ptr<UcxEndpointState>> endpoints_;
