@@ -199,9 +199,10 @@ throughput_rows() {
   done
 }
 
-# iperf3 and the ping-pong, measured before and after the engine's TCP cases: on a
-# shared machine they drift within minutes, so the better of the two runs is kept and
-# the engine's ratios are, if anything, understated.
+# iperf3 and the ping-pong, measured before, between and after the engine's two runs
+# of its TCP cases: on a shared machine both drift within minutes, so each side keeps
+# the best of its runs (the baselines of three, the engine of two: if anything its
+# ratios are understated).
 tcp_baselines() {
   local streams gbps pingpong
   for streams in "${THREADS[@]}"; do
@@ -384,6 +385,10 @@ for transport in $TRANSPORTS; do
     LATENCY=$(run_engine tcp --workload=read --size=4096 --batch=1 --threads=1 --duration="$SECS")
     note "idle target CPU"
     IDLE=$(idle_cpu_percent "$TARGET_PID" 2)
+    stop_bg "$TARGET_PID"
+    tcp_baselines
+    start_target tcp
+    TCP_JSON+=$'\n'$(engine_sweeps tcp)
     stop_bg "$TARGET_PID"
     tcp_baselines
 

