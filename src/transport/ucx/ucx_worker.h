@@ -1,9 +1,10 @@
 // A UCP worker and the one thread that progresses it (internal to the UCX layer).
 // The thread sleeps in epoll on the worker's event fd and an eventfd that callers
-// write after queueing work, so an idle worker costs no CPU; after progress it polls
-// for busy_poll_us first, since waking a sleeping thread costs more (tens of
-// microseconds, more on a VM) than the gap between operations under load. Everything UCX is done
-// on that thread; its state below is that thread's alone unless marked otherwise.
+// write after queueing work, so an idle worker costs no CPU; after progress it first
+// polls for busy_poll_us, since waking a sleeping thread costs more (tens of
+// microseconds, more on a VM) than the gap between operations under load. Everything
+// UCX is done on that thread; its state below is that thread's alone unless marked
+// otherwise.
 #pragma once
 
 #include <ucp/api/ucp.h>
@@ -107,7 +108,7 @@ class UcxWorker {
   ucp_worker_h worker_ = nullptr;
   std::string address_;
   int event_fd_ = -1;  // the worker's, from ucp_worker_get_efd
-  int wake_fd_ = -1;   // ours: written when work is queued
+  int wake_fd_ = -1;   // ours: written when work is queued for a sleeping thread
   int epoll_fd_ = -1;
   int64_t timeout_ns_ = 0;
   int64_t busy_poll_ns_ = 0;
