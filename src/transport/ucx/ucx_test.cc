@@ -5,10 +5,10 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <deque>
-#include <future>
 #include <mutex>
 #include <sstream>
 #include <thread>
@@ -235,9 +235,10 @@ INSTANTIATE_TEST_SUITE_P(Shm, UcxTransferTest, ::testing::Values("posix,sysv,cma
 // second posted `after` the first completed. Completions run on that thread, so each
 // reads the thread's count itself.
 long WorkerSleepsBetweenGets(const char* tls, uint32_t busy_poll_us, milliseconds after) {
+  // An atomic, not a promise: setting a promise may itself sleep on its mutex.
   struct Get {
     UcxOp op;
-    std::promise<long> sleeps;
+    std::atomic<long> sleeps{-1};
   };
   UcxOptions options;
   options.tls = tls;
@@ -262,13 +263,12 @@ long WorkerSleepsBetweenGets(const char* tls, uint32_t busy_poll_us, millisecond
     get.op.owner = &get;
     get.op.done = [](UcxOp* op, const Status& status) {
       EXPECT_TRUE(status.ok()) << status.ToString();
-      static_cast<Get*>(op->owner)->sleeps.set_value(te_test::SleepsSoFar());
+      static_cast<Get*>(op->owner)->sleeps.store(te_test::SleepsSoFar());
     };
     UcxOp* ops[] = {&get.op};
-    std::future<long> sleeps = get.sleeps.get_future();
     ep->Post(ops, 1);
-    EXPECT_EQ(sleeps.wait_for(kHangGuard), std::future_status::ready);
-    return sleeps.get();
+    EXPECT_TRUE(te_test::Eventually([&] { return get.sleeps.load() >= 0; }, kHangGuard));
+    return get.sleeps.load();
   };
   const long before = sleeps_at_completion();
   std::this_thread::sleep_for(after);
