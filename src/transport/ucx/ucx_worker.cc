@@ -454,8 +454,8 @@ bool UcxWorker::SweepOne(UcxEndpointState* ep) {
 }
 
 void UcxWorker::Shutdown() {
-  bool ran;
-  RunCommands(&ran);  // fails what was queued
+  // Nothing is queued: Run leaves its loop only from a RunCommands that saw stopping_
+  // and ran (failing) the whole queue, and Enqueue fails ops itself after that.
   for (const auto& ep : endpoints_)
     Fail(ep.get(), Status::Cancelled("ucx: the UCX context was stopped"));
   int64_t give_up = NowNs() + kShutdownNs;
