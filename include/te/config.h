@@ -57,7 +57,9 @@ struct Config {
   // socket then finds it awake, with no wake-up to pay (a context switch, and on a
   // virtual machine often a halted CPU's wake-up: tens of microseconds). It costs CPU
   // only for that long after traffic; an idle engine sleeps. 0: sleep at once. Part of
-  // the loop's setting (see tcp_io_threads). At most 10000.
+  // the loop's setting (see tcp_io_threads). A thread that waits for its own response
+  // (waitTransferStatus on a one-request batch) polls its socket as long after its
+  // last input before it sleeps. At most 10000.
   uint32_t tcp_busy_poll_us = 50;
   // A TCP connection unused this long closes; it reopens on the next request. 0: never.
   uint32_t tcp_idle_timeout_ms = 60000;

@@ -1,5 +1,6 @@
 #include "transport/tcp/tcp_connection.h"
 
+#include <sched.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 
@@ -581,20 +582,25 @@ bool TcpConnection::ReceiveFor(const std::function<bool()>& done, Clock::time_po
   }
   bool received = false;
   const auto receive_timeout = std::chrono::milliseconds(options_.io_timeout_ms);
+  auto poll_until = Clock::now() + options_.busy_poll;
   while (!done()) {
-    const auto left = deadline - Clock::now();
+    const auto now = Clock::now();
+    const auto left = deadline - now;
     if (left <= Clock::duration::zero()) break;
+    const bool polling = now < poll_until;
     // Between responses, with the deadline past the socket's receive timeout, the
     // header's recv itself waits: a system call less than poll and then recv.
-    const bool wait_in_recv = options_.io_timeout_ms > 0 && left >= receive_timeout &&
+    const bool wait_in_recv = !polling && options_.io_timeout_ms > 0 && left >= receive_timeout &&
                               !pending_receive_.slice && !HeaderBuffered();
     const auto ms = std::chrono::ceil<std::chrono::milliseconds>(left).count();
     if (!wait_in_recv && !HeaderBuffered() &&
-        !WaitReadable(sock->fd.get(), ms > 1000000 ? 1000000 : static_cast<int>(ms))) {
+        !WaitReadable(sock->fd.get(), polling ? 0 : std::min<int64_t>(ms, 1000000))) {
+      if (polling) sched_yield();  // the sender may need this very CPU
       continue;
     }
     const ReadResult result = ReadAvailable(sock, done, wait_in_recv);
     received = true;
+    poll_until = Clock::now() + options_.busy_poll;
     if (result == ReadResult::kFailed) break;
     MutexLock lock(&mu_);
     if (socket_ != sock || (in_flight_.empty() && !pending_receive_.slice)) break;

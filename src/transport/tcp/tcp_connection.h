@@ -49,7 +49,12 @@ struct TcpConnectionOptions {
   wire::Credentials self;  // proven to the peer in each socket's HELLO
   uint32_t connect_timeout_ms = 3000;
   uint32_t io_timeout_ms = 5000;
-  uint32_t idle_timeout_ms = 0;                 // 0: never close an idle socket
+  uint32_t idle_timeout_ms = 0;  // 0: never close an idle socket
+  // How long a waiter in ReceiveFor polls the socket (yielding the CPU between tries)
+  // after its last input before it sleeps in the kernel: input arriving for a sleeper
+  // costs the sender a wake-up (on a virtual machine often an inter-processor
+  // interrupt, a hypervisor exit), and the waiter a context switch.
+  std::chrono::microseconds busy_poll{0};
   std::atomic<int64_t>* connections = nullptr;  // the engine's open-connection gauge
   DataSocketTuning tuning;                      // ResolveDataSocketTuning's
 };

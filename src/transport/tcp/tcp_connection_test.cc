@@ -10,6 +10,9 @@
 #include <thread>
 #include <vector>
 
+#include "common/socket.h"
+#include "rpc/handshake.h"
+#include "rpc/wire.h"
 #include "test_util.h"
 #include "transport/tcp/tcp_endpoint.h"
 #include "transport/tcp/tcp_test_endpoints.h"
@@ -23,15 +26,19 @@ using Clock = std::chrono::steady_clock;
 // responses nobody asked for) comes only when a test wants it.
 class LoneConnection {
  public:
-  LoneConnection(const Target& target, std::chrono::milliseconds tick) {
+  LoneConnection(const Target& target, std::chrono::milliseconds tick)
+      : LoneConnection(target.descriptor.transports.at("tcp"), tick) {}
+  // To the data port advertised as `endpoint`; a waiter polls for `busy_poll`.
+  LoneConnection(const std::string& endpoint, std::chrono::milliseconds tick,
+                 std::chrono::microseconds busy_poll = {}) {
     EXPECT_TRUE(loop_.Start({1, tick}).ok());
     handshakes_.Start(1, 4);
     TcpConnectionOptions options;
     options.endpoint = std::make_shared<TcpEndpoint>();
-    EXPECT_TRUE(
-        TcpEndpoint::Parse(target.descriptor.transports.at("tcp"), options.endpoint.get()).ok());
+    EXPECT_TRUE(TcpEndpoint::Parse(endpoint, options.endpoint.get()).ok());
     options.self = {"initiator", ""};
     options.io_timeout_ms = 60000;  // no stall check ends a response in these tests
+    options.busy_poll = busy_poll;
     conn_ = std::make_shared<TcpConnection>(options, &loop_, loop_.NewOwner(), &handshakes_);
   }
   ~LoneConnection() {
@@ -175,6 +182,91 @@ TEST(TcpConnectionTest, AnAwaitedResponseNobodyAsksForIsReceivedByTheNextTick) {
   Probe probe(target, true);
   conn->Enqueue(&probe.slice, &probe.slice);
   EXPECT_TRUE(probe.Eventually() && probe.ok) << "left unreceived";
+}
+
+// A data port that answers the READs of one connection with zeros, until it closes:
+// the first at once, then pairs, the second of each `delay` after the first.
+class SlowSecondAnswer {
+ public:
+  explicit SlowSecondAnswer(std::chrono::milliseconds delay) : delay_(delay) {
+    EXPECT_TRUE(Listen("127.0.0.1", 0, &listener_, &port_).ok());
+    thread_ = std::thread([this] { Serve(); });
+  }
+  ~SlowSecondAnswer() { thread_.join(); }
+  std::string endpoint() const { return TcpEndpoint::Format({"127.0.0.1"}, port_); }
+
+ private:
+  void Serve() {
+    UniqueFd fd;
+    std::string peer;
+    if (!Accept(listener_.get(), &fd).ok() || !SetIoTimeout(fd.get(), 10000).ok() ||
+        !wire::ServerHello(fd.get(), wire::kChannelTcpData, "", &peer).ok()) {
+      return;
+    }
+    for (int answered = 0;; ++answered) {
+      uint8_t raw[wire::kHeaderSize];
+      wire::FrameHeader h;
+      if (!RecvAll(fd.get(), raw, sizeof(raw)).ok() || !wire::DecodeHeader(raw, &h).ok()) return;
+      if (answered > 0 && answered % 2 == 0) std::this_thread::sleep_for(delay_);
+      wire::FrameHeader reply = h;
+      reply.flags = wire::kFlagResponse;
+      reply.payload_len = h.length;
+      uint8_t out[wire::kHeaderSize];
+      wire::EncodeHeader(reply, out);
+      const std::string data(h.length, '\0');
+      if (!SendAll(fd.get(), out, sizeof(out)).ok() ||
+          !SendAll(fd.get(), data.data(), data.size()).ok()) {
+        return;
+      }
+    }
+  }
+
+  const std::chrono::milliseconds delay_;
+  UniqueFd listener_;
+  uint16_t port_ = 0;
+  std::thread thread_;
+};
+
+// How often a waiter reading two responses `gap` apart sleeps between the two, with
+// `busy_poll`. The socket opens with a request the loop receives; a pair whose
+// responses the loop took (a read it had begun) is tried again.
+long WaiterSleepsBetweenResponses(std::chrono::microseconds busy_poll,
+                                  std::chrono::milliseconds gap) {
+  SlowSecondAnswer server(gap);
+  LoneConnection conn(server.endpoint(), kNoTick, busy_poll);
+  Target shape("unused");  // Probe's shape: 4 KiB READs at its base
+  Probe opening(shape, false);
+  conn->Enqueue(&opening.slice, &opening.slice);
+  EXPECT_TRUE(opening.Eventually() && opening.ok);
+  for (int attempt = 0; attempt < 10; ++attempt) {
+    Probe first(shape, true), second(shape, true);
+    first.slice.next = &second.slice;
+    conn->Enqueue(&first.slice, &second.slice);
+    long sleeps_at_first = -1;
+    const bool received = conn->ReceiveFor(
+        [&] {
+          if (first.done && sleeps_at_first < 0) sleeps_at_first = te_test::SleepsSoFar();
+          return second.done.load();
+        },
+        Clock::now() + std::chrono::seconds(10));
+    const long sleeps = te_test::SleepsSoFar() - sleeps_at_first;
+    EXPECT_TRUE(first.Eventually() && second.Eventually() && first.ok && second.ok);
+    if (received && sleeps_at_first >= 0) return sleeps;
+  }
+  ADD_FAILURE() << "the waiter never received the first response";
+  return -1;
+}
+
+// Input arriving for a waiter that sleeps costs its sender a wake-up (on a virtual
+// machine an interrupt to another CPU); one that polls finds it without.
+TEST(TcpConnectionTest, AWaiterPollsForItsBusyPollTimeAfterInputThenSleeps) {
+  EXPECT_EQ(WaiterSleepsBetweenResponses(std::chrono::seconds(5), std::chrono::milliseconds(20)), 0)
+      << "slept although the response came within its busy-poll time";
+  EXPECT_GE(
+      WaiterSleepsBetweenResponses(std::chrono::milliseconds(5), std::chrono::milliseconds(200)), 1)
+      << "still polling long after its busy-poll time";
+  EXPECT_GE(WaiterSleepsBetweenResponses({}, std::chrono::milliseconds(20)), 1)
+      << "polled without a busy-poll time";
 }
 
 // Responses are received ahead into a small buffer (a header with what follows it: a

@@ -174,6 +174,7 @@ Status TcpTransport::GetPeer(const SegmentDescriptor& peer, std::shared_ptr<Tran
   options.connect_timeout_ms = config.connect_timeout_ms;
   options.io_timeout_ms = config.transfer_timeout_ms;
   options.idle_timeout_ms = config.tcp_idle_timeout_ms;
+  options.busy_poll = std::chrono::microseconds(config.tcp_busy_poll_us);
   options.tuning = tuning_;
   if (context_.metrics) options.connections = context_.metrics->Connections("tcp", false);
   std::vector<std::shared_ptr<TcpPeer>> unused;  // destroyed after the lock
