@@ -303,9 +303,9 @@ Status SendAll(int fd, struct iovec* iov, int iovcnt) {
   return Status::OK();
 }
 
-Status SendSome(int fd, struct iovec** iov, int* iovcnt) {
+Status SendSome(int fd, struct iovec** iov, int* iovcnt, int flags) {
   while (*iovcnt > 0) {
-    ssize_t n = SendMsg(fd, *iov, *iovcnt, MSG_DONTWAIT);
+    ssize_t n = SendMsg(fd, *iov, *iovcnt, MSG_DONTWAIT | flags);
     if (n < 0) {
       if (errno == EINTR) continue;
       if (errno == EAGAIN || errno == EWOULDBLOCK) return Status::OK();

@@ -73,7 +73,9 @@ Status SendAll(int fd, struct iovec* iov, int iovcnt);
 Status SendAll(int fd, const void* data, size_t len);
 // Sends what the socket buffer takes without waiting, and advances *iov and *iovcnt
 // past it (*iovcnt is 0 once everything went). kUnavailable when the peer is gone.
-Status SendSome(int fd, struct iovec** iov, int* iovcnt);
+// `flags` go to sendmsg too (MSG_MORE: more follows at once, so a last partial
+// segment may wait for it).
+Status SendSome(int fd, struct iovec** iov, int* iovcnt, int flags = 0);
 // Receives what the socket has, up to len bytes, without waiting: *received is 0 when
 // nothing was there. kUnavailable on orderly close.
 Status RecvSome(int fd, void* data, size_t len, size_t* received);

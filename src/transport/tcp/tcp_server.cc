@@ -75,6 +75,9 @@ class DataConnection : public IoHandler, public std::enable_shared_from_this<Dat
   Status Receive(void* to, size_t len, size_t* got);
   Status ReceivePayload(bool* blocked);
   void PrepareReply(const Status& verdict);
+  // The next request's header came with this one's, and asks for a READ: its reply
+  // follows this one's at once (no payload to wait for).
+  bool ReadRequestBuffered() const;
   Status SendReply(bool* blocked);
   void Close(const Status& why);
   EngineMetrics* metrics() const { return shared_->options.metrics; }
@@ -294,12 +297,24 @@ void DataConnection::PrepareReply(const Status& verdict) {
   reply_at_ = 0;
 }
 
+bool DataConnection::ReadRequestBuffered() const {
+  wire::FrameHeader next;
+  return in_end_ - in_begin_ >= wire::kHeaderSize &&
+         wire::DecodeHeader(reinterpret_cast<const uint8_t*>(in_ + in_begin_), &next).ok() &&
+         next.opcode == wire::Opcode::kRead && !next.is_response();
+}
+
 Status DataConnection::SendReply(bool* blocked) {
   iovec* iov = reply_iov_ + reply_at_;
   int count = reply_count_ - reply_at_;
+  // A READ's reply waiting behind this one goes out right after it, with nothing to
+  // wait for: MSG_MORE lets the kernel hold this one's last partial segment for it.
+  // Else a 64 KiB reply with its header is a full segment and a tiny one
+  // (TCP_NODELAY): twice the packets, and receiver wake-ups, of one stream.
+  const int flags = ReadRequestBuffered() ? MSG_MORE : 0;
   {
     TsanHiddenAccesses hidden;  // a READ's buffer: its order runs through the peer
-    TE_RETURN_IF_ERROR(SendSome(fd_.get(), &iov, &count));
+    TE_RETURN_IF_ERROR(SendSome(fd_.get(), &iov, &count, flags));
   }
   reply_at_ = reply_count_ - count;
   progress_ns_ = SteadyNowNs();

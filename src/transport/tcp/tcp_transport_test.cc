@@ -2,12 +2,14 @@
 
 #include <dirent.h>
 #include <gtest/gtest.h>
+#include <linux/tcp.h>  // tcp_info with segment counts
 #include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <chrono>
+#include <cstdint>
 #include <cstring>
 #include <fstream>
 #include <functional>
@@ -252,6 +254,54 @@ TEST(TcpTransportTest, ARequestAndTheEndOfStreamArrivingTogetherAreAnsweredAndCl
   ASSERT_TRUE(RecvAll(fd.get(), reply.data(), reply.size()).ok()) << "no answer";
   char extra;
   EXPECT_EQ(::recv(fd.get(), &extra, 1, 0), 0) << "the target did not close within 5 s";
+}
+
+// Fewest segments that brought one of `rounds` of `count` pipelined READs of `size`
+// bytes each, sent in one go by a raw client, after as many rounds that open the
+// windows. The fewest: an ACK coming back while a reply is sent may push its held
+// fragment out on its own.
+uint32_t SegmentsForPipelinedReads(const Target& target, int rounds, int count, uint64_t size) {
+  TcpEndpoint endpoint;
+  EXPECT_TRUE(TcpEndpoint::Parse(target.descriptor.transports.at("tcp"), &endpoint).ok());
+  UniqueFd fd;
+  EXPECT_TRUE(Connect(endpoint.addresses[0].host, endpoint.addresses[0].port, 3000, &fd).ok());
+  EXPECT_TRUE(wire::ClientHello(fd.get(), wire::kChannelTcpData, {"raw-client", ""}).ok());
+  EXPECT_TRUE(SetIoTimeout(fd.get(), 5000).ok());
+  std::vector<uint8_t> headers(count * wire::kHeaderSize);
+  for (int i = 0; i < count; ++i) {
+    wire::FrameHeader read;
+    read.opcode = wire::Opcode::kRead;
+    read.request_id = i + 1;
+    read.addr = target.info.base + i * size;
+    read.length = size;
+    wire::EncodeHeader(read, headers.data() + i * wire::kHeaderSize);
+  }
+  std::vector<char> replies(count * (wire::kHeaderSize + size));
+  uint32_t fewest = UINT32_MAX;
+  for (int round = 0; round < 2 * rounds; ++round) {
+    tcp_info before{}, after{};
+    socklen_t len = sizeof(before);
+    EXPECT_EQ(::getsockopt(fd.get(), IPPROTO_TCP, TCP_INFO, &before, &len), 0);
+    EXPECT_TRUE(SendAll(fd.get(), headers.data(), headers.size()).ok());
+    EXPECT_TRUE(RecvAll(fd.get(), replies.data(), replies.size()).ok()) << "no answer";
+    len = sizeof(after);
+    EXPECT_EQ(::getsockopt(fd.get(), IPPROTO_TCP, TCP_INFO, &after, &len), 0);
+    if (round >= rounds) fewest = std::min(fewest, after.tcpi_segs_in - before.tcpi_segs_in);
+  }
+  return fewest;
+}
+
+// A 64 KiB reply with its header is a full loopback segment and a small one, unless
+// the next reply may fill it (MSG_MORE while a READ waits behind it): a stream of
+// replies then costs as many packets, and receiver wake-ups, as a stream of bytes.
+TEST(TcpTransportTest, PipelinedReadRepliesShareSegments) {
+  constexpr int kReads = 16;
+  constexpr uint64_t kSize = 64 << 10;
+  Target target("target", kReads * kSize);
+  ASSERT_TRUE(target.Start().ok());
+  // Each reply alone would be two segments (32); the ACKs of ours are a few more.
+  const uint32_t segments = SegmentsForPipelinedReads(target, 10, kReads, kSize);
+  EXPECT_LE(segments, kReads * 3 / 2) << segments << " segments for " << kReads << " replies";
 }
 
 TEST(TcpTransportTest, ConnectionsOpenOnFirstUseAndCloseWhenIdle) {
