@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sys/ioctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 
@@ -73,11 +74,13 @@ class DataConnection : public IoHandler, public std::enable_shared_from_this<Dat
   size_t TakeInput(char* to, uint64_t n);
   // Receives up to len bytes; none (*got 0) when the socket has no more.
   Status Receive(void* to, size_t len, size_t* got);
+  // The same into two buffers in turn (the second may be empty).
+  Status ReceiveInto(iovec (&iov)[2], size_t* got);
   Status ReceivePayload(bool* blocked);
   void PrepareReply(const Status& verdict);
-  // The next request's header came with this one's, and asks for a READ: its reply
-  // follows this one's at once (no payload to wait for).
-  bool ReadRequestBuffered() const;
+  // The next request came with this one (its header, and a WRITE's whole payload):
+  // its reply can follow this one's with nothing to wait for.
+  bool NextReplyFollowsAtOnce() const;
   Status SendReply(bool* blocked);
   void Close(const Status& why);
   EngineMetrics* metrics() const { return shared_->options.metrics; }
@@ -195,10 +198,16 @@ size_t DataConnection::TakeInput(char* to, uint64_t n) {
 }
 
 Status DataConnection::Receive(void* to, size_t len, size_t* got) {
+  iovec iov[2] = {{to, len}, {nullptr, 0}};
+  return ReceiveInto(iov, got);
+}
+
+Status DataConnection::ReceiveInto(iovec (&iov)[2], size_t* got) {
   *got = 0;
   if (input_drained_ && !hung_up_) return Status::OK();
-  TE_RETURN_IF_ERROR(RecvSome(fd_.get(), to, len, got));
-  input_drained_ = *got < len;
+  const int count = iov[1].iov_len > 0 ? 2 : 1;
+  TE_RETURN_IF_ERROR(RecvSome(fd_.get(), iov, count, got));
+  input_drained_ = *got < iov[0].iov_len + iov[1].iov_len;
   return Status::OK();
 }
 
@@ -254,12 +263,20 @@ Status DataConnection::ReceivePayload(bool* blocked) {
     if (refused_) {
       TE_RETURN_IF_ERROR(Receive(sink, std::min<uint64_t>(left, sizeof(sink)), &got));
     } else {
+      // With the rest of the payload, what follows it (the next request's header): its
+      // reply then knows whether another follows (SendReply).
       TsanHiddenAccesses hidden;  // the buffer's order runs through the peer
-      TE_RETURN_IF_ERROR(Receive(into + done_, left, &got));
+      iovec iov[2] = {{into + done_, left}, {in_, sizeof(in_)}};
+      TE_RETURN_IF_ERROR(ReceiveInto(iov, &got));
     }
     if (got == 0) {
       *blocked = true;
       return Status::OK();
+    }
+    if (got > left) {
+      in_begin_ = 0;
+      in_end_ = got - left;
+      got = left;
     }
     done_ += got;
     progress_ns_ = SteadyNowNs();
@@ -297,21 +314,29 @@ void DataConnection::PrepareReply(const Status& verdict) {
   reply_at_ = 0;
 }
 
-bool DataConnection::ReadRequestBuffered() const {
+bool DataConnection::NextReplyFollowsAtOnce() const {
+  const size_t buffered = in_end_ - in_begin_;
   wire::FrameHeader next;
-  return in_end_ - in_begin_ >= wire::kHeaderSize &&
-         wire::DecodeHeader(reinterpret_cast<const uint8_t*>(in_ + in_begin_), &next).ok() &&
-         next.opcode == wire::Opcode::kRead && !next.is_response();
+  if (buffered < wire::kHeaderSize ||
+      !wire::DecodeHeader(reinterpret_cast<const uint8_t*>(in_ + in_begin_), &next).ok() ||
+      next.is_response()) {
+    return false;
+  }
+  if (next.opcode == wire::Opcode::kRead) return true;
+  // A WRITE's reply waits for its payload: only if all of it is here already.
+  int queued = 0;
+  return ::ioctl(fd_.get(), FIONREAD, &queued) == 0 &&
+         buffered - wire::kHeaderSize + static_cast<uint64_t>(queued) >= next.payload_len;
 }
 
 Status DataConnection::SendReply(bool* blocked) {
   iovec* iov = reply_iov_ + reply_at_;
   int count = reply_count_ - reply_at_;
-  // A READ's reply waiting behind this one goes out right after it, with nothing to
-  // wait for: MSG_MORE lets the kernel hold this one's last partial segment for it.
-  // Else a 64 KiB reply with its header is a full segment and a tiny one
-  // (TCP_NODELAY): twice the packets, and receiver wake-ups, of one stream.
-  const int flags = ReadRequestBuffered() ? MSG_MORE : 0;
+  // Another reply follows this one at once (NextReplyFollowsAtOnce): MSG_MORE lets
+  // the kernel hold this one's last partial segment for it. Else a 64 KiB READ reply
+  // with its header is a full segment and a tiny one (TCP_NODELAY), and each WRITE's
+  // reply a tiny one: more packets, and receiver wake-ups, than one stream.
+  const int flags = NextReplyFollowsAtOnce() ? MSG_MORE : 0;
   {
     TsanHiddenAccesses hidden;  // a READ's buffer: its order runs through the peer
     TE_RETURN_IF_ERROR(SendSome(fd_.get(), &iov, &count, flags));

@@ -256,33 +256,37 @@ TEST(TcpTransportTest, ARequestAndTheEndOfStreamArrivingTogetherAreAnsweredAndCl
   EXPECT_EQ(::recv(fd.get(), &extra, 1, 0), 0) << "the target did not close within 5 s";
 }
 
-// Fewest segments that brought one of `rounds` of `count` pipelined READs of `size`
-// bytes each, sent in one go by a raw client, after as many rounds that open the
-// windows. The fewest: an ACK coming back while a reply is sent may push its held
-// fragment out on its own.
-uint32_t SegmentsForPipelinedReads(const Target& target, int rounds, int count, uint64_t size) {
+// Fewest segments that brought the replies to one of `rounds` of `count` pipelined
+// requests (`opcode`, `size` bytes each), sent in one go by a raw client, after as many
+// rounds that open the windows. The fewest: an ACK coming back while a reply is sent
+// may push its held fragment out on its own.
+uint32_t SegmentsForPipelinedRequests(const Target& target, wire::Opcode opcode, int rounds,
+                                      int count, uint64_t size) {
   TcpEndpoint endpoint;
   EXPECT_TRUE(TcpEndpoint::Parse(target.descriptor.transports.at("tcp"), &endpoint).ok());
   UniqueFd fd;
   EXPECT_TRUE(Connect(endpoint.addresses[0].host, endpoint.addresses[0].port, 3000, &fd).ok());
   EXPECT_TRUE(wire::ClientHello(fd.get(), wire::kChannelTcpData, {"raw-client", ""}).ok());
   EXPECT_TRUE(SetIoTimeout(fd.get(), 5000).ok());
-  std::vector<uint8_t> headers(count * wire::kHeaderSize);
+  const bool write = opcode == wire::Opcode::kWrite;
+  const uint64_t request_size = wire::kHeaderSize + (write ? size : 0);
+  std::vector<uint8_t> requests(count * request_size, 'w');
   for (int i = 0; i < count; ++i) {
-    wire::FrameHeader read;
-    read.opcode = wire::Opcode::kRead;
-    read.request_id = i + 1;
-    read.addr = target.info.base + i * size;
-    read.length = size;
-    wire::EncodeHeader(read, headers.data() + i * wire::kHeaderSize);
+    wire::FrameHeader h;
+    h.opcode = opcode;
+    h.request_id = i + 1;
+    h.addr = target.info.base + i * size;
+    h.length = size;
+    h.payload_len = write ? size : 0;
+    wire::EncodeHeader(h, requests.data() + i * request_size);
   }
-  std::vector<char> replies(count * (wire::kHeaderSize + size));
+  std::vector<char> replies(count * (wire::kHeaderSize + (write ? 0 : size)));
   uint32_t fewest = UINT32_MAX;
   for (int round = 0; round < 2 * rounds; ++round) {
     tcp_info before{}, after{};
     socklen_t len = sizeof(before);
     EXPECT_EQ(::getsockopt(fd.get(), IPPROTO_TCP, TCP_INFO, &before, &len), 0);
-    EXPECT_TRUE(SendAll(fd.get(), headers.data(), headers.size()).ok());
+    EXPECT_TRUE(SendAll(fd.get(), requests.data(), requests.size()).ok());
     EXPECT_TRUE(RecvAll(fd.get(), replies.data(), replies.size()).ok()) << "no answer";
     len = sizeof(after);
     EXPECT_EQ(::getsockopt(fd.get(), IPPROTO_TCP, TCP_INFO, &after, &len), 0);
@@ -291,17 +295,23 @@ uint32_t SegmentsForPipelinedReads(const Target& target, int rounds, int count, 
   return fewest;
 }
 
-// A 64 KiB reply with its header is a full loopback segment and a small one, unless
-// the next reply may fill it (MSG_MORE while a READ waits behind it): a stream of
-// replies then costs as many packets, and receiver wake-ups, as a stream of bytes.
-TEST(TcpTransportTest, PipelinedReadRepliesShareSegments) {
-  constexpr int kReads = 16;
+// A 64 KiB reply with its header is a full loopback segment and a small one, and a
+// WRITE's reply a small one, unless the next reply may fill it (MSG_MORE while one
+// follows at once): a stream of replies then costs as many packets, and receiver
+// wake-ups, as a stream of bytes.
+TEST(TcpTransportTest, PipelinedRepliesShareSegments) {
+  constexpr int kRequests = 16;
   constexpr uint64_t kSize = 64 << 10;
-  Target target("target", kReads * kSize);
+  Target target("target", kRequests * kSize);
   ASSERT_TRUE(target.Start().ok());
-  // Each reply alone would be two segments (32); the ACKs of ours are a few more.
-  const uint32_t segments = SegmentsForPipelinedReads(target, 10, kReads, kSize);
-  EXPECT_LE(segments, kReads * 3 / 2) << segments << " segments for " << kReads << " replies";
+  // Each READ reply alone would be two segments (32); the ACKs of ours are a few more.
+  const uint32_t reads =
+      SegmentsForPipelinedRequests(target, wire::Opcode::kRead, 10, kRequests, kSize);
+  EXPECT_LE(reads, kRequests * 3 / 2) << reads << " segments for " << kRequests << " READs";
+  // Each WRITE reply alone would be one (16), besides the ACKs of the payload.
+  const uint32_t writes =
+      SegmentsForPipelinedRequests(target, wire::Opcode::kWrite, 10, kRequests, 4096);
+  EXPECT_LE(writes, kRequests / 2) << writes << " segments for " << kRequests << " WRITEs";
 }
 
 TEST(TcpTransportTest, ConnectionsOpenOnFirstUseAndCloseWhenIdle) {
