@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <cstring>
 #include <thread>
+#include <utility>
 
 #include "common/logging.h"
 #include "transport/tcp/payload_io.h"
@@ -275,8 +276,9 @@ Slice* TcpConnection::StartConnect() {
   if (connecting_ || closed_) return nullptr;
   connecting_ = true;
   std::weak_ptr<TcpConnection> weak = weak_from_this();
-  const bool started = handshakes_->TryRun([weak] {
-    if (auto conn = weak.lock()) conn->Connect();
+  const auto asked = Clock::now();
+  const bool started = handshakes_->TryRun([weak, asked] {
+    if (auto conn = weak.lock()) conn->Connect(asked);
   });
   if (started) return nullptr;
   // Only when the transport stops or thousands of connections open at once.
@@ -286,13 +288,23 @@ Slice* TcpConnection::StartConnect() {
   return refused;
 }
 
-void TcpConnection::Connect() {
+void TcpConnection::Connect(Clock::time_point asked) {
   const TcpEndpoint& endpoint = *options_.endpoint;
   UniqueFd fd;
-  Status s;
+  // The wait for a handshake thread (behind other connects to a peer that does not
+  // answer, say) comes out of the first address's connect timeout: what is queued
+  // fails within connect_timeout_ms of needing the socket, not a multiple of it.
+  const auto timeout = std::chrono::milliseconds(options_.connect_timeout_ms);
+  auto first_timeout =
+      std::chrono::ceil<std::chrono::milliseconds>(timeout - (Clock::now() - asked));
+  Status s =
+      Status::Timeout("connect to " + PeerText() + " waited " +
+                      std::to_string(options_.connect_timeout_ms) + " ms for a handshake thread");
   for (size_t i : endpoint.TryOrder()) {
     const TcpEndpoint::Address& a = endpoint.addresses[i];
-    s = te::Connect(a.host, a.port, options_.connect_timeout_ms, &fd);
+    const auto budget = std::exchange(first_timeout, timeout);
+    if (budget.count() <= 0) continue;
+    s = te::Connect(a.host, a.port, static_cast<uint32_t>(budget.count()), &fd);
     if (s.ok()) {
       options_.endpoint->preferred.store(i, std::memory_order_relaxed);
       break;

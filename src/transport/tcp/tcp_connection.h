@@ -167,7 +167,8 @@ class TcpConnection : public std::enable_shared_from_this<TcpConnection> {
   // Starts a connect in the handshake pool unless one runs. When none can start, takes
   // the queue out for the caller to fail, after mu_.
   Slice* StartConnect() REQUIRES(mu_);
-  void Connect() EXCLUDES(mu_);
+  // In the handshake pool; `asked`: when StartConnect queued it.
+  void Connect(std::chrono::steady_clock::time_point asked) EXCLUDES(mu_);
   // Drops sock if it is current and ends what was on it with status.
   void Fail(const std::shared_ptr<Socket>& sock, const Status& status) EXCLUDES(mu_);
   void Detach(const std::shared_ptr<Socket>& sock) REQUIRES(mu_);
