@@ -6,12 +6,21 @@
 // test: taken down and up again, 1% of packets dropped (iptables in B), and a second
 // interface in B that A cannot reach. Each case skips, saying what is missing, where
 // namespaces (or iptables) cannot be made, and removes what it made.
+#include <linux/tcp.h>  // tcp_info with byte counts
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <sstream>
+#include <thread>
 
+#include "common/socket.h"
 #include "netns.h"
 #include "peer_sockets.h"
 #include "transfer_fixture.h"
@@ -334,6 +343,84 @@ TEST_F(NetnsLossTest, OnePercentPacketLossKeepsEveryByteAndNeverHangs) {
               static_cast<unsigned long long>(size / kMiB),
               static_cast<unsigned long long>(dropped));
   EXPECT_GT(dropped, 0u) << "the rules dropped nothing: this run saw no loss";
+}
+
+// The minimum RTO (TCP_RTO_MIN_US, us) of each data connection of process `pid` that
+// has retransmitted: each TCP socket it holds, taken into this process (pidfd_getfd)
+// and asked (a data connection is one that moved over 1 MiB).
+constexpr int kTcpRtoMinUs = 45;  // Linux >= 6.15 (uapi linux/tcp.h)
+
+std::vector<int> RetransmittedDataConnectionRtoMins(pid_t pid) {
+  std::vector<int> mins;
+  te::UniqueFd process(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
+  if (process.get() < 0) {
+    ADD_FAILURE() << "pidfd_open: " << std::strerror(errno);
+    return mins;
+  }
+  std::error_code ec;
+  for (const auto& entry :
+       std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/fd", ec)) {
+    if (std::filesystem::read_symlink(entry.path(), ec).string().rfind("socket:[", 0) != 0)
+      continue;
+    const int target = std::atoi(entry.path().filename().c_str());
+    te::UniqueFd fd(static_cast<int>(::syscall(SYS_pidfd_getfd, process.get(), target, 0)));
+    tcp_info info{};
+    socklen_t len = sizeof(info);
+    int rto_min = 0;
+    socklen_t min_len = sizeof(rto_min);
+    if (fd.get() < 0 || ::getsockopt(fd.get(), IPPROTO_TCP, TCP_INFO, &info, &len) != 0 ||
+        info.tcpi_state != 1 /* TCP_ESTABLISHED */ || info.tcpi_total_retrans == 0 ||
+        info.tcpi_bytes_acked + info.tcpi_bytes_received <= kMiB ||
+        ::getsockopt(fd.get(), IPPROTO_TCP, kTcpRtoMinUs, &rto_min, &min_len) != 0) {
+      continue;
+    }
+    mins.push_back(rto_min);
+  }
+  return mins;
+}
+
+// Data connections start with the kernel's minimum RTO (200 ms; below it Linux also
+// shortens delayed ACKs, a timer per ACK on a connection used every few ms) and take
+// tcp_rto_min_us (5 ms) at the loop's next tick once they have retransmitted: on both
+// ends, whichever lost a packet.
+TEST_F(NetnsLossTest, ConnectionsThatRetransmitTakeTheShortMinimumRto) {
+  int expected = 5000;  // as this kernel rounds it to its timer ticks
+  {
+    te::UniqueFd probe(::socket(AF_INET, SOCK_STREAM, 0));
+    socklen_t len = sizeof(expected);
+    if (::setsockopt(probe.get(), IPPROTO_TCP, kTcpRtoMinUs, &expected, len) != 0 ||
+        ::getsockopt(probe.get(), IPPROTO_TCP, kTcpRtoMinUs, &expected, &len) != 0) {
+      GTEST_SKIP() << "this kernel has no per-socket minimum RTO (Linux >= 6.15)";
+    }
+  }
+  const uint64_t size = 4 * kMiB;
+  PeerProcess* peer;
+  ASSERT_NO_FATAL_FAILURE(StartHostB(2, size, 64, &peer));
+  te::SegmentHandle seg;
+  ASSERT_NO_FATAL_FAILURE(OpenPeer(*peer, &seg));
+  void* local;
+  ASSERT_NO_FATAL_FAILURE(AllocLocal(size, &local));
+  for (int round = 0; round < 4; ++round) {
+    ASSERT_NO_FATAL_FAILURE(
+        ExpectReadIntact(seg, local, peer->buffers()[0].base, size, 64 * kKiB, BufferSeed(64, 0)));
+    ASSERT_NO_FATAL_FAILURE(
+        ExpectWriteIntact(*peer, seg, local, peer->buffers()[1].base, size, kMiB, 900 + round));
+  }
+  // A loss after the last request (a tail loss probe 200 ms on, or its own loss)
+  // retransmits late: each end gets a tick after its last retransmission.
+  for (const pid_t pid : {::getpid(), peer->pid()}) {
+    SCOPED_TRACE(pid == ::getpid() ? "initiator (host A)" : "target (host B)");
+    std::vector<int> mins;
+    const auto start = Clock::now();
+    do {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));  // a tick: at most 100 ms
+      mins = RetransmittedDataConnectionRtoMins(pid);
+    } while (MsSince(start) < 3000 &&
+             (mins.empty() || std::find_if(mins.begin(), mins.end(),
+                                           [&](int m) { return m != expected; }) != mins.end()));
+    ASSERT_FALSE(mins.empty()) << "no data connection retransmitted: nothing to check";
+    for (int min : mins) EXPECT_EQ(min, expected) << "a connection that retransmitted";
+  }
 }
 
 // B has a second interface, up, whose address A cannot reach (no route), and it is B's

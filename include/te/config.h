@@ -71,8 +71,10 @@ struct Config {
   // Minimum retransmission timeout of the TCP data connections, in microseconds (Linux
   // >= 6.15; elsewhere the kernel's, 200 ms, applies). A request/response protocol
   // loses its tail packets where no later packet signals the loss, and each such loss
-  // waits this long: 200 ms is made for the Internet, not for a cluster. The kernel
-  // rounds it up to its timer ticks. 0: the kernel's. At most 200000.
+  // waits this long: 200 ms is made for the Internet, not for a cluster. Set on a
+  // connection once it has retransmitted (below 200 ms Linux also shortens delayed
+  // ACKs, which costs connections that lose nothing). The kernel rounds it up to its
+  // timer ticks. 0: the kernel's. At most 200000.
   uint32_t tcp_rto_min_us = 5000;
   uint64_t slice_size = 1 << 20;        // requests above this are split
   uint32_t transfer_timeout_ms = 5000;  // a slice without progress this long fails

@@ -257,7 +257,17 @@ Status ResolveDataSocketTuning(const std::string& congestion, uint32_t rto_min_u
 void TuneDataSocket(int fd, const DataSocketTuning& tuning) {
   SetBulkBuffers(fd);
   SetCongestionControl(fd, tuning.congestion);
+}
+
+bool SetMinRtoOnceRetransmitted(int fd, const DataSocketTuning& tuning) {
+  if (tuning.rto_min_us == 0) return true;
+  tcp_info info{};
+  socklen_t len = sizeof(info);
+  if (::getsockopt(fd, IPPROTO_TCP, TCP_INFO, &info, &len) != 0 || info.tcpi_total_retrans == 0) {
+    return false;
+  }
   (void)SetMinRetransmitTimeout(fd, tuning.rto_min_us);  // resolved: the kernel takes it
+  return true;
 }
 
 void SetBulkBuffers(int fd) {

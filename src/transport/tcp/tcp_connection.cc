@@ -1,5 +1,6 @@
 #include "transport/tcp/tcp_connection.h"
 
+#include <netinet/tcp.h>
 #include <sched.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
@@ -43,6 +44,9 @@ struct TcpConnection::Socket {
   // The loop saw the peer hang up: its end of stream brings no later event, so a short
   // receive no longer means there is nothing more to read.
   std::atomic<bool> hung_up{false};
+  // Only the loop's tick reads and sets it: SetMinRtoOnceRetransmitted has nothing left
+  // to do for this socket.
+  bool rto_settled = false;
 };
 
 // The loop's handle on one socket: it keeps the socket (and so its fd) open until the
@@ -696,6 +700,10 @@ void TcpConnection::OnTick(const std::shared_ptr<Socket>& sock, Clock::time_poin
       pending_receive_ = PendingReceive{};
       return;
     }
+  }
+  if (!sock->rto_settled &&
+      now_ns - used_ns_.load(std::memory_order_relaxed) < kRetransmitCheckNs) {
+    sock->rto_settled = SetMinRtoOnceRetransmitted(sock->fd.get(), options_.tuning);
   }
   if (stalled) {
     Fail(sock, Status::Timeout("peer " + PeerText() + " made no progress for " +

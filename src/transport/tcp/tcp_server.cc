@@ -93,6 +93,7 @@ class DataConnection : public IoHandler, public std::enable_shared_from_this<Dat
   const GaugeHold open_;
   bool closed_ = false;
   int64_t progress_ns_ = 0;
+  bool rto_settled_ = false;  // SetMinRtoOnceRetransmitted has nothing left to do
   // A receive came back short: the socket had nothing more then, and input arriving
   // since brings an event (edge-triggered), so the next receive waits for that rather
   // than asking the socket only to hear EAGAIN (a system call per request). Not once the
@@ -358,8 +359,12 @@ Status DataConnection::SendReply(bool* blocked) {
 }
 
 void DataConnection::OnTick(Clock::time_point now) {
-  if (closed_ || (phase_ == Phase::kHeader && in_begin_ == in_end_)) return;  // idle: may stay so
+  if (closed_) return;
   const auto since = std::chrono::nanoseconds(SteadyNs(now) - progress_ns_);
+  if (!rto_settled_ && since.count() < kRetransmitCheckNs) {
+    rto_settled_ = SetMinRtoOnceRetransmitted(fd_.get(), shared_->options.tuning);
+  }
+  if (phase_ == Phase::kHeader && in_begin_ == in_end_) return;  // idle: may stay so
   if (since > std::chrono::milliseconds(shared_->options.io_timeout_ms)) {
     Close(Status::Timeout("no progress for " + std::to_string(shared_->options.io_timeout_ms) +
                           " ms"));
