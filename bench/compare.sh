@@ -288,14 +288,14 @@ ucx_rows() {
 fan_rows() {
   local json mode first last n line base
   note "te_fan_bench --peers=$FAN_PEERS"
-  if ! json=$("$FAN_TOOL" --peers="$FAN_PEERS" --duration="$SECS" --json 2>"$BENCH_TMP/fan.err" |
+  if ! json=$("$FAN_TOOL" --peers="$FAN_PEERS" --modes=out,out-batch,in --duration="$SECS" --json 2>"$BENCH_TMP/fan.err" |
     grep '^{'); then
     NOTES+=("te_fan_bench failed: $(tail -1 "$BENCH_TMP/fan.err")")
     return 0
   fi
   first=${FAN_PEERS%%,*}
   last=${FAN_PEERS##*,}
-  for mode in fan-out fan-in; do
+  for mode in fan-out fan-out-batch fan-in; do
     base=$(grep -F "\"mode\":\"$mode\"" <<<"$json" | grep -F "\"peers\":$first," | head -1 || true)
     for n in ${FAN_PEERS//,/ }; do
       ((n == first)) && continue

@@ -4,6 +4,9 @@
 //            engines. Its --threads workers submit batches of --batch requests of
 //            --size bytes; request j of a batch goes to the peer after request j-1's
 //            (round-robin per request), so a batch reaches min(N, batch) peers.
+//   fan-out-batch  the same with each batch to one target, the next batch to the next
+//            (round-robin per batch, as fan-in): what N open peers cost when each
+//            transfer has one destination (one request's KV cache to one decode node).
 //   fan-in   the engine under test (this process) is the target of N initiator
 //            engines. Each peer process runs --threads workers that take its engines
 //            in turn, one batch per engine (round-robin per batch: a batch belongs to
@@ -142,8 +145,9 @@ Status Measure(const Options& o, std::vector<PeerProcess>* peers, Control* contr
 }
 
 // Fan-out: this process's engine against n targets in the peer processes.
-Status RunFanOut(const Options& o, uint64_t n, Control* control, int control_fd,
-                 CaseResult* result) {
+// Each batch to one target when !spread_requests.
+Status RunFanOut(const Options& o, uint64_t n, bool spread_requests, Control* control,
+                 int control_fd, CaseResult* result) {
   std::vector<PeerProcess> peers(result->procs);
   std::vector<std::string> segments;
   TE_RETURN_IF_ERROR(StartPeers(o, n, "target", control_fd, &peers, &segments));
@@ -173,7 +177,7 @@ Status RunFanOut(const Options& o, uint64_t n, Control* control, int control_fd,
   std::vector<std::string> errors(o.threads);
   std::vector<std::thread> threads;
   for (uint64_t t = 0; t < o.threads; ++t) {
-    WorkerSpec spec{routes, t, o.batch, o.size, o.Opcode(), true, false, control};
+    WorkerSpec spec{routes, t, o.batch, o.size, o.Opcode(), spread_requests, false, control};
     threads.emplace_back(RunWorker, spec, &latencies[t], &errors[t]);
   }
   Status status = Measure(o, &peers, control, result);
@@ -267,14 +271,14 @@ double CpuSecondsPerGb(const CaseResult& r) {
 }
 
 void PrintHeader() {
-  std::printf("%-8s %6s %5s %8s %9s %9s %7s %6s %8s %12s %8s %8s\n", "mode", "peers", "procs",
+  std::printf("%-13s %6s %5s %8s %9s %9s %7s %6s %8s %12s %8s %8s\n", "mode", "peers", "procs",
               "GB/s", "p50_us", "p99_us", "threads", "fds", "rss_MiB", "rss/peer_KiB", "cpu_s/GB",
               "verified");
   std::fflush(stdout);
 }
 
 void PrintRow(const Options& o, const CaseResult& r) {
-  std::printf("%-8s %6llu %5llu %8.2f %9.1f %9.1f %7llu %6llu %8.1f %12.1f %8.3f %8llu\n",
+  std::printf("%-13s %6llu %5llu %8.2f %9.1f %9.1f %7llu %6llu %8.1f %12.1f %8.3f %8llu\n",
               r.mode.c_str(), static_cast<unsigned long long>(r.peers),
               static_cast<unsigned long long>(r.procs), GigabytesPerSecond(r),
               r.latency.Percentile(50) / 1e3, r.latency.Percentile(99) / 1e3,
@@ -335,18 +339,18 @@ int RunCases(const Options& o) {
   for (const std::string& mode : o.modes) {
     for (uint64_t n : o.peers) {
       CaseResult result;
-      result.mode = mode == "out" ? "fan-out" : "fan-in";
+      const bool out = mode != "in";
+      result.mode = "fan-" + mode;
       result.peers = n;
       result.procs = std::min(n, o.procs);
-      status = mode == "out" ? RunFanOut(o, n, control, control_fd, &result)
-                             : RunFanIn(o, n, control, control_fd, &result);
+      status = out ? RunFanOut(o, n, mode == "out", control, control_fd, &result)
+                   : RunFanIn(o, n, control, control_fd, &result);
       const std::string where = result.mode + " with " + std::to_string(n) + " peers: ";
       if (!status.ok()) return Fail(where + status.ToString());
       if (result.mismatches > 0) {
-        return Fail(where + (mode == "out" ? "target " : "initiator ") +
-                    std::to_string(result.first_peer) + "'s region read back " +
-                    std::to_string(result.mismatches) + " wrong byte(s), the first at offset " +
-                    std::to_string(result.first_offset));
+        return Fail(where + (out ? "target " : "initiator ") + std::to_string(result.first_peer) +
+                    "'s region read back " + std::to_string(result.mismatches) +
+                    " wrong byte(s), the first at offset " + std::to_string(result.first_offset));
       }
       PrintRow(o, result);
     }

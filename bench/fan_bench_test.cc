@@ -110,11 +110,25 @@ TEST(FanBenchTest, TinyFanOutAndFanInPrintARowAndAJsonLinePerCase) {
   }
 }
 
+// Fan-out with each batch to one peer: its own mode name, every target's block checked.
+TEST(FanBenchTest, FanOutBatchIsAModeOfItsOwn) {
+  const BenchRun run = RunBench({"--peers=4", "--modes=out-batch", "--duration=1", "--warmup=0",
+                                 "--batch=4", "--size=16K", "--json"});
+  ASSERT_EQ(run.exit_code, 0) << Describe(run);
+  ASSERT_EQ(run.json.size(), 1u) << Describe(run);
+  EXPECT_EQ(run.rows[0].rfind("fan-out-batch ", 0), 0u) << run.rows[0];
+  EXPECT_EQ(run.json[0]["mode"], "fan-out-batch");
+  EXPECT_GT(run.json[0]["batch_count"].get<uint64_t>(), 0u);
+  EXPECT_EQ(run.json[0]["verified_regions"], 4);
+  EXPECT_EQ(run.json[0]["mismatches"], 0);
+}
+
 // The check can fail: the TEST_ build writes one wrong byte into one peer's region
 // between the check's WRITE and its READ, and the run must fail naming that peer and
 // the byte's offset, in either mode.
 TEST(FanBenchTest, CorruptedByteFailsTheCheckNamingPeerAndOffset) {
-  for (const auto& [mode, peer] : {std::pair{"out", "target 2"}, {"in", "initiator 2"}}) {
+  for (const auto& [mode, peer] :
+       {std::pair{"out", "target 2"}, {"out-batch", "target 2"}, {"in", "initiator 2"}}) {
     const BenchRun run = RunBench({"--peers=4", std::string("--modes=") + mode, "--duration=1",
                                    "--warmup=0", "--batch=2", "--size=8K", "--TEST_corrupt_peer=2"},
                                   TE_FAN_BENCH_TEST_HOOKS_PATH);

@@ -137,7 +137,9 @@ const char* UsageText() {
          "       [--transport=tcp] [--json]\n"
          "fan-out: one initiator engine (this process) against N target engines; fan-in: N\n"
          "initiator engines against one target engine (this process). The N peer engines live\n"
-         "in min(N, --procs) child processes. One row per mode and N.\n";
+         "in min(N, --procs) child processes. One row per mode and N. Modes: out (a batch's\n"
+         "requests go to successive peers), out-batch (fan-out with each batch to one peer,\n"
+         "the next batch to the next), in.\n";
 }
 
 namespace {
@@ -205,7 +207,7 @@ Status ParseOptions(int argc, char** argv, Options* o, bool* help) {
   }
   if (v.count("peers")) TE_RETURN_IF_ERROR(ParsePeers(v["peers"], &o->peers));
   if (v.count("modes"))
-    TE_RETURN_IF_ERROR(ParseList("modes", v["modes"], {"out", "in"}, &o->modes));
+    TE_RETURN_IF_ERROR(ParseList("modes", v["modes"], {"out", "out-batch", "in"}, &o->modes));
   if (v.count("json")) TE_RETURN_IF_ERROR(ParseBool("json", v["json"], &o->json));
   TE_RETURN_IF_ERROR(number("threads", 1, 64, false, &o->threads));
   TE_RETURN_IF_ERROR(number("batch", 1, 1024, false, &o->batch));

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Plots the fan bench: the engine under test's threads and the aggregate throughput
-# against the number of peers N, one line per mode (fan-out, fan-in), as a PNG
+# against the number of peers N, one line per mode (fan-out, fan-out-batch, fan-in), as a PNG
 # (gnuplot). Without JSON files it first runs te_fan_bench on this machine with
 # --json and keeps its JSON lines beside the PNG (same name, .jsonl). With JSON files
 # (te_fan_bench --json output) it only plots them.
@@ -35,7 +35,7 @@ else
   [[ $SECS =~ ^[1-9][0-9]*$ ]] || die "seconds per case must be a whole number above 0 (got '$SECS')"
   build_bench
   echo "[plot] te_fan_bench --peers=$PEERS" >&2
-  "$FAN_TOOL" --peers="$PEERS" --duration="$SECS" --json | grep '^{' >"$DATA" ||
+  "$FAN_TOOL" --peers="$PEERS" --modes=out,out-batch,in --duration="$SECS" --json | grep '^{' >"$DATA" ||
     die "te_fan_bench failed"
   cp "$DATA" "${OUT%.png}.jsonl"
   TITLE="tcp, $SECS s per case - $(uname -n), $(nproc) cpus, $(date -u '+%Y-%m-%d')"
@@ -43,12 +43,12 @@ fi
 
 # One data file per mode: peers, engine threads, GB/s, sorted by peers.
 PLOTTED=()
-for mode in fan-out fan-in; do
+for mode in fan-out fan-out-batch fan-in; do
   grep -F "\"mode\":\"$mode\"" "$DATA" | json_columns peers engine_threads throughput \
     >"$BENCH_TMP/$mode.dat" || true
   if [[ -s $BENCH_TMP/$mode.dat ]]; then PLOTTED+=("$mode"); fi
 done
-((${#PLOTTED[@]} > 0)) || die "the JSON lines hold no fan-out or fan-in case"
+((${#PLOTTED[@]} > 0)) || die "the JSON lines hold no fan-out, fan-out-batch or fan-in case"
 
 plot_panels "$OUT" "$TITLE" "$BENCH_TMP" "${PLOTTED[*]}" "peers N" "%g" \
   "threads of the engine process" 1 "aggregate throughput (GB/s)" 0
