@@ -283,16 +283,20 @@ ucx_rows() {
   done
 }
 
-# The fan rows: te_fan_bench's JSON lines, each N > 1 beside N = 1 (the first N). A
-# failing fan run is a note, not the end of the table.
+# The fan rows: te_fan_bench's JSON lines, each N > 1 beside N = 1 (the first N). Each
+# mode in a process of its own: memory the allocator kept from an earlier mode's cases
+# would hide the next one's RSS per peer. A failing fan run is a note, not the end of
+# the table.
 fan_rows() {
-  local json mode first last n line base
-  note "te_fan_bench --peers=$FAN_PEERS"
-  if ! json=$("$FAN_TOOL" --peers="$FAN_PEERS" --modes=out,out-batch,in --duration="$SECS" --json 2>"$BENCH_TMP/fan.err" |
-    grep '^{'); then
-    NOTES+=("te_fan_bench failed: $(tail -1 "$BENCH_TMP/fan.err")")
-    return 0
-  fi
+  local json="" mode first last n line base
+  for mode in out out-batch in; do
+    note "te_fan_bench --peers=$FAN_PEERS --modes=$mode"
+    if ! json+=$("$FAN_TOOL" --peers="$FAN_PEERS" --modes=$mode --duration="$SECS" --json \
+      2>"$BENCH_TMP/fan.err" | grep '^{')$'\n'; then
+      NOTES+=("te_fan_bench --modes=$mode failed: $(tail -1 "$BENCH_TMP/fan.err")")
+      return 0
+    fi
+  done
   first=${FAN_PEERS%%,*}
   last=${FAN_PEERS##*,}
   for mode in fan-out fan-out-batch fan-in; do
