@@ -29,8 +29,9 @@
 // fan-out: one block of each target); a mismatch fails the run naming the peer and
 // the offset.
 //
-// Exit codes: 0 done, 1 a failure (one "error: " line), 2 bad flags. Peer processes
-// are killed and reaped on any error or SIGINT/SIGTERM/SIGHUP, and die with this one.
+// Exit codes: 0 done, 1 a failure (one "error: " line), 2 bad flags, 128+signal after
+// SIGINT/SIGTERM/SIGHUP. Peer processes are killed and reaped on any error or one of
+// those signals, and die with this one.
 #include <unistd.h>
 
 #include <algorithm>
@@ -38,6 +39,7 @@
 #include <climits>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
@@ -320,8 +322,13 @@ void PrintRow(const Options& o, const CaseResult& r) {
   std::fflush(stdout);
 }
 
+// A run that a signal ended reports the signal, not the errors it caused.
 int Fail(const std::string& message) {
   KillAllPeers();
+  if (const int signal_number = CaughtSignal()) {
+    std::fprintf(stderr, "error: interrupted by %s\n", strsignal(signal_number));
+    return 128 + signal_number;
+  }
   std::string line = message;
   std::replace(line.begin(), line.end(), '\n', ' ');
   std::fprintf(stderr, "error: %s\n", line.c_str());
@@ -346,7 +353,7 @@ int RunCases(const Options& o) {
       status = out ? RunFanOut(o, n, mode == "out", control, control_fd, &result)
                    : RunFanIn(o, n, control, control_fd, &result);
       const std::string where = result.mode + " with " + std::to_string(n) + " peers: ";
-      if (!status.ok()) return Fail(where + status.ToString());
+      if (!status.ok() || CaughtSignal() != 0) return Fail(where + status.ToString());
       if (result.mismatches > 0) {
         return Fail(where + (out ? "target " : "initiator ") + std::to_string(result.first_peer) +
                     "'s region read back " + std::to_string(result.mismatches) +

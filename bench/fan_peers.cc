@@ -34,16 +34,27 @@ void Remember(pid_t pid) {
   }
 }
 
-void Forget(pid_t pid) {
+// Takes `pid` out of the table; false when a signal handler took it first (and reaps
+// it), so that only one of them ever waits for it and nobody signals a reused pid.
+bool Forget(pid_t pid) {
   for (std::atomic<pid_t>& slot : g_peer_pids) {
     pid_t expected = pid;
-    if (slot.compare_exchange_strong(expected, 0)) return;
+    if (slot.compare_exchange_strong(expected, 0)) return true;
   }
+  return false;
 }
 
+std::atomic<int> g_caught_signal{0};
+static_assert(std::atomic<int>::is_always_lock_free && std::atomic<pid_t>::is_always_lock_free,
+              "the signal handler may only touch lock-free atomics");
+
+// Returns instead of exiting: with the peers gone every wait of the run ends in an
+// error, so the main thread stops and joins its workers before it exits 128+signal.
 void OnSignal(int signal_number) {
+  if (g_caught_signal.exchange(signal_number) != 0) _exit(128 + signal_number);  // the second
+  const int saved_errno = errno;
   KillAllPeers();
-  _exit(128 + signal_number);
+  errno = saved_errno;
 }
 
 // Rounded up, so that a wait for it never ends before the deadline.
@@ -63,6 +74,8 @@ void KillAllPeers() {
     }
   }
 }
+
+int CaughtSignal() { return g_caught_signal.load(); }
 
 void InstallCleanupHandlers() {
   struct sigaction action {};
@@ -154,9 +167,13 @@ Status PeerProcess::Finish(int timeout_ms) {
   close(in_fd_);
   in_fd_ = -1;
   const auto deadline = Clock::now() + std::chrono::milliseconds(timeout_ms);
-  int status = 0;
-  pid_t reaped = 0;
-  while ((reaped = waitpid(pid_, &status, WNOHANG)) == 0 && Clock::now() < deadline) {
+  // WNOWAIT leaves it a zombie, its pid not reusable, until whoever Forget() names reaps it.
+  siginfo_t exited{};
+  auto has_exited = [&] {
+    exited.si_pid = 0;
+    return waitid(P_PID, pid_, &exited, WEXITED | WNOHANG | WNOWAIT) != 0 || exited.si_pid != 0;
+  };
+  while (!has_exited() && Clock::now() < deadline) {
     pollfd fd{out_fd_, POLLIN, 0};
     if (poll(&fd, 1, 20) > 0) {
       char buffer[4096];
@@ -164,27 +181,26 @@ Status PeerProcess::Finish(int timeout_ms) {
         std::this_thread::sleep_for(std::chrono::milliseconds(5));
     }
   }
-  if (reaped != pid_) {
+  if (exited.si_pid != pid_) {
     Kill();
     return Status::Timeout(name_ + " did not exit after its stdin closed");
   }
-  Forget(pid_);
-  pid_ = -1;
-  Kill();  // closes the pipes
-  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-    return Status::Internal(name_ + " ended with wait status " + std::to_string(status));
+  Kill();  // reaps it (unless the signal handler did) and closes the pipes
+  if (exited.si_code != CLD_EXITED || exited.si_status != 0) {
+    return Status::Internal(name_ + " ended with " +
+                            (exited.si_code == CLD_EXITED ? "exit code " : "signal ") +
+                            std::to_string(exited.si_status));
   }
   return Status::OK();
 }
 
 void PeerProcess::Kill() {
-  if (pid_ > 0) {
+  if (pid_ > 0 && Forget(pid_)) {
     kill(pid_, SIGKILL);
     while (waitpid(pid_, nullptr, 0) < 0 && errno == EINTR) {
     }
-    Forget(pid_);
-    pid_ = -1;
   }
+  pid_ = -1;
   for (int* fd : {&in_fd_, &out_fd_}) {
     if (*fd >= 0) close(*fd);
     *fd = -1;

@@ -22,9 +22,12 @@
 
 namespace te::fan {
 
-// SIGINT, SIGTERM and SIGHUP kill and reap every peer process, then exit 128+signal;
-// SIGPIPE is ignored (a dead peer's stdin gives EPIPE instead).
+// SIGINT, SIGTERM and SIGHUP kill and reap every peer process at once; the run then
+// fails on their absence, joins its threads and exits 128+signal (see CaughtSignal).
+// A second signal exits at once. SIGPIPE is ignored (a dead peer's stdin gives EPIPE).
 void InstallCleanupHandlers();
+// The signal that ended the run, or 0.
+int CaughtSignal();
 // Kills and reaps every peer process still running (also what the handlers do).
 void KillAllPeers();
 
