@@ -73,6 +73,15 @@ class NetnsTransferTest : public PeerTransferTest {
     ASSERT_NO_FATAL_FAILURE(StartPeer(args, peer));
   }
 
+  // StartHostB with two buffers of `size`, the peer opened, and `size` bytes of local
+  // memory registered.
+  void ConnectHostB(uint64_t size, uint64_t fill, PeerProcess** peer, te::SegmentHandle* seg,
+                    void** local) {
+    ASSERT_NO_FATAL_FAILURE(StartHostB(2, size, fill, peer));
+    ASSERT_NO_FATAL_FAILURE(OpenPeer(**peer, seg));
+    ASSERT_NO_FATAL_FAILURE(AllocLocal(size, local));
+  }
+
   // A batch waits at most this long before it counts as hung.
   std::chrono::milliseconds HangBound() const {
     return std::chrono::milliseconds(4 * (TransferTimeoutMs() + ConnectTimeoutMs()));
@@ -122,16 +131,14 @@ class NetnsTransferTest : public PeerTransferTest {
 TEST_F(NetnsTransferTest, ReadAndWriteAcrossTheLinkKeepEveryByte) {
   const uint64_t size = 8 * kMiB;
   PeerProcess* peer;
-  ASSERT_NO_FATAL_FAILURE(StartHostB(2, size, 61, &peer));
+  te::SegmentHandle seg;
+  void* local;
+  ASSERT_NO_FATAL_FAILURE(ConnectHostB(size, 61, &peer, &seg, &local));
   ASSERT_EQ(peer->segment_name().rfind(std::string(NetnsPair::kAddrB) + ":", 0), 0u)
       << peer->segment_name();
-  te::SegmentHandle seg;
-  ASSERT_NO_FATAL_FAILURE(OpenPeer(*peer, &seg));
   te::SegmentInfo info;
   ASSERT_TRUE(engine_->getSegmentInfo(seg, &info).ok());
   EXPECT_EQ(info.machine_id, "netns-host-b-" + std::to_string(::getpid()));
-  void* local;
-  ASSERT_NO_FATAL_FAILURE(AllocLocal(size, &local));
   ASSERT_EQ(LinkValue(hosts_.a(), NetnsPair::kVethA, "mtu"), 1500u);
   const uint64_t rx = LinkValue(hosts_.a(), NetnsPair::kVethA, "statistics/rx_bytes");
   const uint64_t tx = LinkValue(hosts_.a(), NetnsPair::kVethA, "statistics/tx_bytes");
@@ -322,11 +329,9 @@ class NetnsLossTest : public NetnsTransferTest {
 TEST_F(NetnsLossTest, OnePercentPacketLossKeepsEveryByteAndNeverHangs) {
   const uint64_t size = 4 * kMiB;
   PeerProcess* peer;
-  ASSERT_NO_FATAL_FAILURE(StartHostB(2, size, 63, &peer));
   te::SegmentHandle seg;
-  ASSERT_NO_FATAL_FAILURE(OpenPeer(*peer, &seg));
   void* local;
-  ASSERT_NO_FATAL_FAILURE(AllocLocal(size, &local));
+  ASSERT_NO_FATAL_FAILURE(ConnectHostB(size, 63, &peer, &seg, &local));
   // A few seconds of traffic, each batch bounded (HangBound): READs in 64 KiB blocks,
   // WRITEs in 1 MiB blocks, every byte checked.
   const auto start = Clock::now();
@@ -395,11 +400,9 @@ TEST_F(NetnsLossTest, ConnectionsThatRetransmitTakeTheShortMinimumRto) {
   }
   const uint64_t size = 4 * kMiB;
   PeerProcess* peer;
-  ASSERT_NO_FATAL_FAILURE(StartHostB(2, size, 64, &peer));
   te::SegmentHandle seg;
-  ASSERT_NO_FATAL_FAILURE(OpenPeer(*peer, &seg));
   void* local;
-  ASSERT_NO_FATAL_FAILURE(AllocLocal(size, &local));
+  ASSERT_NO_FATAL_FAILURE(ConnectHostB(size, 64, &peer, &seg, &local));
   for (int round = 0; round < 4; ++round) {
     ASSERT_NO_FATAL_FAILURE(
         ExpectReadIntact(seg, local, peer->buffers()[0].base, size, 64 * kKiB, BufferSeed(64, 0)));
