@@ -252,8 +252,8 @@ long WaiterSleepsBetweenResponses(std::chrono::microseconds busy_poll,
         Clock::now() + std::chrono::seconds(10));
     const long sleeps = te_test::SleepsSoFar() - sleeps_at_first;
     if (!received) {
-      // The loop was reading when the waiter came (as the engine's waiter, now leave
-      // the responses to it).
+      // The loop was reading when the waiter came: like the engine's waiter, hand the
+      // responses to the loop.
       first.slice.awaited.store(false);
       second.slice.awaited.store(false);
       conn->Unattended();
