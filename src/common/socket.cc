@@ -50,7 +50,8 @@ void UniqueFd::Reset(int fd) {
   fd_ = fd;
 }
 
-Status Listen(const std::string& host, uint16_t port, UniqueFd* out, uint16_t* bound_port) {
+Status Listen(const std::string& host, uint16_t port, UniqueFd* out, uint16_t* bound_port,
+              const SocketSetup& setup) {
   addrinfo* ai = nullptr;
   TE_RETURN_IF_ERROR(Resolve(host, port, true, &ai));
   Status last = Status::Unavailable("no address to listen on for '" + host + "'");
@@ -62,6 +63,7 @@ Status Listen(const std::string& host, uint16_t port, UniqueFd* out, uint16_t* b
     }
     int one = 1;
     ::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (setup) setup(fd.get());
     if (::bind(fd.get(), p->ai_addr, p->ai_addrlen) != 0) {
       int err = errno;
       last = err == EADDRINUSE ? Status::AlreadyExists("port " + std::to_string(port) + " on '" +
@@ -87,7 +89,8 @@ Status Listen(const std::string& host, uint16_t port, UniqueFd* out, uint16_t* b
   return last;
 }
 
-Status Connect(const std::string& host, uint16_t port, uint32_t timeout_ms, UniqueFd* out) {
+Status Connect(const std::string& host, uint16_t port, uint32_t timeout_ms, UniqueFd* out,
+               const SocketSetup& setup) {
   addrinfo* ai = nullptr;
   TE_RETURN_IF_ERROR(Resolve(host, port, false, &ai));
   std::string where = host + ":" + std::to_string(port);
@@ -99,6 +102,7 @@ Status Connect(const std::string& host, uint16_t port, uint32_t timeout_ms, Uniq
       last = Status::FromErrno("socket", errno);
       continue;
     }
+    if (setup) setup(fd.get());
     int rc = ::connect(fd.get(), p->ai_addr, p->ai_addrlen);
     if (rc != 0 && errno == EINPROGRESS) {
       pollfd pfd{fd.get(), POLLOUT, 0};

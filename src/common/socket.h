@@ -6,6 +6,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <string>
 
 #include "te/status.h"
@@ -36,10 +37,16 @@ class UniqueFd {
   int fd_ = -1;
 };
 
+// Tunes a socket before its handshake (see TuneDataSocket); nothing when empty.
+using SocketSetup = std::function<void(int fd)>;
 // Binds and listens on host:port (empty host: all interfaces; port 0: any free port).
-Status Listen(const std::string& host, uint16_t port, UniqueFd* fd, uint16_t* bound_port);
-// Connects within timeout_ms; the result is blocking with TCP_NODELAY set.
-Status Connect(const std::string& host, uint16_t port, uint32_t timeout_ms, UniqueFd* fd);
+// setup runs on the listener before listen(): accepted sockets inherit what it sets.
+Status Listen(const std::string& host, uint16_t port, UniqueFd* fd, uint16_t* bound_port,
+              const SocketSetup& setup = {});
+// Connects within timeout_ms; the result is blocking with TCP_NODELAY set. setup runs
+// on the socket before connect().
+Status Connect(const std::string& host, uint16_t port, uint32_t timeout_ms, UniqueFd* fd,
+               const SocketSetup& setup = {});
 // Accepts one connection; kCancelled once the listener is shut down.
 Status Accept(int listen_fd, UniqueFd* fd);
 // Sets SO_RCVTIMEO and SO_SNDTIMEO: a blocked recv/send fails with kTimeout after this.
@@ -65,7 +72,12 @@ struct DataSocketTuning {
 // timer ticks) is logged and left to the kernel.
 Status ResolveDataSocketTuning(const std::string& congestion, uint32_t rto_min_us,
                                DataSocketTuning* out);
-// Bulk buffers and the congestion control.
+// Bulk buffers and the congestion control, set before the handshake (as Connect's or
+// the listener's SocketSetup): the kernel sets a connection up with the congestion
+// control in force when it is established, and a later change keeps some of it: bbr,
+// where it is the system's default, turns on the kernel's own pacing, which outlives
+// a switch to cubic: an hrtimer armed on nearly every send, a third of the
+// CPU of an engine writing to 256 peers (docs/performance.md).
 void TuneDataSocket(int fd, const DataSocketTuning& tuning);
 // The minimum retransmission timeout goes on a data socket only once it has
 // retransmitted (TCP_INFO): below the kernel's 200 ms, Linux also caps the socket's

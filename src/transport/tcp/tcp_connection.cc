@@ -308,7 +308,8 @@ void TcpConnection::Connect(Clock::time_point asked) {
     const TcpEndpoint::Address& a = endpoint.addresses[i];
     const auto budget = std::exchange(first_timeout, timeout);
     if (budget.count() <= 0) continue;
-    s = te::Connect(a.host, a.port, static_cast<uint32_t>(budget.count()), &fd);
+    s = te::Connect(a.host, a.port, static_cast<uint32_t>(budget.count()), &fd,
+                    [this](int raw) { TuneDataSocket(raw, options_.tuning); });
     if (s.ok()) {
       options_.endpoint->preferred.store(i, std::memory_order_relaxed);
       break;
@@ -320,7 +321,6 @@ void TcpConnection::Connect(Clock::time_point asked) {
   if (s.ok()) s = wire::ClientHello(fd.get(), wire::kChannelTcpData, options_.self);
   auto sock = std::make_shared<Socket>();
   if (s.ok()) {
-    TuneDataSocket(fd.get(), options_.tuning);
     sock->fd = std::move(fd);
     sock->counted = GaugeHold(options_.connections);
     sock->loop_id = loop_->NewId();

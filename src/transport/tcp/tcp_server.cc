@@ -421,8 +421,7 @@ void Welcome(std::shared_ptr<UniqueFd> fd, const std::shared_ptr<TcpServer::Shar
     wire::LogRefusedHandshake("tcp", fd->get(), s);
     return;
   }
-  TuneDataSocket(fd->get(), o.tuning);
-  const int raw = fd->get();
+  const int raw = fd->get();  // tuned as the listener was (TcpServer::Start)
   const uint64_t id = shared->loop->NewId();
   auto conn = std::make_shared<DataConnection>(id, std::move(*fd), std::move(peer), shared);
   shared->loop->Add(shared->owner, id, raw, std::move(conn));  // dropped if the owner ended
@@ -463,7 +462,9 @@ uint32_t TcpServer::ConnectionLimit() {
 Status TcpServer::Start(const std::string& host, TcpServerOptions options, IoLoop* loop,
                         uint64_t owner, HandshakePool* pool) {
   UniqueFd fd;
-  TE_RETURN_IF_ERROR(Listen(host, 0, &fd, &port_));
+  const DataSocketTuning tuning = options.tuning;
+  TE_RETURN_IF_ERROR(
+      Listen(host, 0, &fd, &port_, [&tuning](int raw) { TuneDataSocket(raw, tuning); }));
   ::fcntl(fd.get(), F_SETFL, ::fcntl(fd.get(), F_GETFL) | O_NONBLOCK);
   shared_ = std::make_shared<Shared>();
   shared_->options = std::move(options);

@@ -8,6 +8,7 @@
 #include <sys/socket.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cstdint>
 #include <cstring>
@@ -667,6 +668,42 @@ TEST(TcpCongestionTest, DataConnectionsUseTheConfiguredOne) {
                  ASSERT_GE(names.size(), 2u) << "no connection, or not both of its ends";
                  for (const std::string& name : names) EXPECT_EQ(name, chosen);
                });
+}
+
+// A data socket's tuning goes on before its handshake: the kernel sets a connection up
+// with the congestion control in force then, and bbr's pacing outlives a later switch.
+// The listener's setup runs before listen(), the initiator's before connect().
+TEST(TcpCongestionTest, SocketsAreTunedBeforeTheirHandshake) {
+  int listening_when_set = -1;
+  UniqueFd listener;
+  uint16_t port = 0;
+  ASSERT_TRUE(Listen("127.0.0.1", 0, &listener, &port, [&](int fd) {
+                int accepting = -1;
+                socklen_t len = sizeof(accepting);
+                ::getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &accepting, &len);
+                listening_when_set = accepting;
+                SetCongestionControl(fd, "reno");
+              }).ok());
+  EXPECT_EQ(listening_when_set, 0);
+  int peer_errno_when_set = 0;
+  UniqueFd client;
+  ASSERT_TRUE(Connect("127.0.0.1", port, 3000, &client, [&](int fd) {
+                sockaddr_storage peer{};
+                socklen_t len = sizeof(peer);
+                if (::getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &len) != 0) {
+                  peer_errno_when_set = errno;
+                }
+                SetCongestionControl(fd, "reno");
+              }).ok());
+  EXPECT_EQ(peer_errno_when_set, ENOTCONN);
+  UniqueFd accepted;
+  ASSERT_TRUE(Accept(listener.get(), &accepted).ok());
+  for (int fd : {client.get(), accepted.get()}) {  // the accepted one as its listener
+    char name[16] = {};
+    socklen_t len = sizeof(name);
+    ASSERT_EQ(::getsockopt(fd, IPPROTO_TCP, TCP_CONGESTION, name, &len), 0);
+    EXPECT_STREQ(name, "reno");
+  }
 }
 
 TEST(TcpCongestionTest, AnUnknownOneFailsTheStartWithItsName) {
