@@ -72,12 +72,12 @@ struct DataSocketTuning {
 // timer ticks) is logged and left to the kernel.
 Status ResolveDataSocketTuning(const std::string& congestion, uint32_t rto_min_us,
                                DataSocketTuning* out);
-// Bulk buffers and the congestion control, set before the handshake (as Connect's or
-// the listener's SocketSetup): the kernel sets a connection up with the congestion
-// control in force when it is established, and a later change keeps some of it: bbr,
-// where it is the system's default, turns on the kernel's own pacing, which outlives
-// a switch to cubic: an hrtimer armed on nearly every send, a third of the
-// CPU of an engine writing to 256 peers (docs/performance.md).
+// Bulk buffers and the congestion control. Set before the handshake (as Connect's or
+// the listener's SocketSetup), because the kernel sets a connection up under the
+// congestion control in force when it is established. bbr, where it is the system's
+// default, turns on the kernel's own pacing then, and a later switch to cubic leaves
+// it on: an hrtimer armed on nearly every send, a third of the CPU of an engine
+// writing to 256 peers (docs/performance.md).
 void TuneDataSocket(int fd, const DataSocketTuning& tuning);
 // The minimum retransmission timeout goes on a data socket only once it has
 // retransmitted (TCP_INFO): below the kernel's 200 ms, Linux also caps the socket's

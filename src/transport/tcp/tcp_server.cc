@@ -462,9 +462,8 @@ uint32_t TcpServer::ConnectionLimit() {
 Status TcpServer::Start(const std::string& host, TcpServerOptions options, IoLoop* loop,
                         uint64_t owner, HandshakePool* pool) {
   UniqueFd fd;
-  const DataSocketTuning tuning = options.tuning;
   TE_RETURN_IF_ERROR(
-      Listen(host, 0, &fd, &port_, [&tuning](int raw) { TuneDataSocket(raw, tuning); }));
+      Listen(host, 0, &fd, &port_, [&options](int raw) { TuneDataSocket(raw, options.tuning); }));
   ::fcntl(fd.get(), F_SETFL, ::fcntl(fd.get(), F_GETFL) | O_NONBLOCK);
   shared_ = std::make_shared<Shared>();
   shared_->options = std::move(options);
