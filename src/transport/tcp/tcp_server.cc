@@ -221,6 +221,11 @@ Status DataConnection::StartRequest() {
     return Status::ProtocolError("unexpected frame on a data connection");
   }
   const bool is_read = h.opcode == wire::Opcode::kRead;
+  // The wire allows a READ request a small control payload; a data connection has no
+  // use for one, and it would be received at `addr`, into memory pinned only for reading.
+  if (is_read && h.payload_len != 0) {
+    return Status::ProtocolError("a READ request with a payload on a data connection");
+  }
   const Status verdict =
       h.length == 0 ? Status::InvalidArgument("zero-length request")
                     : reader_.Pin(h.addr, h.length,

@@ -93,6 +93,17 @@ struct Submitted {
   std::atomic<size_t> done{0}, failed{0};
 };
 
+// A data connection to `target` past its HELLO, as an initiator's, for raw frames.
+UniqueFd RawDataConnection(const Target& target) {
+  TcpEndpoint endpoint;
+  EXPECT_TRUE(TcpEndpoint::Parse(target.descriptor.transports.at("tcp"), &endpoint).ok());
+  UniqueFd fd;
+  EXPECT_TRUE(Connect(endpoint.addresses[0].host, endpoint.addresses[0].port, 3000, &fd).ok());
+  EXPECT_TRUE(wire::ClientHello(fd.get(), wire::kChannelTcpData, {"raw-client", ""}).ok());
+  EXPECT_TRUE(SetIoTimeout(fd.get(), 5000).ok());
+  return fd;
+}
+
 // A soak found an initiator growing by a peer (connections, threads) per restart of its
 // target, as each restart brings a new port: peers nothing uses must go.
 TEST(TcpTransportTest, PeersOfGoneEndpointsAreDropped) {
@@ -236,11 +247,7 @@ TEST(TcpTransportTest, ARequestAndTheEndOfStreamArrivingTogetherAreAnsweredAndCl
   Target target("target");
   target.config.transfer_timeout_ms = 30000;  // an io-timeout close would come far later
   ASSERT_TRUE(target.Start().ok());
-  TcpEndpoint endpoint;
-  ASSERT_TRUE(TcpEndpoint::Parse(target.descriptor.transports.at("tcp"), &endpoint).ok());
-  UniqueFd fd;
-  ASSERT_TRUE(Connect(endpoint.addresses[0].host, endpoint.addresses[0].port, 3000, &fd).ok());
-  ASSERT_TRUE(wire::ClientHello(fd.get(), wire::kChannelTcpData, {"raw-client", ""}).ok());
+  UniqueFd fd = RawDataConnection(target);
   wire::FrameHeader read;
   read.opcode = wire::Opcode::kRead;
   read.request_id = 1;
@@ -250,7 +257,6 @@ TEST(TcpTransportTest, ARequestAndTheEndOfStreamArrivingTogetherAreAnsweredAndCl
   wire::EncodeHeader(read, header);
   ASSERT_TRUE(SendAll(fd.get(), header, sizeof(header)).ok());
   ASSERT_EQ(::shutdown(fd.get(), SHUT_WR), 0);
-  ASSERT_TRUE(SetIoTimeout(fd.get(), 5000).ok());
   std::vector<char> reply(wire::kHeaderSize + read.length);
   ASSERT_TRUE(RecvAll(fd.get(), reply.data(), reply.size()).ok()) << "no answer";
   char extra;
@@ -263,12 +269,7 @@ TEST(TcpTransportTest, ARequestAndTheEndOfStreamArrivingTogetherAreAnsweredAndCl
 // may push its held fragment out on its own.
 uint32_t SegmentsForPipelinedRequests(const Target& target, wire::Opcode opcode, int rounds,
                                       int count, uint64_t size) {
-  TcpEndpoint endpoint;
-  EXPECT_TRUE(TcpEndpoint::Parse(target.descriptor.transports.at("tcp"), &endpoint).ok());
-  UniqueFd fd;
-  EXPECT_TRUE(Connect(endpoint.addresses[0].host, endpoint.addresses[0].port, 3000, &fd).ok());
-  EXPECT_TRUE(wire::ClientHello(fd.get(), wire::kChannelTcpData, {"raw-client", ""}).ok());
-  EXPECT_TRUE(SetIoTimeout(fd.get(), 5000).ok());
+  UniqueFd fd = RawDataConnection(target);
   const bool write = opcode == wire::Opcode::kWrite;
   const uint64_t request_size = wire::kHeaderSize + (write ? size : 0);
   std::vector<uint8_t> requests(count * request_size, 'w');
@@ -313,6 +314,28 @@ TEST(TcpTransportTest, PipelinedRepliesShareSegments) {
   const uint32_t writes =
       SegmentsForPipelinedRequests(target, wire::Opcode::kWrite, 10, kRequests, 4096);
   EXPECT_LE(writes, kRequests / 2) << writes << " segments for " << kRequests << " WRITEs";
+}
+
+// The fuzzer's find: the wire gives a READ request room for a control payload, and
+// the target received it at the READ's address, into a buffer registered read-only,
+// past the READ's length, before it crashed preparing the reply.
+TEST(TcpTransportTest, AReadRequestWithAPayloadClosesTheConnectionAndWritesNothing) {
+  Target target("target");
+  target.info.permission = Permission::kRemoteRead;
+  ASSERT_TRUE(target.Start().ok());
+  UniqueFd fd = RawDataConnection(target);
+  wire::FrameHeader read;
+  read.opcode = wire::Opcode::kRead;
+  read.request_id = 1;
+  read.addr = target.info.base;
+  read.length = 16;
+  read.payload_len = 64;
+  std::vector<uint8_t> frame(wire::kHeaderSize + read.payload_len, 'x');
+  wire::EncodeHeader(read, frame.data());
+  ASSERT_TRUE(SendAll(fd.get(), frame.data(), frame.size()).ok());
+  char reply;
+  EXPECT_LE(::recv(fd.get(), &reply, 1, 0), 0) << "answered, or not closed within 5 s";
+  EXPECT_EQ(target.memory, std::vector<char>(target.memory.size(), 't'));
 }
 
 TEST(TcpTransportTest, ConnectionsOpenOnFirstUseAndCloseWhenIdle) {
