@@ -274,6 +274,11 @@ bool SetMinRtoOnceRetransmitted(int fd, const DataSocketTuning& tuning) {
   return true;
 }
 
+bool SetCork(int fd, bool on) {
+  const int value = on ? 1 : 0;
+  return ::setsockopt(fd, IPPROTO_TCP, TCP_CORK, &value, sizeof(value)) == 0;
+}
+
 void SetBulkBuffers(int fd) {
   int size = 4 << 20;
   ::setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, sizeof(size));
@@ -317,9 +322,9 @@ Status SendAll(int fd, struct iovec* iov, int iovcnt) {
   return Status::OK();
 }
 
-Status SendSome(int fd, struct iovec** iov, int* iovcnt, int flags) {
+Status SendSome(int fd, struct iovec** iov, int* iovcnt) {
   while (*iovcnt > 0) {
-    ssize_t n = SendMsg(fd, *iov, *iovcnt, MSG_DONTWAIT | flags);
+    ssize_t n = SendMsg(fd, *iov, *iovcnt, MSG_DONTWAIT);
     if (n < 0) {
       if (errno == EINTR) continue;
       if (errno == EAGAIN || errno == EWOULDBLOCK) return Status::OK();

@@ -53,6 +53,9 @@ Status Accept(int listen_fd, UniqueFd* fd);
 Status SetIoTimeout(int fd, uint32_t timeout_ms);
 // Enlarges kernel socket buffers for bulk data.
 void SetBulkBuffers(int fd);
+// TCP_CORK on: partial segments wait for more data, even under TCP_NODELAY and when
+// an ACK arrives meanwhile; off sends what waits. False when the kernel refused it.
+bool SetCork(int fd, bool on);
 // This network namespace's default TCP congestion control; empty when unreadable.
 std::string KernelCongestionControl();
 // The congestion control that Config::tcp_congestion asks for ("auto", "system" or a
@@ -96,9 +99,7 @@ Status SendAll(int fd, struct iovec* iov, int iovcnt);
 Status SendAll(int fd, const void* data, size_t len);
 // Sends what the socket buffer takes without waiting, and advances *iov and *iovcnt
 // past it (*iovcnt is 0 once everything went). kUnavailable when the peer is gone.
-// `flags` go to sendmsg too (MSG_MORE: more follows at once, so a last partial
-// segment may wait for it).
-Status SendSome(int fd, struct iovec** iov, int* iovcnt, int flags = 0);
+Status SendSome(int fd, struct iovec** iov, int* iovcnt);
 // Receives what the socket has, up to len bytes, without waiting: *received is 0 when
 // nothing was there. kUnavailable on orderly close.
 Status RecvSome(int fd, void* data, size_t len, size_t* received);

@@ -116,6 +116,7 @@ class DataConnection : public IoHandler, public std::enable_shared_from_this<Dat
   int reply_at_ = 0;
   int reply_count_ = 0;
   bool reply_from_device_ = false;
+  bool corked_ = false;  // TCP_CORK: replies that follow at once are going out (SendReply)
 };
 
 void DataConnection::OnEvents(uint32_t events) {
@@ -338,14 +339,17 @@ bool DataConnection::NextReplyFollowsAtOnce() const {
 Status DataConnection::SendReply(bool* blocked) {
   iovec* iov = reply_iov_ + reply_at_;
   int count = reply_count_ - reply_at_;
-  // Another reply follows this one at once (NextReplyFollowsAtOnce): MSG_MORE lets
-  // the kernel hold this one's last partial segment for it. Else a 64 KiB READ reply
-  // with its header is a full segment and a tiny one (TCP_NODELAY), and each WRITE's
-  // reply a tiny one: more packets, and receiver wake-ups, than one stream.
-  const int flags = NextReplyFollowsAtOnce() ? MSG_MORE : 0;
+  // While replies follow one another at once (NextReplyFollowsAtOnce) the socket is
+  // corked, so that the kernel holds each one's last partial segment for the next.
+  // Else a 64 KiB READ reply with its header is a full segment and a tiny one
+  // (TCP_NODELAY), and each WRITE's reply a tiny one: more packets, and receiver
+  // wake-ups, than one stream. Not MSG_MORE: an ACK arriving while this thread is
+  // preempted between two replies (a loaded machine) pushes a fragment held that way.
+  const bool follows = NextReplyFollowsAtOnce();
+  if (follows && !corked_) corked_ = SetCork(fd_.get(), true);
   {
     TsanHiddenAccesses hidden;  // a READ's buffer: its order runs through the peer
-    TE_RETURN_IF_ERROR(SendSome(fd_.get(), &iov, &count, flags));
+    TE_RETURN_IF_ERROR(SendSome(fd_.get(), &iov, &count));
   }
   reply_at_ = reply_count_ - count;
   progress_ns_ = SteadyNowNs();
@@ -358,6 +362,7 @@ Status DataConnection::SendReply(bool* blocked) {
     TE_RETURN_IF_ERROR(SendPayload(fd_.get(), LocationDevice(pin_.info()->location),
                                    reinterpret_cast<char*>(request_.addr), request_.length));
   }
+  if (corked_ && !follows) corked_ = !SetCork(fd_.get(), false);  // the last goes out now
   pin_.Release();
   phase_ = Phase::kHeader;
   return Status::OK();

@@ -93,12 +93,16 @@ struct Submitted {
   std::atomic<size_t> done{0}, failed{0};
 };
 
-// A data connection to `target` past its HELLO, as an initiator's, for raw frames.
+// A data connection to `target` past its HELLO, for raw frames. Its buffers are an
+// initiator's, set before the handshake: the window it offers then holds a burst of
+// replies however slowly a loaded machine runs the test.
 UniqueFd RawDataConnection(const Target& target) {
   TcpEndpoint endpoint;
   EXPECT_TRUE(TcpEndpoint::Parse(target.descriptor.transports.at("tcp"), &endpoint).ok());
   UniqueFd fd;
-  EXPECT_TRUE(Connect(endpoint.addresses[0].host, endpoint.addresses[0].port, 3000, &fd).ok());
+  EXPECT_TRUE(
+      Connect(endpoint.addresses[0].host, endpoint.addresses[0].port, 3000, &fd, SetBulkBuffers)
+          .ok());
   EXPECT_TRUE(wire::ClientHello(fd.get(), wire::kChannelTcpData, {"raw-client", ""}).ok());
   EXPECT_TRUE(SetIoTimeout(fd.get(), 5000).ok());
   return fd;
