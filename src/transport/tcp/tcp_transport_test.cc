@@ -302,7 +302,7 @@ uint32_t SegmentsForPipelinedRequests(const Target& target, wire::Opcode opcode,
 }
 
 // A 64 KiB reply with its header is a full loopback segment and a small one, and a
-// WRITE's reply a small one, unless the next reply may fill it (MSG_MORE while one
+// WRITE's reply a small one, unless the next reply may fill it (TCP_CORK while one
 // follows at once): a stream of replies then costs as many packets, and receiver
 // wake-ups, as a stream of bytes.
 TEST(TcpTransportTest, PipelinedRepliesShareSegments) {
