@@ -82,11 +82,16 @@ std::string TcpConnection::PeerText() const { return options_.endpoint->Describe
 
 void TcpConnection::Touch() { used_ns_.store(SteadyNowNs(), std::memory_order_relaxed); }
 
+void TcpConnection::Done(Slice* slice, const Status& status) {
+  carried_bytes_.fetch_sub(slice->length, std::memory_order_relaxed);
+  slice->on_done(slice, status);
+}
+
 void TcpConnection::Complete(Slice* chain, const Status& status) {
   while (chain) {
     Slice* next = chain->next;
     chain->next = nullptr;
-    chain->on_done(chain, status);
+    Done(chain, status);
     chain = next;
   }
 }
@@ -102,6 +107,9 @@ void TcpConnection::AwaitReleased(const Slice* slice) const {
 void TcpConnection::Enqueue(Slice* head, Slice* tail) {
   tail->next = nullptr;
   Touch();
+  uint64_t bytes = 0;
+  for (const Slice* s = head; s; s = s->next) bytes += s->length;
+  carried_bytes_.fetch_add(bytes, std::memory_order_relaxed);
   Slice* refused = nullptr;
   Status why;
   {
@@ -387,7 +395,7 @@ void TcpConnection::Fail(const std::shared_ptr<Socket>& sock, const Status& stat
   TE_LOG(Info) << "tcp: connection to " << PeerText() << " failed: " << status.ToString();
   for (Slice* s : failed) {
     AwaitReleased(s);
-    s->on_done(s, status);
+    Done(s, status);
   }
   Complete(refused, Status::ResourceExhausted("tcp: too many connections opening at once"));
 }
@@ -444,7 +452,7 @@ bool TcpConnection::ReleaseReader(const std::shared_ptr<Socket>& sock) {
   }
   if (orphan) {
     AwaitReleased(orphan);
-    orphan->on_done(orphan, why);
+    Done(orphan, why);
   }
   return read_more;
 }
@@ -583,7 +591,7 @@ void TcpConnection::FinishResponse(const Status& status) {
   }
   // A READ request's send reads only its header, never the caller's buffer.
   if (slice->opcode == Request::WRITE) AwaitReleased(slice);
-  slice->on_done(slice, status);
+  Done(slice, status);
 }
 
 bool TcpConnection::ReceiveFor(const std::function<bool()>& done, Clock::time_point deadline) {
@@ -747,7 +755,7 @@ void TcpConnection::Close() {
   Complete(queued, Status::Cancelled("transport stopped"));
   for (Slice* s : failed) {
     AwaitReleased(s);
-    s->on_done(s, Status::Cancelled("transport stopped"));
+    Done(s, Status::Cancelled("transport stopped"));
   }
 }
 

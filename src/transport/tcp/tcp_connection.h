@@ -77,6 +77,9 @@ class TcpConnection : public std::enable_shared_from_this<TcpConnection> {
       EXCLUDES(mu_);
   // Nothing queued, on the wire, being sent or being read by a waiter.
   bool Idle() EXCLUDES(mu_);
+  // Bytes of the slices it carries (queued, on the wire, or being received), without a
+  // lock: how busy it is, for picking one (TcpPeer).
+  uint64_t carried_bytes() const { return carried_bytes_.load(std::memory_order_relaxed); }
   // No waiter comes for the awaited requests on the wire: the loop receives them.
   void Unattended() EXCLUDES(mu_);
   // Fails queued and in-flight slices with kCancelled and closes the socket; later
@@ -172,7 +175,9 @@ class TcpConnection : public std::enable_shared_from_this<TcpConnection> {
   // Drops sock if it is current and ends what was on it with status.
   void Fail(const std::shared_ptr<Socket>& sock, const Status& status) EXCLUDES(mu_);
   void Detach(const std::shared_ptr<Socket>& sock) REQUIRES(mu_);
-  static void Complete(Slice* chain, const Status& status);
+  // Ends a slice this connection carried: every on_done goes through here.
+  void Done(Slice* slice, const Status& status);
+  void Complete(Slice* chain, const Status& status);
   // Waits until no send reads the slice's source bytes any more.
   void AwaitReleased(const Slice* slice) const;
   void Touch();
@@ -213,6 +218,7 @@ class TcpConnection : public std::enable_shared_from_this<TcpConnection> {
   // and when the connection was last used.
   std::atomic<int64_t> progress_ns_{0};
   std::atomic<int64_t> used_ns_{0};
+  std::atomic<uint64_t> carried_bytes_{0};  // see carried_bytes()
 };
 
 }  // namespace te

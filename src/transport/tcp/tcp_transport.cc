@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstdint>
 #include <vector>
 
 #include "transport/tcp/tcp_endpoint.h"
@@ -37,15 +38,17 @@ class TcpPeer : public TransportPeer {
     // Runs of at least kMinRun slices per connection: a run goes out in one sendmsg and
     // comes back as one stream, so the few slices a peer gets of a batch spread over
     // many peers cost one connection's system calls, not one each. Bytes enough for
-    // several flows (kBytesPerRun each) still use several connections.
+    // several flows (kBytesPerRun each) still use several connections. A Submit that
+    // makes one run goes to the least busy connection; several rotate over them.
     uint64_t bytes = 0;
     for (size_t i = 0; i < count; ++i) bytes += slices[i]->length;
     const size_t used =
         std::clamp<size_t>(std::max<uint64_t>(count / kMinRun, bytes / kBytesPerRun), 1, n);
     const size_t run = (count + used - 1) / used;
+    const size_t runs = (count + run - 1) / run;
     // One chain per connection, each handed over with a single lock.
     std::vector<std::pair<Slice*, Slice*>> chains(n, {nullptr, nullptr});
-    const size_t start = next_.fetch_add(used, std::memory_order_relaxed);
+    const size_t start = runs == 1 ? LeastBusy() : next_.fetch_add(runs, std::memory_order_relaxed);
     for (size_t i = 0; i < count; ++i) {
       const size_t c = (start + i / run) % n;
       auto& [head, tail] = chains[c];
@@ -84,6 +87,24 @@ class TcpPeer : public TransportPeer {
   }
 
  private:
+  // The first connection carrying less than kBytesPerRun, else the one carrying least.
+  // What one connection carries well stays on one, so that a peer that gets a request
+  // at a time (a batch spread over many peers) costs one socket at each end, not
+  // tcp_connections_per_peer; the others open only when the bytes call for them.
+  size_t LeastBusy() const {
+    size_t best = 0;
+    uint64_t least = UINT64_MAX;
+    for (size_t c = 0; c < connections_.size(); ++c) {
+      const uint64_t carried = connections_[c]->carried_bytes();
+      if (carried < kBytesPerRun) return c;
+      if (carried < least) {
+        least = carried;
+        best = c;
+      }
+    }
+    return best;
+  }
+
   // The connection of this peer that carries slice, or null (not, or no longer, ours).
   TcpConnection* CarrierOf(const Slice& slice) const {
     const void* carrier = slice.carrier.load(std::memory_order_relaxed);

@@ -367,6 +367,38 @@ TEST(TcpTransportTest, ConnectionsOpenOnFirstUseAndCloseWhenIdle) {
   EXPECT_EQ(local, target.memory);
 }
 
+// A peer that gets a request at a time (a batch spread over many peers) keeps to one
+// of its connections, so 256 such peers cost 256 sockets at each end, not 1,024; bytes
+// enough for several flows (a slice of kBytesPerRun or more each) use them all.
+TEST(TcpTransportTest, OneConnectionCarriesWhatItCarriesWellAndBytesOpenTheOthers) {
+  constexpr uint64_t kBig = 4 << 20;
+  EngineMetrics metrics({"tcp"}, "p2p", false);
+  Endpoint initiator("initiator");
+  initiator.config.tcp_connections_per_peer = 4;
+  initiator.context.metrics = &metrics;
+  ASSERT_TRUE(initiator.Start().ok());
+  Target target("target", 4 * kBig);
+  ASSERT_TRUE(target.Start().ok());
+  std::atomic<int64_t>* open = metrics.Connections("tcp", false);
+  std::shared_ptr<TransportPeer> peer;
+  ASSERT_TRUE(initiator.transport.GetPeer(target.descriptor, &peer).ok());
+
+  std::vector<char> small(64 << 10);
+  for (int i = 0; i < 8; ++i) ASSERT_TRUE(Read(*peer, target.info.base, &small).ok());
+  EXPECT_EQ(open->load(), 1) << "requests one at a time spread over the peer's connections";
+
+  std::vector<char> local(4 * kBig);
+  Submitted big(Request::READ, local.data(), target.info.base, 4, kBig);
+  for (Slice& slice : big.slices) {
+    Slice* one[] = {&slice};
+    peer->Submit(one, 1);
+  }
+  ASSERT_TRUE(Eventually([&] { return big.done.load() == 4; }, std::chrono::seconds(10)));
+  EXPECT_EQ(big.failed.load(), 0u);
+  EXPECT_EQ(local, target.memory);
+  EXPECT_EQ(open->load(), 4) << "big slices at once stayed on fewer connections";
+}
+
 // A target at its file-descriptor-derived limit refuses with the reason, which reaches
 // the initiator's slice; it neither hangs nor resets the connection.
 TEST(TcpTransportTest, ConnectionsBeyondTheTargetsLimitAreRefusedWithAReason) {
