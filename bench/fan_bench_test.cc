@@ -18,6 +18,9 @@
 #ifndef TE_FAN_BENCH_PATH
 #error "TE_FAN_BENCH_PATH must name the te_fan_bench binary"
 #endif
+#ifndef TE_TCP_FAN_BASELINE_PATH
+#error "TE_TCP_FAN_BASELINE_PATH must name the te_tcp_fan_baseline binary"
+#endif
 #ifndef TE_FAN_BENCH_TEST_HOOKS_PATH
 #error "TE_FAN_BENCH_TEST_HOOKS_PATH must name the te_fan_bench_TEST_hooks binary"
 #endif
@@ -217,6 +220,33 @@ TEST(FanBenchTest, SigtermKillsAndReapsThePeerProcesses) {
   for (pid_t pid : peers) {
     EXPECT_EQ(kill(pid, 0), -1) << "peer process " << pid << " is still there";
     EXPECT_EQ(errno, ESRCH);
+  }
+}
+
+// The raw-socket floor beside fan-out (bench/tcp_fan_baseline.cc): a row and a JSON
+// line per N with figures, and bad flags refused.
+TEST(TcpFanBaselineTest, GivesARowAndAJsonLinePerPeerCount) {
+  const BenchRun run =
+      RunBench({"--peers=1,3", "--duration=1", "--warmup=0", "--json"}, TE_TCP_FAN_BASELINE_PATH);
+  ASSERT_EQ(run.exit_code, 0) << Describe(run);
+  ASSERT_EQ(run.rows.size(), 2u) << Describe(run);
+  ASSERT_EQ(run.json.size(), 2u) << Describe(run);
+  for (size_t i = 0; i < 2; ++i) {
+    const nlohmann::json& j = run.json[i];
+    EXPECT_EQ(j.value("mode", ""), "fan-out-raw");
+    EXPECT_EQ(j.value("peers", 0), i == 0 ? 1 : 3);
+    EXPECT_GT(j.value("throughput", 0.0), 0.0) << j.dump();
+    EXPECT_GT(j.value("cpu_seconds_per_gb", 0.0), 0.0) << j.dump();
+    EXPECT_GT(j.value("p99_us", 0.0), 0.0) << j.dump();
+  }
+}
+
+TEST(TcpFanBaselineTest, BadFlagsExitTwoWithOneLine) {
+  for (const char* flag : {"--peers=0", "--peers=1,x", "--size=0", "--threads=0"}) {
+    const BenchRun run = RunBench({flag}, TE_TCP_FAN_BASELINE_PATH);
+    EXPECT_EQ(run.exit_code, 2) << flag << "\n" << Describe(run);
+    EXPECT_TRUE(run.rows.empty()) << flag;
+    EXPECT_NE(run.log.find("error: "), std::string::npos) << flag << "\n" << run.log;
   }
 }
 

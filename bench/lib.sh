@@ -12,6 +12,7 @@ BENCH=$BUILD_DIR/tools/transfer_engine_bench
 MEMCPY=$BUILD_DIR/bench/te_memcpy_baseline
 PINGPONG_TOOL=$BUILD_DIR/bench/te_tcp_pingpong
 FAN_TOOL=$BUILD_DIR/bench/te_fan_bench
+FAN_RAW_TOOL=$BUILD_DIR/bench/te_tcp_fan_baseline
 UCX_BASELINE=$BUILD_DIR/bench/te_ucx_baseline
 # A command prefix for the engine's processes (e.g. taskset -c 0); empty: none.
 PIN_TARGET=()
@@ -44,7 +45,7 @@ build_bench() {
   cmake -S "$BENCH_ROOT" -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Release -DTE_BUILD_TESTS=OFF \
     >/dev/null || die "cmake configure failed"
   cmake --build "$BUILD_DIR" -j2 --target transfer_engine_bench te_memcpy_baseline te_tcp_pingpong \
-    te_fan_bench >/dev/null || die "build failed"
+    te_fan_bench te_tcp_fan_baseline >/dev/null || die "build failed"
   # Built only where UCX is (bench/CMakeLists.txt): the ucx rows need it.
   if ninja -C "$BUILD_DIR" -t targets all 2>/dev/null | grep -q '^te_ucx_baseline:'; then
     cmake --build "$BUILD_DIR" -j2 --target te_ucx_baseline >/dev/null || die "build failed"
