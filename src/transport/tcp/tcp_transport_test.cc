@@ -1,8 +1,6 @@
 #include "transport/tcp/tcp_transport.h"
 
-#include <dirent.h>
 #include <gtest/gtest.h>
-#include <linux/tcp.h>  // tcp_info with segment counts
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/resource.h>
@@ -34,6 +32,8 @@
 namespace te {
 namespace {
 using tcp_test::Endpoint;
+using tcp_test::Read;
+using tcp_test::Submitted;
 using tcp_test::Target;
 using te_test::Eventually;
 
@@ -44,79 +44,6 @@ int ThreadCount() {
     if (line.rfind("Threads:", 0) == 0) return std::stoi(line.substr(8));
   }
   return -1;
-}
-
-// Reads `length` bytes of the target's buffer at `remote` into `local` through `peer`.
-Status Read(TransportPeer& peer, uint64_t remote, std::vector<char>* local) {
-  std::promise<Status> done;
-  Slice slice;
-  slice.opcode = Request::READ;
-  slice.local = local->data();
-  slice.remote = remote;
-  slice.length = local->size();
-  slice.owner = &done;
-  slice.on_done = [](Slice* s, const Status& status) {
-    static_cast<std::promise<Status>*>(s->owner)->set_value(status);
-  };
-  Slice* slices[] = {&slice};
-  peer.Submit(slices, 1);
-  auto result = done.get_future();
-  if (result.wait_for(std::chrono::seconds(10)) != std::future_status::ready) {
-    return Status::Timeout("read did not complete");
-  }
-  return result.get();
-}
-
-// Slices submitted without waiting, counted as they complete.
-struct Submitted {
-  Submitted(Request::OpCode opcode, char* local, uint64_t remote, size_t count, size_t size)
-      : slices(count) {
-    for (size_t i = 0; i < count; ++i) {
-      Slice& s = slices[i];
-      s.opcode = opcode;
-      s.local = local + i * size;
-      s.remote = remote + i * size;
-      s.length = size;
-      s.owner = this;
-      s.on_done = [](Slice* slice, const Status& status) {
-        auto* submitted = static_cast<Submitted*>(slice->owner);
-        if (!status.ok()) submitted->failed.fetch_add(1);
-        submitted->done.fetch_add(1);
-      };
-    }
-  }
-  void To(TransportPeer& peer) {
-    std::vector<Slice*> pointers;
-    for (Slice& s : slices) pointers.push_back(&s);
-    peer.Submit(pointers.data(), pointers.size());
-  }
-  std::vector<Slice> slices;
-  std::atomic<size_t> done{0}, failed{0};
-};
-
-// A data connection to `target` past its HELLO, for raw frames. Its buffers are an
-// initiator's, set before the handshake: the window it offers then holds a burst of
-// replies however slowly a loaded machine runs the test.
-UniqueFd RawDataConnection(const Target& target) {
-  TcpEndpoint endpoint;
-  EXPECT_TRUE(TcpEndpoint::Parse(target.descriptor.transports.at("tcp"), &endpoint).ok());
-  UniqueFd fd;
-  EXPECT_TRUE(
-      Connect(endpoint.addresses[0].host, endpoint.addresses[0].port, 3000, &fd, SetBulkBuffers)
-          .ok());
-  EXPECT_TRUE(wire::ClientHello(fd.get(), wire::kChannelTcpData, {"raw-client", ""}).ok());
-  EXPECT_TRUE(SetIoTimeout(fd.get(), 5000).ok());
-  return fd;
-}
-
-// A raw client's first request: a READ of `length` bytes at the target's buffer.
-wire::FrameHeader FirstReadRequest(const Target& target, uint64_t length) {
-  wire::FrameHeader read;
-  read.opcode = wire::Opcode::kRead;
-  read.request_id = 1;
-  read.addr = target.info.base;
-  read.length = length;
-  return read;
 }
 
 // A soak found an initiator growing by a peer (connections, threads) per restart of its
@@ -255,109 +182,35 @@ TEST(TcpTransportTest, AWaiterReadingItsOwnResponsesLeavesTheIoThreadAsleep) {
       << " round trips (" << read_by_waiter << " read by the waiter): the responses woke it";
 }
 
-// A client that sends its last request and its end of stream at once (both there before
-// the target first reads) is answered and closed at once: the target's short read must
-// not make it wait for an event that its peer's hang-up, already reported, never sends.
-TEST(TcpTransportTest, ARequestAndTheEndOfStreamArrivingTogetherAreAnsweredAndClosed) {
-  Target target("target");
-  target.config.transfer_timeout_ms = 30000;  // an io-timeout close would come far later
-  ASSERT_TRUE(target.Start().ok());
-  UniqueFd fd = RawDataConnection(target);
-  const wire::FrameHeader read = FirstReadRequest(target, 4096);
-  uint8_t header[wire::kHeaderSize];
-  wire::EncodeHeader(read, header);
-  ASSERT_TRUE(SendAll(fd.get(), header, sizeof(header)).ok());
-  ASSERT_EQ(::shutdown(fd.get(), SHUT_WR), 0);
-  std::vector<char> reply(wire::kHeaderSize + read.length);
-  ASSERT_TRUE(RecvAll(fd.get(), reply.data(), reply.size()).ok()) << "no answer";
-  char extra;
-  EXPECT_EQ(::recv(fd.get(), &extra, 1, 0), 0) << "the target did not close within 5 s";
-}
-
-// Fewest segments that brought the replies to one of `rounds` of `count` pipelined
-// requests (`opcode`, `size` bytes each), sent in one go by a raw client, after as many
-// rounds that open the windows. The fewest: an ACK coming back while a reply is sent
-// may push its held fragment out on its own.
-uint32_t SegmentsForPipelinedRequests(const Target& target, wire::Opcode opcode, int rounds,
-                                      int count, uint64_t size) {
-  UniqueFd fd = RawDataConnection(target);
-  const bool write = opcode == wire::Opcode::kWrite;
-  const uint64_t request_size = wire::kHeaderSize + (write ? size : 0);
-  std::vector<uint8_t> requests(count * request_size, 'w');
-  for (int i = 0; i < count; ++i) {
-    wire::FrameHeader h;
-    h.opcode = opcode;
-    h.request_id = i + 1;
-    h.addr = target.info.base + i * size;
-    h.length = size;
-    h.payload_len = write ? size : 0;
-    wire::EncodeHeader(h, requests.data() + i * request_size);
+// An initiator whose open connections are counted, a target, and the initiator's
+// handle on it, not used yet.
+struct CountedPeer {
+  Status Start(const std::function<void(Config*)>& tune) {
+    tune(&initiator.config);
+    initiator.context.metrics = &metrics;
+    TE_RETURN_IF_ERROR(initiator.Start());
+    TE_RETURN_IF_ERROR(target.Start());
+    open = metrics.Connections("tcp", false);
+    return initiator.transport.GetPeer(target.descriptor, &peer);
   }
-  std::vector<char> replies(count * (wire::kHeaderSize + (write ? 0 : size)));
-  uint32_t fewest = UINT32_MAX;
-  for (int round = 0; round < 2 * rounds; ++round) {
-    tcp_info before{}, after{};
-    socklen_t len = sizeof(before);
-    EXPECT_EQ(::getsockopt(fd.get(), IPPROTO_TCP, TCP_INFO, &before, &len), 0);
-    EXPECT_TRUE(SendAll(fd.get(), requests.data(), requests.size()).ok());
-    EXPECT_TRUE(RecvAll(fd.get(), replies.data(), replies.size()).ok()) << "no answer";
-    len = sizeof(after);
-    EXPECT_EQ(::getsockopt(fd.get(), IPPROTO_TCP, TCP_INFO, &after, &len), 0);
-    if (round >= rounds) fewest = std::min(fewest, after.tcpi_segs_in - before.tcpi_segs_in);
-  }
-  return fewest;
-}
-
-// A 64 KiB reply with its header is a full loopback segment and a small one, and a
-// WRITE's reply a small one, unless the next reply may fill it (TCP_CORK while one
-// follows at once): a stream of replies then costs as many packets, and receiver
-// wake-ups, as a stream of bytes.
-TEST(TcpTransportTest, PipelinedRepliesShareSegments) {
-  constexpr int kRequests = 16;
-  constexpr uint64_t kSize = 64 << 10;
-  Target target("target", kRequests * kSize);
-  ASSERT_TRUE(target.Start().ok());
-  // Each READ reply alone would be two segments (32); the ACKs of ours are a few more.
-  const uint32_t reads =
-      SegmentsForPipelinedRequests(target, wire::Opcode::kRead, 10, kRequests, kSize);
-  EXPECT_LE(reads, kRequests * 3 / 2) << reads << " segments for " << kRequests << " READs";
-  // Each WRITE reply alone would be one (16), besides the ACKs of the payload.
-  const uint32_t writes =
-      SegmentsForPipelinedRequests(target, wire::Opcode::kWrite, 10, kRequests, 4096);
-  EXPECT_LE(writes, kRequests / 2) << writes << " segments for " << kRequests << " WRITEs";
-}
-
-// The fuzzer's find: the wire gives a READ request room for a control payload, and
-// the target received it at the READ's address, into a buffer registered read-only,
-// past the READ's length, before it crashed preparing the reply.
-TEST(TcpTransportTest, AReadRequestWithAPayloadClosesTheConnectionAndWritesNothing) {
-  Target target("target");
-  target.info.permission = Permission::kRemoteRead;
-  ASSERT_TRUE(target.Start().ok());
-  UniqueFd fd = RawDataConnection(target);
-  wire::FrameHeader read = FirstReadRequest(target, 16);
-  read.payload_len = 64;
-  std::vector<uint8_t> frame(wire::kHeaderSize + read.payload_len, 'x');
-  wire::EncodeHeader(read, frame.data());
-  ASSERT_TRUE(SendAll(fd.get(), frame.data(), frame.size()).ok());
-  char reply;
-  EXPECT_LE(::recv(fd.get(), &reply, 1, 0), 0) << "answered, or not closed within 5 s";
-  EXPECT_EQ(target.memory, std::vector<char>(target.memory.size(), 't'));
-}
+  EngineMetrics metrics{{"tcp"}, "p2p", false};
+  Endpoint initiator{"initiator"};
+  Target target{"target"};
+  std::atomic<int64_t>* open = nullptr;
+  std::shared_ptr<TransportPeer> peer;
+};
 
 TEST(TcpTransportTest, ConnectionsOpenOnFirstUseAndCloseWhenIdle) {
-  EngineMetrics metrics({"tcp"}, "p2p", false);
-  Endpoint initiator("initiator");
-  initiator.config.tcp_idle_timeout_ms = 50;
-  initiator.config.transfer_timeout_ms = 500;  // ticks every 50 ms
-  initiator.context.metrics = &metrics;
-  ASSERT_TRUE(initiator.Start().ok());
-  Target target("target");
-  ASSERT_TRUE(target.Start().ok());
-  std::atomic<int64_t>* open = metrics.Connections("tcp", false);
-
-  std::shared_ptr<TransportPeer> peer;
-  ASSERT_TRUE(initiator.transport.GetPeer(target.descriptor, &peer).ok());
+  CountedPeer counted;
+  ASSERT_TRUE(counted
+                  .Start([](Config* config) {
+                    config->tcp_idle_timeout_ms = 50;
+                    config->transfer_timeout_ms = 500;  // ticks every 50 ms
+                  })
+                  .ok());
+  std::atomic<int64_t>* open = counted.open;
+  TransportPeer* peer = counted.peer.get();
+  const Target& target = counted.target;
   EXPECT_EQ(open->load(), 0) << "a peer handle alone opened a connection";
   std::vector<char> local(target.memory.size());
   ASSERT_TRUE(Read(*peer, target.info.base, &local).ok());
@@ -375,16 +228,11 @@ TEST(TcpTransportTest, ConnectionsOpenOnFirstUseAndCloseWhenIdle) {
 // enough for several flows (a slice of kBytesPerRun or more each) use them all.
 TEST(TcpTransportTest, OneConnectionCarriesWhatItCarriesWellAndBytesOpenTheOthers) {
   constexpr uint64_t kBig = 4 << 20;
-  EngineMetrics metrics({"tcp"}, "p2p", false);
-  Endpoint initiator("initiator");
-  initiator.config.tcp_connections_per_peer = 4;
-  initiator.context.metrics = &metrics;
-  ASSERT_TRUE(initiator.Start().ok());
-  Target target("target");
-  ASSERT_TRUE(target.Start().ok());
-  std::atomic<int64_t>* open = metrics.Connections("tcp", false);
-  std::shared_ptr<TransportPeer> peer;
-  ASSERT_TRUE(initiator.transport.GetPeer(target.descriptor, &peer).ok());
+  CountedPeer counted;
+  ASSERT_TRUE(counted.Start([](Config* config) { config->tcp_connections_per_peer = 4; }).ok());
+  std::atomic<int64_t>* open = counted.open;
+  TransportPeer* peer = counted.peer.get();
+  const Target& target = counted.target;
   std::vector<char> small(target.memory.size());
   for (int i = 0; i < 8; ++i) ASSERT_TRUE(Read(*peer, target.info.base, &small).ok());
   EXPECT_EQ(open->load(), 1) << "requests one at a time spread over the peer's connections";
@@ -398,7 +246,7 @@ TEST(TcpTransportTest, OneConnectionCarriesWhatItCarriesWellAndBytesOpenTheOther
   silent.name = "silent";
   silent.transports["tcp"] = TcpEndpoint::Format({"127.0.0.1"}, port);
   std::shared_ptr<TransportPeer> stalled;
-  ASSERT_TRUE(initiator.transport.GetPeer(silent, &stalled).ok());
+  ASSERT_TRUE(counted.initiator.transport.GetPeer(silent, &stalled).ok());
   std::vector<char> local(4 * kBig);
   Submitted big(Request::WRITE, local.data(), target.info.base, 4, kBig);
   for (Slice& slice : big.slices) {
@@ -664,167 +512,6 @@ TEST(TcpTransportTest, ARestartedTransportServesAndReachesPeersAgain) {
   local.assign(local.size(), 0);
   ASSERT_TRUE(Read(*after, target.info.base, &local).ok());
   EXPECT_EQ(local, target.memory);
-}
-
-// An initiator and a target, both configured by `tune`, after one READ between them;
-// `check` runs while their connection is open.
-void AfterOneRead(const std::function<void(Config*)>& tune, const std::function<void()>& check) {
-  Endpoint initiator("initiator");
-  tune(&initiator.config);
-  ASSERT_TRUE(initiator.Start().ok());
-  Target target("target");
-  tune(&target.config);
-  ASSERT_TRUE(target.Start().ok());
-  std::shared_ptr<TransportPeer> peer;
-  ASSERT_TRUE(initiator.transport.GetPeer(target.descriptor, &peer).ok());
-  std::vector<char> local(target.memory.size());
-  ASSERT_TRUE(Read(*peer, target.info.base, &local).ok());
-  check();
-}
-
-// This process's established TCP sockets.
-std::vector<int> EstablishedTcpSockets() {
-  std::vector<int> fds;
-  DIR* dir = ::opendir("/proc/self/fd");
-  if (!dir) return fds;
-  while (dirent* entry = ::readdir(dir)) {
-    const int fd = std::atoi(entry->d_name);
-    tcp_info info{};
-    socklen_t len = sizeof(info);
-    if (fd > 2 && ::getsockopt(fd, IPPROTO_TCP, TCP_INFO, &info, &len) == 0 &&
-        info.tcpi_state == 1 /* TCP_ESTABLISHED */) {
-      fds.push_back(fd);
-    }
-  }
-  ::closedir(dir);
-  return fds;
-}
-
-// The congestion control of every established TCP socket of this process.
-std::vector<std::string> EstablishedCongestionControls() {
-  std::vector<std::string> names;
-  for (int fd : EstablishedTcpSockets()) {
-    char name[16] = {};
-    socklen_t len = sizeof(name);
-    if (::getsockopt(fd, IPPROTO_TCP, TCP_CONGESTION, name, &len) == 0) names.push_back(name);
-  }
-  return names;
-}
-
-TEST(TcpCongestionTest, SystemMeansTheKernelsDefaultAndANameItself) {
-  std::string name = "x";
-  ASSERT_TRUE(ResolveCongestionControl("system", &name).ok());
-  EXPECT_EQ(name, "");
-  ASSERT_TRUE(ResolveCongestionControl("reno", &name).ok());  // built into every kernel
-  EXPECT_EQ(name, "reno");
-  Status s = ResolveCongestionControl("no_such_cc", &name);
-  EXPECT_EQ(s.code(), Status::Code::kInvalidArgument);
-  EXPECT_NE(s.message().find("no_such_cc"), std::string::npos) << s.message();
-}
-
-TEST(TcpCongestionTest, AutoReplacesOnlyBbr) {
-  const std::string system = KernelCongestionControl();
-  ASSERT_FALSE(system.empty());
-  std::string name;
-  ASSERT_TRUE(ResolveCongestionControl("auto", &name).ok());
-  if (system == "bbr") {
-    std::string cubic;
-    if (ResolveCongestionControl("cubic", &cubic).ok()) {
-      EXPECT_EQ(name, "cubic");
-    }
-  } else {
-    EXPECT_EQ(name, "") << "auto changed the kernel's " << system;
-  }
-}
-
-// Both ends' data connections use the configured congestion control (one that is not
-// the kernel's default, so that the test sees it applied).
-TEST(TcpCongestionTest, DataConnectionsUseTheConfiguredOne) {
-  const std::string system = KernelCongestionControl();
-  ASSERT_FALSE(system.empty());
-  const std::string chosen = system == "reno" ? "cubic" : "reno";
-  AfterOneRead([&](Config* config) { config->tcp_congestion = chosen; },
-               [&] {
-                 const std::vector<std::string> names = EstablishedCongestionControls();
-                 ASSERT_GE(names.size(), 2u) << "no connection, or not both of its ends";
-                 for (const std::string& name : names) EXPECT_EQ(name, chosen);
-               });
-}
-
-// A data socket's tuning goes on before its handshake: the kernel sets a connection up
-// with the congestion control in force then, and bbr's pacing outlives a later switch.
-// The listener's setup runs before listen(), the initiator's before connect().
-TEST(TcpCongestionTest, SocketsAreTunedBeforeTheirHandshake) {
-  int listening_when_set = -1;
-  UniqueFd listener;
-  uint16_t port = 0;
-  ASSERT_TRUE(Listen("127.0.0.1", 0, &listener, &port, [&](int fd) {
-                int accepting = -1;
-                socklen_t len = sizeof(accepting);
-                ::getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &accepting, &len);
-                listening_when_set = accepting;
-                SetCongestionControl(fd, "reno");
-              }).ok());
-  EXPECT_EQ(listening_when_set, 0);
-  int peer_errno_when_set = 0;
-  UniqueFd client;
-  ASSERT_TRUE(Connect("127.0.0.1", port, 3000, &client, [&](int fd) {
-                sockaddr_storage peer{};
-                socklen_t len = sizeof(peer);
-                if (::getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &len) != 0) {
-                  peer_errno_when_set = errno;
-                }
-                SetCongestionControl(fd, "reno");
-              }).ok());
-  EXPECT_EQ(peer_errno_when_set, ENOTCONN);
-  UniqueFd accepted;
-  ASSERT_TRUE(Accept(listener.get(), &accepted).ok());
-  for (int fd : {client.get(), accepted.get()}) {  // the accepted one as its listener
-    char name[16] = {};
-    socklen_t len = sizeof(name);
-    ASSERT_EQ(::getsockopt(fd, IPPROTO_TCP, TCP_CONGESTION, name, &len), 0);
-    EXPECT_STREQ(name, "reno");
-  }
-}
-
-TEST(TcpCongestionTest, AnUnknownOneFailsTheStartWithItsName) {
-  Endpoint endpoint("endpoint");
-  endpoint.config.tcp_congestion = "no_such_cc";
-  Status s = endpoint.Start();
-  EXPECT_EQ(s.code(), Status::Code::kInvalidArgument);
-  EXPECT_NE(s.message().find("no_such_cc"), std::string::npos) << s.message();
-}
-
-// Data connections that lose nothing keep the kernel's minimum retransmission timeout
-// (200 ms), and with it its delayed ACKs, however many ticks pass: tcp_rto_min_us
-// (TCP_RTO_MIN_US, Linux >= 6.15) goes only on a connection that has retransmitted
-// (tests/netns_transfer_test.cc, under loss).
-TEST(TcpRtoMinTest, ConnectionsThatLoseNothingKeepTheKernelsMinimum) {
-  constexpr int kTcpRtoMinUs = 45;
-  {
-    UniqueFd probe(::socket(AF_INET, SOCK_STREAM, 0));
-    int value = 0;
-    socklen_t len = sizeof(value);
-    if (::getsockopt(probe.get(), IPPROTO_TCP, kTcpRtoMinUs, &value, &len) != 0) {
-      GTEST_SKIP() << "this kernel has no per-socket minimum RTO (Linux >= 6.15)";
-    }
-  }
-  AfterOneRead([](Config* config) { config->tcp_rto_min_us = 40000; },
-               [] {
-                 std::this_thread::sleep_for(std::chrono::milliseconds(300));  // ticks
-                 const std::vector<int> sockets = EstablishedTcpSockets();
-                 ASSERT_GE(sockets.size(), 2u) << "no connection, or not both of its ends";
-                 for (int fd : sockets) {
-                   tcp_info info{};
-                   socklen_t info_len = sizeof(info);
-                   ASSERT_EQ(::getsockopt(fd, IPPROTO_TCP, TCP_INFO, &info, &info_len), 0);
-                   if (info.tcpi_total_retrans > 0) continue;  // loopback lost one: may be set
-                   int value = 0;
-                   socklen_t len = sizeof(value);
-                   ASSERT_EQ(::getsockopt(fd, IPPROTO_TCP, kTcpRtoMinUs, &value, &len), 0);
-                   EXPECT_EQ(value, 200000) << "fd " << fd;
-                 }
-               });
 }
 
 }  // namespace
