@@ -3,6 +3,7 @@
 
 te_add_test(status_test src/common/status_test.cc)
 te_add_test(strings_test src/common/strings_test.cc)
+te_add_test(socket_test src/common/socket_test.cc)
 te_add_test(config_test src/common/config_test.cc)
 te_add_test(wire_test src/rpc/wire_test.cc)
 te_add_test(handshake_test src/rpc/handshake_test.cc)

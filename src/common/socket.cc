@@ -274,6 +274,13 @@ bool SetMinRtoOnceRetransmitted(int fd, const DataSocketTuning& tuning) {
   return true;
 }
 
+void AbortConnection(int fd) {
+  sockaddr unspecified{};
+  unspecified.sa_family = AF_UNSPEC;  // connect(AF_UNSPEC) disconnects a TCP socket
+  ::connect(fd, &unspecified, sizeof(unspecified));
+  ::shutdown(fd, SHUT_RDWR);  // what is not TCP (a test's socket pair) is still shut
+}
+
 bool SetCork(int fd, bool on) {
   const int value = on ? 1 : 0;
   return ::setsockopt(fd, IPPROTO_TCP, TCP_CORK, &value, sizeof(value)) == 0;

@@ -53,6 +53,12 @@ Status Accept(int listen_fd, UniqueFd* fd);
 Status SetIoTimeout(int fd, uint32_t timeout_ms);
 // Enlarges kernel socket buffers for bulk data.
 void SetBulkBuffers(int fd);
+// Ends a TCP connection at once: what it still has queued to send is dropped and the
+// peer gets a reset, and threads blocked on it wake with an error. shutdown() would
+// send its FIN behind that queue, which the kernel keeps retransmitting: a WRITE failed
+// by its timeout during a partition then lands once the link is back, possibly over a
+// later WRITE that succeeded. The descriptor stays open (close it as usual).
+void AbortConnection(int fd);
 // TCP_CORK on: partial segments wait for more data, even under TCP_NODELAY and when
 // an ACK arrives meanwhile; off sends what waits. False when the kernel refused it.
 bool SetCork(int fd, bool on);

@@ -78,7 +78,7 @@ void TcpConnection::Complete(Slice* chain, const Status& status) {
 
 void TcpConnection::AwaitReleased(const Slice* slice) const {
   // Brief: the send either finished (a response can only follow it) or was cut short
-  // by the shutdown in Fail(); sends never wait for the socket (MSG_DONTWAIT).
+  // by the abort in Fail(); sends never wait for the socket (MSG_DONTWAIT).
   while (released_id_.load(std::memory_order_acquire) < slice->transport_tag) {
     std::this_thread::yield();
   }
@@ -344,7 +344,7 @@ void TcpConnection::Connect(Clock::time_point asked) {
 void TcpConnection::Detach(const std::shared_ptr<Socket>& sock) {
   const std::shared_ptr<Socket> keep = sock;  // sock may be socket_ itself
   socket_.reset();
-  ::shutdown(keep->fd.get(), SHUT_RDWR);
+  AbortConnection(keep->fd.get());  // nothing it still queues may land later
   loop_->Remove(keep->loop_id);
 }
 
