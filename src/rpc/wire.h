@@ -20,6 +20,8 @@ inline constexpr uint64_t kMaxControlPayload = 4 << 20;
 // Except a GET_SEGMENT response: a descriptor grows ~140 bytes per buffer, and a
 // caller only receives one from the engine it asked (about 1.9 million buffers).
 inline constexpr uint64_t kMaxSegmentPayload = 256ull << 20;
+// The error text a data connection's failed response carries, at most.
+inline constexpr uint64_t kMaxDataErrorText = 4096;
 
 enum class Opcode : uint8_t {
   kHello = 1,

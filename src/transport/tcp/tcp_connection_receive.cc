@@ -16,7 +16,6 @@
 namespace te {
 namespace {
 using Clock = std::chrono::steady_clock;
-constexpr uint64_t kMaxErrorText = 4096;  // what a failed response may say
 }  // namespace
 
 void TcpConnection::ReadFromLoop() {
@@ -138,7 +137,8 @@ Status TcpConnection::ReadPayload(const std::shared_ptr<Socket>& sock, bool* com
   const int fd = sock->fd.get();
   char* into = nullptr;
   if (h.status != 0) {
-    if (h.payload_len > kMaxErrorText) return Status::ProtocolError("oversized error text");
+    if (h.payload_len > wire::kMaxDataErrorText)
+      return Status::ProtocolError("oversized error text");
     r.text.resize(h.payload_len);
     into = r.text.data();
   } else if (slice->opcode == Request::READ) {

@@ -292,7 +292,6 @@ Status DataConnection::ReceivePayload(bool* blocked) {
 }
 
 void DataConnection::PrepareReply(const Status& verdict) {
-  constexpr size_t kMaxErrorText = 4096;  // what initiators accept
   wire::FrameHeader reply;
   reply.opcode = request_.opcode;
   reply.flags = wire::kFlagResponse;
@@ -301,7 +300,7 @@ void DataConnection::PrepareReply(const Status& verdict) {
   reply_count_ = 1;
   reply_from_device_ = false;
   if (!verdict.ok()) {
-    reply_text_ = verdict.message().substr(0, kMaxErrorText);
+    reply_text_ = verdict.message().substr(0, wire::kMaxDataErrorText);
     reply.payload_len = reply_text_.size();
     reply_iov_[1] = {reply_text_.data(), reply_text_.size()};
     reply_count_ = reply_text_.empty() ? 1 : 2;
