@@ -337,7 +337,6 @@ int Fail(const std::string& message) {
 
 int RunCases(const Options& o) {
   InstallCleanupHandlers();
-  RaiseDescriptorLimit();
   Control* control = nullptr;
   int control_fd = -1;
   Status status = CreateControl(&control, &control_fd);

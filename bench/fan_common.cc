@@ -79,17 +79,6 @@ Status ParseList(const std::string& flag, const std::string& text,
   return Status::OK();
 }
 
-Status ParsePeers(const std::string& text, std::vector<uint64_t>* peers) {
-  peers->clear();
-  for (const std::string& item : Split(text, ',')) {
-    uint64_t n = 0;
-    TE_RETURN_IF_ERROR(ParseNumber("peers", item, 1, kMaxPeers, false, &n));
-    peers->push_back(n);
-  }
-  if (peers->empty()) return Status::InvalidArgument("--peers must not be empty");
-  return Status::OK();
-}
-
 Status ParseBool(const std::string& flag, const std::string& text, bool* value) {
   if (text == "true" || text == "1") {
     *value = true;
@@ -284,12 +273,15 @@ Status AllocateRegistered(te::TransferEngine* engine, uint64_t bytes, bool shm, 
   return engine->registerLocalMemory(memory, bytes, options);  // the engine frees it on destruction
 }
 
-void RaiseDescriptorLimit() {
-  rlimit limit{};
-  if (getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur < limit.rlim_max) {
-    limit.rlim_cur = limit.rlim_max;
-    setrlimit(RLIMIT_NOFILE, &limit);  // best effort: the old limit still works for small N
+Status ParsePeers(const std::string& text, std::vector<uint64_t>* peers) {
+  peers->clear();
+  for (const std::string& item : Split(text, ',')) {
+    uint64_t n = 0;
+    TE_RETURN_IF_ERROR(ParseNumber("peers", item, 1, kMaxPeers, false, &n));
+    peers->push_back(n);
   }
+  if (peers->empty()) return Status::InvalidArgument("--peers must not be empty");
+  return Status::OK();
 }
 
 Status CreateControl(Control** control, int* fd) {

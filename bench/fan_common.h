@@ -71,8 +71,8 @@ te::Status MakeEngine(const std::string& host, const std::string& transport,
 // Allocates (in POSIX shared memory with `shm`) and registers (remote read/write)
 // `bytes` of the engine's memory.
 te::Status AllocateRegistered(te::TransferEngine* engine, uint64_t bytes, bool shm, uint8_t** addr);
-// Raises the soft descriptor limit to the hard one (every peer costs descriptors).
-void RaiseDescriptorLimit();
+// --peers: a comma-separated list of peer counts, each in [1, 4096].
+te::Status ParsePeers(const std::string& text, std::vector<uint64_t>* peers);
 
 enum Phase : int { kIdle = 0, kWarmup = 1, kMeasure = 2, kStop = 3 };
 

@@ -327,7 +327,6 @@ Status RunInitiators(const Options& o, Control* control, PeerEngines* peers) {
 }
 
 Status RunPeer(const Options& o) {
-  RaiseDescriptorLimit();
   PeerEngines peers;
   TE_RETURN_IF_ERROR(StartEngines(o, &peers));
   std::string rest;

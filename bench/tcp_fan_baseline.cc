@@ -18,7 +18,7 @@
 #include <signal.h>
 #include <sys/epoll.h>
 #include <sys/prctl.h>
-#include <sys/resource.h>
+#include <sys/resource.h>  // getrusage
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
@@ -29,12 +29,13 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
-#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "common/machine.h"
 #include "common/socket.h"
+#include "fan_common.h"
 #include "latency_histogram.h"
 
 DEFINE_string(peers, "1,256", "Comma-separated peer counts, one row each");
@@ -55,11 +56,6 @@ constexpr size_t kHeaderBytes = 48;  // the engine's frame header; the length co
 int Fail(const std::string& what) {
   std::fprintf(stderr, "error: %s\n", what.c_str());
   return 1;
-}
-
-void TuneBeforeHandshake(int fd, const std::string& congestion) {
-  te::SetBulkBuffers(fd);
-  te::SetCongestionControl(fd, congestion);
 }
 
 // One connection on a server: the header it is reading, then the payload bytes left.
@@ -169,7 +165,7 @@ te::Status RunClient(const std::vector<int>& conns, Clock::time_point measure_fr
 
 // Starts the servers for n peers and connects to them; the connections go to the
 // client threads in turn, peer after peer.
-te::Status Connect(uint64_t n, const std::string& congestion, std::vector<pid_t>* servers,
+te::Status Connect(uint64_t n, const te::DataSocketTuning& tuning, std::vector<pid_t>* servers,
                    std::vector<te::UniqueFd>* fds, std::vector<std::vector<int>>* per_thread) {
   const uint64_t procs = std::min(n, FLAGS_procs);
   std::vector<uint16_t> ports;
@@ -177,7 +173,7 @@ te::Status Connect(uint64_t n, const std::string& congestion, std::vector<pid_t>
     te::UniqueFd listener;
     uint16_t port = 0;
     TE_RETURN_IF_ERROR(te::Listen("127.0.0.1", 0, &listener, &port,
-                                  [&](int fd) { TuneBeforeHandshake(fd, congestion); }));
+                                  [&](int fd) { te::TuneDataSocket(fd, tuning); }));
     const pid_t pid = ::fork();
     if (pid < 0) return te::Status::Internal("fork failed");
     if (pid == 0) {
@@ -193,7 +189,7 @@ te::Status Connect(uint64_t n, const std::string& congestion, std::vector<pid_t>
     for (uint64_t peer = 0; peer < n; ++peer) {
       te::UniqueFd fd;
       TE_RETURN_IF_ERROR(te::Connect("127.0.0.1", ports[peer % procs], 5000, &fd,
-                                     [&](int s) { TuneBeforeHandshake(s, congestion); }));
+                                     [&](int s) { te::TuneDataSocket(s, tuning); }));
       (*per_thread)[turn++ % FLAGS_threads].push_back(fd.get());
       fds->push_back(std::move(fd));
     }
@@ -201,11 +197,11 @@ te::Status Connect(uint64_t n, const std::string& congestion, std::vector<pid_t>
   return te::Status::OK();
 }
 
-te::Status MeasureRow(uint64_t n, const std::string& congestion, Row* row) {
+te::Status MeasureRow(uint64_t n, const te::DataSocketTuning& tuning, Row* row) {
   std::vector<pid_t> servers;
   std::vector<te::UniqueFd> fds;
   std::vector<std::vector<int>> per_thread;
-  te::Status s = Connect(n, congestion, &servers, &fds, &per_thread);
+  te::Status s = Connect(n, tuning, &servers, &fds, &per_thread);
   if (s.ok()) {
     const auto measure_from = Clock::now() + std::chrono::seconds(FLAGS_warmup);
     const auto end = measure_from + std::chrono::seconds(FLAGS_duration);
@@ -235,47 +231,32 @@ te::Status MeasureRow(uint64_t n, const std::string& congestion, Row* row) {
   return s;
 }
 
-bool ParsePeers(std::vector<uint64_t>* peers) {
-  std::stringstream in(FLAGS_peers);
-  std::string item;
-  while (std::getline(in, item, ',')) {
-    char* end = nullptr;
-    const uint64_t n = std::strtoull(item.c_str(), &end, 10);
-    if (item.empty() || *end != '\0' || n == 0 || n > 4096) return false;
-    peers->push_back(n);
-  }
-  return !peers->empty();
-}
-
-void RaiseDescriptorLimit() {
-  rlimit limit{};
-  if (::getrlimit(RLIMIT_NOFILE, &limit) == 0) {
-    limit.rlim_cur = limit.rlim_max;
-    ::setrlimit(RLIMIT_NOFILE, &limit);
-  }
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
   gflags::ParseCommandLineFlags(&argc, &argv, true);
   std::vector<uint64_t> peers;
-  if (!ParsePeers(&peers) || FLAGS_threads == 0 || FLAGS_batch == 0 || FLAGS_size == 0 ||
-      FLAGS_size > (64u << 20) || FLAGS_connections_per_peer == 0 || FLAGS_procs == 0 ||
-      FLAGS_duration < 1 || FLAGS_warmup < 0) {
+  te::Status s = te::fan::ParsePeers(FLAGS_peers, &peers);
+  if (!s.ok()) {
+    std::fprintf(stderr, "error: %s\n", s.message().c_str());
+    return 2;
+  }
+  if (FLAGS_threads == 0 || FLAGS_batch == 0 || FLAGS_size == 0 || FLAGS_size > (64u << 20) ||
+      FLAGS_connections_per_peer == 0 || FLAGS_procs == 0 || FLAGS_duration < 1 ||
+      FLAGS_warmup < 0) {
     std::fprintf(stderr, "error: bad flags (see --help)\n");
     return 2;
   }
-  std::string congestion;
-  te::Status s = te::ResolveCongestionControl("auto", &congestion);
+  te::DataSocketTuning tuning;  // TuneDataSocket: bulk buffers, cubic where bbr is the default
+  s = te::ResolveDataSocketTuning("auto", 0, &tuning);
   if (!s.ok()) return Fail(s.ToString());
-  RaiseDescriptorLimit();
+  te::RaiseOpenFileLimit();
   ::signal(SIGPIPE, SIG_IGN);
   std::printf("%-14s %5s %8s %9s %9s %8s\n", "mode", "peers", "GB/s", "p50_us", "p99_us",
               "cpu_s/GB");
   for (const uint64_t n : peers) {
     Row row;
-    s = MeasureRow(n, congestion, &row);
+    s = MeasureRow(n, tuning, &row);
     if (!s.ok()) return Fail("N=" + std::to_string(n) + ": " + s.ToString());
     const double gb = row.bytes / 1e9;
     const double p50 = row.latency.Percentile(50) / 1e3, p99 = row.latency.Percentile(99) / 1e3;
