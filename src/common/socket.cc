@@ -7,6 +7,7 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -277,7 +278,10 @@ bool SetMinRtoOnceRetransmitted(int fd, const DataSocketTuning& tuning) {
 void AbortConnection(int fd) {
   sockaddr unspecified{};
   unspecified.sa_family = AF_UNSPEC;  // connect(AF_UNSPEC) disconnects a TCP socket
-  ::connect(fd, &unspecified, sizeof(unspecified));
+  // The system call itself, not libc's connect(): ThreadSanitizer's connect() takes it
+  // for a new connection on the descriptor and reports the send it is meant to cut
+  // short, on another thread, as a race.
+  ::syscall(SYS_connect, fd, &unspecified, sizeof(unspecified));
   ::shutdown(fd, SHUT_RDWR);  // what is not TCP (a test's socket pair) is still shut
 }
 
