@@ -5,10 +5,12 @@
 // client threads each own every --threads'th connection and send batches of --batch
 // requests, request j of a batch on the next peer's connection after request j-1's
 // (so a batch reaches min(N, batch) peers, as fan-out's does): a 48-byte header with
-// the length, then --size bytes; then each thread waits, blocking in recv, for the
-// batch's 48-byte replies. The servers receive each payload into memory and answer
-// once it is all there. Sockets are tuned as the engine tunes its data sockets, before
-// their handshake (bulk buffers; cubic where the kernel's default is bbr).
+// the length, the peer and the offset, then --size bytes; then each thread waits,
+// blocking in recv, for the batch's 48-byte replies. The servers receive each payload
+// into its peer's own region, where the engine's peer would put it, and answer once it
+// is all there: at N = 256 that is 256 regions, as many as te_fan_bench's peers fill,
+// not one buffer that stays in cache. Sockets are tuned as the engine tunes its data
+// sockets, before their handshake (bulk buffers; cubic where the kernel's default is bbr).
 //
 // One row per N (and a JSON line with --json): throughput, batch latency p50/p99 and
 // the client process's CPU seconds (getrusage) per GB, the figures te_fan_bench gives
@@ -58,47 +60,69 @@ int Fail(const std::string& what) {
   return 1;
 }
 
-// One connection on a server: the header it is reading, then the payload bytes left.
+// Each peer's memory on its server: as much as its engine has in te_fan_bench (a
+// region of threads x batch x size), each request landing at the offset the engine's
+// would (fan_common.cc: thread and position in the batch), so that the servers touch as
+// much memory at every N as the engine's peers do.
+uint64_t RegionBytes() { return FLAGS_threads * FLAGS_batch * FLAGS_size; }
+
+// A request's header: the length, then which of its server's peers it is for and the
+// offset in that peer's region; the rest is padding to the engine's header size.
+struct RequestHeader {
+  uint64_t length, peer, offset;
+};
+static_assert(sizeof(RequestHeader) <= kHeaderBytes);
+
+// One connection on a server: the header it is reading, then where the payload goes.
 struct Incoming {
   uint8_t header[kHeaderBytes];
   size_t have = 0;
+  uint8_t* to = nullptr;
   uint64_t left = 0;
 };
 
-// Consumes what one recv brought for `in`; false when a reply could not be sent.
-bool Consume(int fd, Incoming* in, const uint8_t* data, size_t n) {
-  while (n > 0) {
-    if (in->left == 0) {
-      const size_t take = std::min(n, kHeaderBytes - in->have);
-      std::memcpy(in->header + in->have, data, take);
-      in->have += take;
-      data += take;
-      n -= take;
-      if (in->have < kHeaderBytes) return true;
+// Receives what `fd` has: headers into the header, payloads straight into the peer's
+// region (two receives a request, as the engine's target makes). False when the
+// connection ended or broke a rule.
+bool ReadAvailable(int fd, Incoming* in, std::vector<uint8_t>* memory) {
+  for (;;) {
+    const bool header = in->left == 0;
+    const ssize_t got =
+        header ? ::recv(fd, in->header + in->have, kHeaderBytes - in->have, MSG_DONTWAIT)
+               : ::recv(fd, in->to, in->left, MSG_DONTWAIT);
+    if (got < 0 && (errno == EAGAIN || errno == EINTR)) return true;
+    if (got <= 0) return false;
+    if (header) {
+      in->have += got;
+      if (in->have < kHeaderBytes) continue;
       in->have = 0;
-      std::memcpy(&in->left, in->header, sizeof(in->left));
-    } else {
-      const size_t take = std::min<uint64_t>(n, in->left);
-      in->left -= take;
-      data += take;
-      n -= take;
+      RequestHeader h;
+      std::memcpy(&h, in->header, sizeof(h));
+      const uint64_t at = h.peer * RegionBytes() + h.offset;
+      if (h.length == 0 || h.offset + h.length > RegionBytes() || at + h.length > memory->size()) {
+        return false;
+      }
+      in->to = memory->data() + at;
+      in->left = h.length;
+      continue;
     }
+    in->to += got;
+    in->left -= got;
     if (in->left == 0 &&
         ::send(fd, in->header, kHeaderBytes, MSG_DONTWAIT) != static_cast<ssize_t>(kHeaderBytes)) {
       return false;
     }
   }
-  return true;
 }
 
-// A server process: accepts on `listener` and answers every request until killed.
-[[noreturn]] void Serve(int listener) {
+// A server process for `peers` peers: accepts on `listener` and answers every request
+// until killed.
+[[noreturn]] void Serve(int listener, uint64_t peers) {
   const int ep = ::epoll_create1(0);
   epoll_event ev{EPOLLIN, {.fd = listener}};
   ::epoll_ctl(ep, EPOLL_CTL_ADD, listener, &ev);
   std::vector<Incoming> conns(1024);
-  // The payloads' destination: one buffer, as big as a batch, reused by every request.
-  std::vector<uint8_t> memory(std::max<uint64_t>(FLAGS_batch * FLAGS_size, 1 << 20));
+  std::vector<uint8_t> memory(peers * RegionBytes(), 0);  // resident, as the engine's
   epoll_event events[256];
   for (;;) {
     const int n = ::epoll_wait(ep, events, 256, -1);
@@ -112,14 +136,9 @@ bool Consume(int fd, Incoming* in, const uint8_t* data, size_t n) {
         epoll_event add{EPOLLIN, {.fd = conn.get()}};
         ::epoll_ctl(ep, EPOLL_CTL_ADD, conn.get(), &add);
         conn.Release();
-        continue;
-      }
-      const ssize_t got = ::recv(fd, memory.data(), memory.size(), MSG_DONTWAIT);
-      if (got == 0 || (got < 0 && errno != EAGAIN && errno != EINTR)) {
+      } else if (!ReadAvailable(fd, &conns[fd], &memory)) {
         ::epoll_ctl(ep, EPOLL_CTL_DEL, fd, nullptr);
         ::close(fd);
-      } else if (got > 0 && !Consume(fd, &conns[fd], memory.data(), got)) {
-        _exit(1);
       }
     }
   }
@@ -137,21 +156,29 @@ double CpuSeconds() {
   return u.ru_utime.tv_sec + u.ru_stime.tv_sec + (u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
 }
 
-// One client thread: batches over `conns` (ordered so that consecutive ones belong to
-// different peers) until `end`; what it moved after `measure_from` goes into *row.
-te::Status RunClient(const std::vector<int>& conns, Clock::time_point measure_from,
-                     Clock::time_point end, Row* row) {
+// A client's connection: its socket, and which of its server's peers it reaches.
+struct Outgoing {
+  int fd;
+  uint64_t peer;
+};
+
+// Client thread `thread`: batches over `conns` (ordered so that consecutive ones belong
+// to different peers) until `end`; what it moved after `measure_from` goes into *row.
+te::Status RunClient(uint64_t thread, const std::vector<Outgoing>& conns,
+                     Clock::time_point measure_from, Clock::time_point end, Row* row) {
   std::vector<uint8_t> payload(FLAGS_batch * FLAGS_size, 'p');
   std::vector<int> used(FLAGS_batch);
   uint8_t header[kHeaderBytes] = {}, reply[kHeaderBytes];
-  std::memcpy(header, &FLAGS_size, sizeof(FLAGS_size));
   size_t next = 0;
   for (auto now = Clock::now(); now < end;) {
     const auto sent = now;
     for (uint64_t j = 0; j < FLAGS_batch; ++j) {
-      used[j] = conns[next++ % conns.size()];
+      const Outgoing& to = conns[next++ % conns.size()];
+      used[j] = to.fd;
+      const RequestHeader h{FLAGS_size, to.peer, (thread * FLAGS_batch + j) * FLAGS_size};
+      std::memcpy(header, &h, sizeof(h));
       iovec iov[2] = {{header, kHeaderBytes}, {payload.data() + j * FLAGS_size, FLAGS_size}};
-      TE_RETURN_IF_ERROR(te::SendAll(used[j], iov, 2));
+      TE_RETURN_IF_ERROR(te::SendAll(to.fd, iov, 2));
     }
     for (const int fd : used) TE_RETURN_IF_ERROR(te::RecvAll(fd, reply, kHeaderBytes));
     now = Clock::now();
@@ -166,7 +193,7 @@ te::Status RunClient(const std::vector<int>& conns, Clock::time_point measure_fr
 // Starts the servers for n peers and connects to them; the connections go to the
 // client threads in turn, peer after peer.
 te::Status Connect(uint64_t n, const te::DataSocketTuning& tuning, std::vector<pid_t>* servers,
-                   std::vector<te::UniqueFd>* fds, std::vector<std::vector<int>>* per_thread) {
+                   std::vector<te::UniqueFd>* fds, std::vector<std::vector<Outgoing>>* per_thread) {
   const uint64_t procs = std::min(n, FLAGS_procs);
   std::vector<uint16_t> ports;
   for (uint64_t p = 0; p < procs; ++p) {
@@ -177,8 +204,8 @@ te::Status Connect(uint64_t n, const te::DataSocketTuning& tuning, std::vector<p
     const pid_t pid = ::fork();
     if (pid < 0) return te::Status::Internal("fork failed");
     if (pid == 0) {
-      ::prctl(PR_SET_PDEATHSIG, SIGKILL);  // no server outlives a killed client
-      Serve(listener.get());
+      ::prctl(PR_SET_PDEATHSIG, SIGKILL);                  // no server outlives a killed client
+      Serve(listener.get(), (n - p + procs - 1) / procs);  // peers p, p + procs, ...
     }
     servers->push_back(pid);
     ports.push_back(port);
@@ -190,7 +217,7 @@ te::Status Connect(uint64_t n, const te::DataSocketTuning& tuning, std::vector<p
       te::UniqueFd fd;
       TE_RETURN_IF_ERROR(te::Connect("127.0.0.1", ports[peer % procs], 5000, &fd,
                                      [&](int s) { te::TuneDataSocket(s, tuning); }));
-      (*per_thread)[turn++ % FLAGS_threads].push_back(fd.get());
+      (*per_thread)[turn++ % FLAGS_threads].push_back({fd.get(), peer / procs});
       fds->push_back(std::move(fd));
     }
   }
@@ -200,7 +227,7 @@ te::Status Connect(uint64_t n, const te::DataSocketTuning& tuning, std::vector<p
 te::Status MeasureRow(uint64_t n, const te::DataSocketTuning& tuning, Row* row) {
   std::vector<pid_t> servers;
   std::vector<te::UniqueFd> fds;
-  std::vector<std::vector<int>> per_thread;
+  std::vector<std::vector<Outgoing>> per_thread;
   te::Status s = Connect(n, tuning, &servers, &fds, &per_thread);
   if (s.ok()) {
     const auto measure_from = Clock::now() + std::chrono::seconds(FLAGS_warmup);
@@ -210,7 +237,7 @@ te::Status MeasureRow(uint64_t n, const te::DataSocketTuning& tuning, Row* row) 
     std::vector<std::thread> threads;
     for (uint64_t t = 0; t < FLAGS_threads; ++t) {
       threads.emplace_back(
-          [&, t] { results[t] = RunClient(per_thread[t], measure_from, end, &rows[t]); });
+          [&, t] { results[t] = RunClient(t, per_thread[t], measure_from, end, &rows[t]); });
     }
     std::this_thread::sleep_until(measure_from);
     const double cpu_before = CpuSeconds();
