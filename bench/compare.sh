@@ -18,10 +18,10 @@
 #   fan  one engine against N peers and N against one (bench/fan_bench.cc, over TCP)
 #        for N in FAN_PEERS (default 1,4,16,64,256): per mode and N > 1 the aggregate
 #        throughput and the engine's threads beside N = 1's, and at the largest N its
-#        RSS per peer (over the idle engine) and CPU seconds per GB. Fan-out at the
-#        smallest and largest N also beside the same traffic over raw sockets
+#        RSS per peer (over the idle engine) and CPU seconds per GB. Fan-out and fan-in
+#        at the smallest and largest N also beside the same traffic over raw sockets
 #        (bench/tcp_fan_baseline.cc), whose own largest-to-smallest ratio is what N
-#        costs the kernel.
+#        costs the kernel and the memory.
 #   link the tcp throughput cases across a real 1500-MTU link (bench/netns_link.sh: two
 #        network namespaces joined by a veth pair; root), beside iperf3 across the same
 #        link, with no loss and with 0.1% and 1% random loss (LINK_LOSSES), with p99
@@ -322,28 +322,31 @@ fan_rows() {
   fan_raw_rows "$json" "$first" "$last"
 }
 
-# fan_raw_rows JSON FIRST LAST: fan-out at N = FIRST and LAST beside raw sockets doing
-# the same (te_tcp_fan_baseline), and the raw sockets' LAST beside their FIRST.
+# fan_raw_rows JSON FIRST LAST: fan-out and fan-in at N = FIRST and LAST beside raw
+# sockets moving the same traffic (te_tcp_fan_baseline), and the raw sockets' LAST
+# beside their FIRST.
 fan_raw_rows() {
-  local raw n engine line base
-  note "te_tcp_fan_baseline --peers=$2,$3"
-  if ! raw=$("$FAN_RAW_TOOL" --peers="$2,$3" --duration="$SECS" --json 2>"$BENCH_TMP/fan.err" |
-    grep '^{'); then
+  local raw mode n engine line base
+  note "te_tcp_fan_baseline --peers=$2,$3 --modes=out,in"
+  if ! raw=$("$FAN_RAW_TOOL" --peers="$2,$3" --modes=out,in --duration="$SECS" --json \
+    2>"$BENCH_TMP/fan.err" | grep '^{'); then
     NOTES+=("te_tcp_fan_baseline failed: $(tail -1 "$BENCH_TMP/fan.err")")
     return 0
   fi
-  for n in "$2" "$3"; do
-    engine=$(grep -F '"mode":"fan-out"' <<<"$1" | grep -F "\"peers\":$n," | head -1 || true)
-    line=$(grep -F "\"peers\":$n," <<<"$raw" | head -1 || true)
-    row "fan-out N=$n throughput" "$(fixed "$(json_value throughput <<<"$engine")")" GB/s \
-      "raw sockets N=$n" "$(fixed "$(json_value throughput <<<"$line")")"
-    row "fan-out N=$n CPU per GB" "$(fixed "$(json_value cpu_seconds_per_gb <<<"$engine")" 3)" s \
-      "raw sockets N=$n" "$(fixed "$(json_value cpu_seconds_per_gb <<<"$line")" 3)" lower
+  for mode in fan-out fan-in; do
+    for n in "$2" "$3"; do
+      engine=$(grep -F "\"mode\":\"$mode\"" <<<"$1" | grep -F "\"peers\":$n," | head -1 || true)
+      line=$(grep -F "\"mode\":\"$mode-raw\"" <<<"$raw" | grep -F "\"peers\":$n," | head -1 || true)
+      row "$mode N=$n throughput" "$(fixed "$(json_value throughput <<<"$engine")")" GB/s \
+        "raw sockets N=$n" "$(fixed "$(json_value throughput <<<"$line")")"
+      row "$mode N=$n CPU per GB" "$(fixed "$(json_value cpu_seconds_per_gb <<<"$engine")" 3)" s \
+        "raw sockets N=$n" "$(fixed "$(json_value cpu_seconds_per_gb <<<"$line")" 3)" lower
+    done
+    base=$(grep -F "\"mode\":\"$mode-raw\"" <<<"$raw" | grep -F "\"peers\":$2," | head -1 || true)
+    line=$(grep -F "\"mode\":\"$mode-raw\"" <<<"$raw" | grep -F "\"peers\":$3," | head -1 || true)
+    row "raw $mode N=$3 throughput" "$(fixed "$(json_value throughput <<<"$line")")" GB/s \
+      "raw $mode N=$2" "$(fixed "$(json_value throughput <<<"$base")")"
   done
-  base=$(grep -F "\"peers\":$2," <<<"$raw" | head -1 || true)
-  line=$(grep -F "\"peers\":$3," <<<"$raw" | head -1 || true)
-  row "raw sockets N=$3 throughput" "$(fixed "$(json_value throughput <<<"$line")")" GB/s \
-    "raw sockets N=$2" "$(fixed "$(json_value throughput <<<"$base")")"
 }
 
 # The link rows: for each loss in LINK_LOSSES, the pair made again with that loss, the

@@ -223,18 +223,19 @@ TEST(FanBenchTest, SigtermKillsAndReapsThePeerProcesses) {
   }
 }
 
-// The raw-socket floor beside fan-out (bench/tcp_fan_baseline.cc): a row and a JSON
-// line per N with figures, and bad flags refused.
-TEST(TcpFanBaselineTest, GivesARowAndAJsonLinePerPeerCount) {
+// The raw-socket floor beside fan-out and fan-in (bench/tcp_fan_baseline.cc): a row
+// and a JSON line per mode and N with figures, and bad flags refused.
+TEST(TcpFanBaselineTest, GivesARowAndAJsonLinePerModeAndPeerCount) {
   const BenchRun run =
-      RunBench({"--peers=1,3", "--duration=1", "--warmup=0", "--json"}, TE_TCP_FAN_BASELINE_PATH);
+      RunBench({"--peers=1,3", "--modes=out,in", "--duration=1", "--warmup=0", "--json"},
+               TE_TCP_FAN_BASELINE_PATH);
   ASSERT_EQ(run.exit_code, 0) << Describe(run);
-  ASSERT_EQ(run.rows.size(), 2u) << Describe(run);
-  ASSERT_EQ(run.json.size(), 2u) << Describe(run);
-  for (size_t i = 0; i < 2; ++i) {
+  ASSERT_EQ(run.rows.size(), 4u) << Describe(run);
+  ASSERT_EQ(run.json.size(), 4u) << Describe(run);
+  for (size_t i = 0; i < 4; ++i) {
     const nlohmann::json& j = run.json[i];
-    EXPECT_EQ(j.value("mode", ""), "fan-out-raw");
-    EXPECT_EQ(j.value("peers", 0), i == 0 ? 1 : 3);
+    EXPECT_EQ(j.value("mode", ""), i < 2 ? "fan-out-raw" : "fan-in-raw");
+    EXPECT_EQ(j.value("peers", 0), i % 2 == 0 ? 1 : 3);
     EXPECT_GT(j.value("throughput", 0.0), 0.0) << j.dump();
     EXPECT_GT(j.value("cpu_seconds_per_gb", 0.0), 0.0) << j.dump();
     EXPECT_GT(j.value("p99_us", 0.0), 0.0) << j.dump();
@@ -242,7 +243,8 @@ TEST(TcpFanBaselineTest, GivesARowAndAJsonLinePerPeerCount) {
 }
 
 TEST(TcpFanBaselineTest, BadFlagsExitTwoWithOneLine) {
-  for (const char* flag : {"--peers=0", "--peers=1,x", "--size=0", "--threads=0"}) {
+  for (const char* flag : {"--peers=0", "--peers=1,x", "--size=0", "--threads=0",
+                           "--modes=sideways", "--modes=out,"}) {
     const BenchRun run = RunBench({flag}, TE_TCP_FAN_BASELINE_PATH);
     EXPECT_EQ(run.exit_code, 2) << flag << "\n" << Describe(run);
     EXPECT_TRUE(run.rows.empty()) << flag;
